@@ -1,0 +1,140 @@
+//! Restoring state from an image: every check before any byte of the body is believed.
+
+use std::any::Any;
+
+use super::checksum::crc32c;
+use super::format::{Encoding, CHECKSUM_LEN};
+use super::header::{self, ImageHeader};
+use super::{DecodeLimits, RestoreError};
+use crate::state::{self, decode_with_versions, Fingerprint, Migratable};
+
+/// State restored by [`restore_any`], typed only at run time.
+#[derive(Debug)]
+pub struct RestoredState {
+    /// The image's header.
+    pub header: ImageHeader,
+    /// The state; downcast it to the type named in the header.
+    pub state: Box<dyn Any + Send>,
+}
+
+/// Parses and verifies the header and the image's length, without decoding the body.
+pub fn inspect(bytes: &[u8]) -> Result<ImageHeader, RestoreError> {
+    verify(bytes, &DecodeLimits::DEFAULT).map(|(header, _)| header)
+}
+
+/// Restores a `T` from an image, with the default [`DecodeLimits`].
+///
+/// Refuses, with an error naming the cause, any image that is not exactly a checksummed image
+/// of `T` written by this version of `T`'s code or an older one.
+pub fn restore<T: Migratable>(bytes: &[u8]) -> Result<T, RestoreError> {
+    restore_with_limits(bytes, &DecodeLimits::DEFAULT)
+}
+
+/// Restores a `T` from an image under the given limits.
+pub fn restore_with_limits<T: Migratable>(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<T, RestoreError> {
+    let (header, body) = verify(bytes, limits)?;
+    decode_body(&header, body)
+}
+
+/// Restores whatever registered type the image holds, found by its wire name.
+pub fn restore_any(bytes: &[u8]) -> Result<RestoredState, RestoreError> {
+    let (header, body) = verify(bytes, &DecodeLimits::DEFAULT)?;
+    let registration =
+        state::lookup_type(&header.type_name).ok_or_else(|| RestoreError::UnknownType {
+            type_name: header.type_name.clone(),
+        })?;
+    let state = (registration.decode)(&header, body)?;
+    Ok(RestoredState { header, state })
+}
+
+/// Checks everything but the body's meaning: header, lengths, checksums, encoding.
+fn verify<'a>(
+    bytes: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<(ImageHeader, &'a [u8]), RestoreError> {
+    let header = header::parse(bytes, limits)?;
+    let total = header.image_len();
+    let available = bytes.len() as u64;
+    if available < total {
+        return Err(RestoreError::Truncated {
+            part: "body",
+            needed: total - header.header_len as u64,
+            available: available - header.header_len as u64,
+        });
+    }
+    if available > total {
+        return Err(RestoreError::TrailingBytes {
+            extra: available - total,
+        });
+    }
+    let body_end = bytes.len() - CHECKSUM_LEN;
+    let body = &bytes[header.header_len..body_end];
+    let mut stored = [0; CHECKSUM_LEN];
+    stored.copy_from_slice(&bytes[body_end..]);
+    let stored = u32::from_le_bytes(stored);
+    let computed = crc32c(body);
+    if stored != computed {
+        return Err(RestoreError::BodyChecksum { stored, computed });
+    }
+    if header.encoding != Encoding::Portable {
+        return Err(RestoreError::UnsupportedEncoding {
+            type_name: header.type_name.clone(),
+            encoding: header.encoding,
+            reason: "this build only decodes portable images from storage",
+        });
+    }
+    Ok((header, body))
+}
+
+/// Decodes a verified body as a `T`, after checking type, versions and fingerprint.
+pub(crate) fn decode_body<T: Migratable>(
+    header: &ImageHeader,
+    body: &[u8],
+) -> Result<T, RestoreError> {
+    let type_name = T::type_name();
+    if header.type_name != type_name {
+        return Err(RestoreError::TypeMismatch {
+            expected: type_name.into_owned(),
+            found: header.type_name.clone(),
+        });
+    }
+    let too_new = |source| RestoreError::VersionTooNew {
+        type_name: header.type_name.clone(),
+        source,
+    };
+    if header.type_version > T::VERSION {
+        return Err(too_new(state::SchemaError::VersionTooNew {
+            type_name: header.type_name.clone(),
+            image_version: header.type_version,
+            known_version: T::VERSION,
+        }));
+    }
+    let expected = Fingerprint::written::<T>(&header.versions).map_err(too_new)?;
+    if expected != header.fingerprint {
+        return Err(RestoreError::FingerprintMismatch {
+            type_name: header.type_name.clone(),
+            version: header.type_version,
+            found: header.fingerprint,
+            expected,
+        });
+    }
+    let (_, current) = Fingerprint::current::<T>();
+    let all_current = current == header.versions;
+    let (state, rest) = decode_with_versions(&header.versions, all_current, || {
+        postcard::take_from_bytes::<T>(body)
+    })
+    .map_err(|source| RestoreError::Decode {
+        type_name: header.type_name.clone(),
+        source,
+    })?;
+    if !rest.is_empty() {
+        return Err(RestoreError::BodyTrailingBytes {
+            type_name: header.type_name.clone(),
+            extra: rest.len() as u64,
+        });
+    }
+    Ok(state)
+}

@@ -1,0 +1,30 @@
+//! The trait every piece of task state implements, normally through `#[derive(Migratable)]`.
+
+use std::borrow::Cow;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{SchemaBuilder, Shape};
+
+/// State that can be captured on one host and restored on another.
+///
+/// Implemented by `#[derive(Migratable)]`; the derive also writes the type's serde impls (a
+/// positional encoding, decoded per version), its [`Shape`] and its registration. Implementing
+/// it by hand is possible but the derive is the supported path.
+///
+/// The portable encoding is postcard: fields in declaration order, integers as varints, floats
+/// as little-endian bits. It does not depend on the writer's architecture, endianness or
+/// pointer width.
+pub trait Migratable: Shape + Serialize + DeserializeOwned + Send + 'static {
+    /// The newest version of this type's layout, the one this build writes. Starts at 1.
+    const VERSION: u32;
+
+    /// The stable name this type travels under (set with `#[migratable(name = "...")]`,
+    /// the Rust type name otherwise). Generic types append their parameters' shapes.
+    fn type_name() -> Cow<'static, str>;
+
+    /// The shape of this type's own encoding as it was at `version` (1..=`VERSION`), written as
+    /// a canonical definition string; nested named types register themselves in `schema`.
+    fn shape_at(version: u32, schema: &mut SchemaBuilder) -> String;
+}

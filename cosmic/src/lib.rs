@@ -1,0 +1,2 @@
+//! placeholder
+pub use cosmic_runtime::*;
