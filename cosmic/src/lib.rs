@@ -1,2 +1,76 @@
-//! placeholder
-pub use cosmic_runtime::*;
+//! cosmic: cooperative, migratable tasks.
+//!
+//! A task's whole state lives in one struct that derives [`Migratable`]. cosmic captures that
+//! state as a portable *image* (postcard, with a schema fingerprint, versions and checksums) at
+//! safe points between steps, and restores it on any host: x86_64 or ARM, little- or
+//! big-endian, 32- or 64-bit.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use cosmic::Migratable;
+//!
+//! #[derive(Migratable, Debug, PartialEq)]
+//! #[migratable(version = 2)]
+//! struct Simulation {
+//!     step: u64,
+//!     grid: Vec<f64>,
+//!     names: BTreeMap<String, u32>,
+//!     phase: Phase,
+//!     #[migratable(since = 2, default)]
+//!     label: String,
+//! }
+//!
+//! #[derive(Migratable, Debug, PartialEq)]
+//! enum Phase { Warmup, Run { rate: f32 }, Done(u32) }
+//!
+//! let state = Simulation {
+//!     step: 3,
+//!     grid: vec![0.0, 1.5],
+//!     names: BTreeMap::from([("x".to_owned(), 1)]),
+//!     phase: Phase::Run { rate: 0.5 },
+//!     label: "demo".to_owned(),
+//! };
+//! let bytes = cosmic::image::capture(&state)?;
+//! let restored: Simulation = cosmic::image::restore(&bytes)?;
+//! assert_eq!(restored, state);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What moves and what does not
+//! Only the struct moves. Locals inside a step, open files and sockets, threads and channels
+//! stay behind; the derive refuses such types at compile time with an error saying why.
+#![warn(missing_docs, unreachable_pub)]
+
+#[cfg(feature = "derive")]
+#[doc = include_str!("derive.md")]
+pub use cosmic_macros::Migratable;
+pub use cosmic_runtime::image;
+pub use cosmic_runtime::state::Migratable;
+
+/// Schemas, fingerprints, versions and the type registry.
+pub mod state {
+    pub use cosmic_runtime::state::{
+        lookup_type, registered_types, Fingerprint, Registration, SchemaBuilder, SchemaError,
+        Shape, VersionTable,
+    };
+}
+
+/// The names most programs need: `use cosmic::prelude::*;`.
+pub mod prelude {
+    pub use crate::Migratable;
+}
+
+/// Items used by the code `#[derive(Migratable)]` generates. Not a stable API: it may change
+/// in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use cosmic_runtime::state::{
+        generic_type_name, written_version, BulkSlice, BulkVec, Migratable, MigratableField,
+        Registration, SchemaBuilder, Shape, ShapeParts,
+    };
+    pub use inventory;
+    pub use serde;
+    pub use std::borrow::Cow;
+    pub use std::format;
+    pub use std::string::{String, ToString};
+}

@@ -81,16 +81,19 @@ bulk_elements!(u8, i8, u16, i16, u32, i32, u64, i64, f32, f64);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BulkVec<T>(pub Vec<T>);
 
-impl<T: BulkElement> BulkVec<T> {
-    /// Encodes `values` in bulk; the borrowed counterpart of `BulkVec::serialize`.
-    pub fn serialize_slice<S: Serializer>(values: &[T], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&T::to_le_bytes(values))
+/// A borrowed slice that encodes in bulk, as [`BulkVec`] does.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkSlice<'a, T>(pub &'a [T]);
+
+impl<T: BulkElement> Serialize for BulkSlice<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&T::to_le_bytes(self.0))
     }
 }
 
 impl<T: BulkElement> Serialize for BulkVec<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        BulkVec::serialize_slice(&self.0, serializer)
+        BulkSlice(&self.0).serialize(serializer)
     }
 }
 

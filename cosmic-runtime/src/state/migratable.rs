@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserializer, Serialize};
 
 use super::{SchemaBuilder, Shape};
 
@@ -27,4 +27,18 @@ pub trait Migratable: Shape + Serialize + DeserializeOwned + Send + 'static {
     /// The shape of this type's own encoding as it was at `version` (1..=`VERSION`), written as
     /// a canonical definition string; nested named types register themselves in `schema`.
     fn shape_at(version: u32, schema: &mut SchemaBuilder) -> String;
+
+    /// Decodes the layout of `version` (1..=`VERSION`). The derived `Deserialize` impl calls
+    /// this with the version the bytes were written with; `upgrade_from` chains through it.
+    fn deserialize_version<'de, D: Deserializer<'de>>(
+        version: u32,
+        deserializer: D,
+    ) -> Result<Self, D::Error>
+    where
+        Self: Sized;
 }
+
+/// The bounds a generic parameter of a derived `Migratable` type gets.
+pub trait MigratableField: Shape + Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Shape + Serialize + DeserializeOwned + Send + 'static> MigratableField for T {}

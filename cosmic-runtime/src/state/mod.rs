@@ -10,10 +10,10 @@ mod shape;
 mod std_migratable;
 mod versions;
 
-pub use bulk::{BulkElement, BulkVec};
+pub use bulk::{BulkElement, BulkSlice, BulkVec};
 pub use fingerprint::Fingerprint;
-pub use migratable::Migratable;
+pub use migratable::{Migratable, MigratableField};
 pub use registry::{lookup_type, registered_types, Registration};
 pub use schema::{SchemaBuilder, SchemaError, VersionTable};
-pub use shape::Shape;
+pub use shape::{generic_type_name, Shape, ShapeParts};
 pub use versions::{decode_with_versions, written_version};

@@ -27,6 +27,50 @@ pub trait Shape {
     fn shape(schema: &mut SchemaBuilder) -> String;
 }
 
+/// Builds a definition string from its parts: `kind{name:shape,...}` or `kind(shape,...)`.
+///
+/// Used by the code `#[derive(Migratable)]` generates, so that the canonical form is written in
+/// one place.
+#[derive(Debug)]
+pub struct ShapeParts {
+    kind: &'static str,
+    parts: Vec<String>,
+    named: bool,
+}
+
+impl ShapeParts {
+    /// A definition of the given kind (`struct`, `tuple_struct`, a variant name...).
+    pub fn new(kind: &'static str) -> Self {
+        ShapeParts {
+            kind,
+            parts: Vec::new(),
+            named: false,
+        }
+    }
+
+    /// Adds a named part (a named field, or an enum variant).
+    pub fn named(&mut self, name: &str, shape: String) {
+        self.named = true;
+        self.parts.push(format!("{name}:{shape}"));
+    }
+
+    /// Adds a positional part (a tuple field).
+    pub fn positional(&mut self, shape: String) {
+        self.parts.push(shape);
+    }
+
+    /// The definition string.
+    pub fn finish(self) -> String {
+        let (open, close) = if self.named { ('{', '}') } else { ('(', ')') };
+        format!("{}{open}{}{close}", self.kind, self.parts.join(","))
+    }
+}
+
+/// The wire name of a generic type: its base name and its parameters' shapes.
+pub fn generic_type_name(base: &str, parameters: &[String]) -> String {
+    format!("{base}<{}>", parameters.join(","))
+}
+
 macro_rules! leaf_shapes {
     ($($ty:ty => $name:literal),* $(,)?) => {
         $(impl Shape for $ty {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Migratable, SchemaBuilder, Shape};
 
@@ -20,6 +20,13 @@ macro_rules! std_migratable {
 
             fn shape_at(_version: u32, schema: &mut SchemaBuilder) -> String {
                 <$ty as Shape>::shape(schema)
+            }
+
+            fn deserialize_version<'de, D: Deserializer<'de>>(
+                _version: u32,
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <$ty as Deserialize>::deserialize(deserializer)
             }
         }
     )*};
