@@ -12,6 +12,7 @@
 # separate target dir (default <workspace>/target/cross; override with CROSS_TARGET_DIR)
 # so it does not thrash the main target dir, which holds artifacts of another rustc.
 # Doctests are not run for cross targets by cargo 1.85.
+# Exports CROSS_TEST_RUNNER=qemu-<arch> to the tests (see below).
 set -euo pipefail
 
 usage() {
@@ -48,6 +49,11 @@ export "CARGO_TARGET_${T}_LINKER=$LINKER"
 # loader + libs (libc6:arm64 / libc6:s390x) found at the normal paths.
 export "CARGO_TARGET_${T}_RUNNER=$QEMU"
 unset QEMU_LD_PREFIX
+# There is no binfmt_misc here, so a test running under qemu cannot exec another binary of
+# the same foreign target directly (the spawn fails, exit status 127). Tests that spawn
+# such binaries (e.g. env!("CARGO_BIN_EXE_...")) must prefix them with this runner when it
+# is set: Command::new($CROSS_TEST_RUNNER).arg(exe)...  Native builds leave it unset.
+export CROSS_TEST_RUNNER=$QEMU
 
 # Separate target dir, at the root of the workspace being tested (honours --manifest-path).
 if [[ -n ${CROSS_TARGET_DIR:-} ]]; then

@@ -14,15 +14,32 @@ use crate::state::{Fingerprint, Migratable};
 ///
 /// Periodic checkpoints of the same task should keep one writer: after the first capture the
 /// buffer's pages are already faulted in, and a capture costs about a copy of the state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ImageWriter {
     buffer: Vec<u8>,
+    isa: Isa,
+}
+
+impl Default for ImageWriter {
+    fn default() -> Self {
+        ImageWriter::new()
+    }
 }
 
 impl ImageWriter {
-    /// A writer with an empty buffer.
+    /// A writer with an empty buffer that records this host's [`Isa`] in its images.
     pub fn new() -> Self {
-        ImageWriter::default()
+        ImageWriter::with_isa(Isa::host())
+    }
+
+    /// A writer that records `isa` as the writer's descriptor, for golden images that must be
+    /// byte-identical whichever machine and build produce them. The portable encoding does not
+    /// depend on it.
+    pub fn with_isa(isa: Isa) -> Self {
+        ImageWriter {
+            buffer: Vec::new(),
+            isa,
+        }
     }
 
     /// Captures `state` as a portable image and returns its bytes, valid until the next capture.
@@ -36,7 +53,7 @@ impl ImageWriter {
         )?;
         let header = ImageHeader {
             encoding: Encoding::Portable,
-            isa: Isa::host(),
+            isa: self.isa,
             header_len: header::encoded_len(&type_name, &versions),
             type_name: type_name.into_owned(),
             type_version: T::VERSION,
