@@ -12,6 +12,8 @@
 #     amd64 security-update version, which the s390x archive lacks): it is downloaded
 #     with `apt-get download` and unpacked by hand into /usr/lib.
 #   - All rustc-web/cargo-web/libstd pins are kept at one version.
+#   - libc6-dev-{arm64,s390x}-cross are named explicitly: gcc-*-linux-gnu only recommends
+#     them, and without them linking fails (cannot find Scrt1.o / crti.o).
 #
 # Idempotent: every step checks whether it is already done; a second run only checks
 # (no apt-get update, no downloads) and re-runs a quick smoke test.
@@ -23,8 +25,10 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-# Version the recipe was measured with; a newer bookworm update is accepted if that is
-# what the archive serves (all pins are then moved together).
+# Version the recipe was measured with. A newer ~deb12uN build of the same 1.85 series is
+# taken if the archive serves it for amd64, arm64 AND s390x (all pins move together);
+# apt's plain candidate is NOT used: bookworm-security carries rustc-web 1.96 for
+# amd64/arm64 only, which would leave s390x without a matching std.
 DOC_V="1.85.0+dfsg3-1~deb12u3"
 FOREIGN_ARCHES=(arm64 s390x)
 S390X_TRIPLE=s390x-unknown-linux-gnu
