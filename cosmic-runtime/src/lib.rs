@@ -1,10 +1,13 @@
-//! The runtime of cosmic: portable task state, checkpoint images, and (in later modules) the
-//! tasks, stores and hosts that move them.
+//! The runtime of cosmic: portable task state, checkpoint images, tasks, checkpoint stores and
+//! the runtime that drives tasks.
 //!
 //! Users depend on the `cosmic` facade, which re-exports what is public here; this crate is
 //! split out so that the derive macro's generated code has one stable place to point at.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod checkpoint;
 pub mod image;
 mod memory;
+pub mod runtime;
 pub mod state;
+pub mod task;

@@ -47,6 +47,26 @@ pub use cosmic_macros::Migratable;
 pub use cosmic_runtime::image;
 pub use cosmic_runtime::state::Migratable;
 
+pub use async_trait::async_trait;
+pub use cosmic_runtime::checkpoint::{CheckpointStore, FileStore, MemoryStore, Policy};
+pub use cosmic_runtime::runtime::{Builder, Runtime, TaskHandle};
+pub use cosmic_runtime::task::{Step, StepContext, Task, TaskError, TaskId, TaskStatus};
+
+/// Checkpoint policies, stores and the layout of tasks in a store.
+pub mod checkpoint {
+    pub use cosmic_runtime::checkpoint::*;
+}
+
+/// The runtime's builder, handles, errors and statistics.
+pub mod runtime {
+    pub use cosmic_runtime::runtime::*;
+}
+
+/// Tasks: the trait, steps, ids and statuses.
+pub mod task {
+    pub use cosmic_runtime::task::*;
+}
+
 /// Schemas, fingerprints, versions and the type registry.
 pub mod state {
     pub use cosmic_runtime::state::{
@@ -57,7 +77,7 @@ pub mod state {
 
 /// The names most programs need: `use cosmic::prelude::*;`.
 pub mod prelude {
-    pub use crate::Migratable;
+    pub use crate::{async_trait, Migratable, Policy, Runtime, Step, StepContext, Task, TaskError};
 }
 
 /// Items used by the code `#[derive(Migratable)]` generates. Not a stable API: it may change

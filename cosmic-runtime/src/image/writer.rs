@@ -3,7 +3,7 @@
 use postcard::ser_flavors::Flavor;
 
 use super::checksum::Crc32c;
-use super::format::Encoding;
+use super::format::{Encoding, CHECKSUM_LEN};
 use super::header::{self, ImageHeader, MAX_NAME_LEN, MAX_TABLE_ENTRIES};
 use super::isa::Isa;
 use super::CaptureError;
@@ -148,7 +148,9 @@ impl BodyFlavor<'_> {
         if self.buffer.capacity() - self.buffer.len() >= additional {
             return;
         }
-        let wanted = (self.buffer.len() + additional).max(self.buffer.capacity() * 2);
+        // Room for the body checksum too, so that appending it never moves the image.
+        let wanted =
+            (self.buffer.len() + additional + CHECKSUM_LEN).max(self.buffer.capacity() * 2);
         // A large buffer is allocated here rather than by `Vec`'s growth so that it can ask
         // for huge pages before the first write touches it.
         let mut grown = memory::vec_with_capacity(wanted);

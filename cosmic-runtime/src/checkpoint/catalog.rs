@@ -1,0 +1,256 @@
+//! How tasks are laid out in a [`CheckpointStore`]:
+//!
+//! ```text
+//! tasks/<task id>/task                        TaskRecord: type names, written once
+//! tasks/<task id>/ckpt/<seq:020>-<steps:020>  an image; the newest K are kept
+//! tasks/<task id>/outcome                     Outcome: output, failure or cancellation, written once
+//! ```
+//! Records are themselves images (checksummed, versioned), so a damaged record is detected
+//! like a damaged checkpoint.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{CheckpointStore, PutMode, StoreError};
+use crate::image::{self, RestoreError};
+use crate::state::BulkVec;
+use crate::task::TaskId;
+
+/// Names one checkpoint of a task: its sequence number and the steps completed when taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckpointKey {
+    /// Increases by one with every checkpoint of the task.
+    pub seq: u64,
+    /// Steps the task had completed when the image was captured.
+    pub steps: u64,
+}
+
+/// What a task is, recorded when it is spawned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The task's type (its wire name).
+    pub type_name: String,
+    /// The output's type.
+    pub output_type: String,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished; the output as an image.
+    Completed(Bytes),
+    /// A step failed with this message.
+    Failed(String),
+    /// Cancelled.
+    Cancelled,
+}
+
+/// Error returned by [`Catalog`] operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record in the store does not decode.
+    #[error("record `{key}` is damaged")]
+    Damaged {
+        /// The record's key.
+        key: String,
+        /// What is wrong with it.
+        #[source]
+        source: RestoreError,
+    },
+}
+
+/// The layout of tasks in a store; see the module docs.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<dyn CheckpointStore>,
+    keep: usize,
+}
+
+const OUTCOME_COMPLETED: u8 = 0;
+const OUTCOME_FAILED: u8 = 1;
+const OUTCOME_CANCELLED: u8 = 2;
+
+impl Catalog {
+    /// A catalog over `store` that keeps the newest `keep` checkpoints of each task.
+    pub fn new(store: Arc<dyn CheckpointStore>, keep: usize) -> Self {
+        Catalog {
+            store,
+            keep: keep.max(1),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn CheckpointStore> {
+        &self.store
+    }
+
+    fn task_key(task: TaskId) -> String {
+        format!("tasks/{task}/task")
+    }
+
+    fn outcome_key(task: TaskId) -> String {
+        format!("tasks/{task}/outcome")
+    }
+
+    fn checkpoint_prefix(task: TaskId) -> String {
+        format!("tasks/{task}/ckpt/")
+    }
+
+    fn checkpoint_key(task: TaskId, key: CheckpointKey) -> String {
+        format!("tasks/{task}/ckpt/{:020}-{:020}", key.seq, key.steps)
+    }
+
+    /// Records what `task` is. Written once, after its first checkpoint is durable.
+    pub async fn create_task(&self, task: TaskId, record: &TaskRecord) -> Result<(), CatalogError> {
+        let bytes = encode(&(record.type_name.clone(), record.output_type.clone()));
+        self.store
+            .put(&Self::task_key(task), bytes, PutMode::Create)
+            .await?;
+        Ok(())
+    }
+
+    /// What `task` is, if it was recorded.
+    pub async fn task_record(&self, task: TaskId) -> Result<Option<TaskRecord>, CatalogError> {
+        let key = Self::task_key(task);
+        let Some(bytes) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let (type_name, output_type) = image::restore::<(String, String)>(&bytes)
+            .map_err(|source| CatalogError::Damaged { key, source })?;
+        Ok(Some(TaskRecord {
+            type_name,
+            output_type,
+        }))
+    }
+
+    /// Stores a checkpoint image of `task`, then removes checkpoints beyond the newest K.
+    /// Older images are only removed once the new one is durable.
+    pub async fn put_checkpoint(
+        &self,
+        task: TaskId,
+        key: CheckpointKey,
+        image: Bytes,
+    ) -> Result<(), CatalogError> {
+        self.store
+            .put(&Self::checkpoint_key(task, key), image, PutMode::Overwrite)
+            .await?;
+        let existing = self.checkpoints(task).await?;
+        let surplus = existing.len().saturating_sub(self.keep);
+        for old in existing.into_iter().take(surplus) {
+            self.store.delete(&Self::checkpoint_key(task, old)).await?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoints of `task`, oldest first. Keys that do not parse are ignored.
+    pub async fn checkpoints(&self, task: TaskId) -> Result<Vec<CheckpointKey>, CatalogError> {
+        let prefix = Self::checkpoint_prefix(task);
+        let mut keys: Vec<CheckpointKey> = self
+            .store
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(|key| parse_checkpoint_key(&key[prefix.len()..]))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The image of one checkpoint, if it is still there.
+    pub async fn checkpoint(
+        &self,
+        task: TaskId,
+        key: CheckpointKey,
+    ) -> Result<Option<Bytes>, CatalogError> {
+        Ok(self.store.get(&Self::checkpoint_key(task, key)).await?)
+    }
+
+    /// Records how `task` ended (once: a second, different outcome is refused by the store).
+    pub async fn put_outcome(&self, task: TaskId, outcome: &Outcome) -> Result<(), CatalogError> {
+        let record = match outcome {
+            Outcome::Completed(output) => {
+                (OUTCOME_COMPLETED, String::new(), BulkVec(output.to_vec()))
+            }
+            Outcome::Failed(message) => (OUTCOME_FAILED, message.clone(), BulkVec(Vec::new())),
+            Outcome::Cancelled => (OUTCOME_CANCELLED, String::new(), BulkVec(Vec::new())),
+        };
+        let key = Self::outcome_key(task);
+        match self.store.put(&key, encode(&record), PutMode::Create).await {
+            Ok(()) => Ok(()),
+            // The same outcome written twice (a retry after an unclear failure) is fine.
+            Err(StoreError::AlreadyExists { .. })
+                if self.outcome(task).await?.as_ref() == Some(outcome) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// How `task` ended, if it has.
+    pub async fn outcome(&self, task: TaskId) -> Result<Option<Outcome>, CatalogError> {
+        let key = Self::outcome_key(task);
+        let Some(bytes) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let (kind, message, output) =
+            image::restore::<(u8, String, BulkVec<u8>)>(&bytes).map_err(|source| {
+                CatalogError::Damaged {
+                    key: key.clone(),
+                    source,
+                }
+            })?;
+        Ok(Some(match kind {
+            OUTCOME_COMPLETED => Outcome::Completed(Bytes::from(output.0)),
+            OUTCOME_FAILED => Outcome::Failed(message),
+            _ => Outcome::Cancelled,
+        }))
+    }
+
+    /// Removes every checkpoint of a finished task.
+    pub async fn retire_checkpoints(&self, task: TaskId) -> Result<(), CatalogError> {
+        for key in self.checkpoints(task).await? {
+            self.store.delete(&Self::checkpoint_key(task, key)).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything of `task` (a spawn that never completed).
+    pub async fn remove_task(&self, task: TaskId) -> Result<(), CatalogError> {
+        for key in self.store.list(&format!("tasks/{task}/")).await? {
+            self.store.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Every task with anything in the store.
+    pub async fn tasks(&self) -> Result<Vec<TaskId>, CatalogError> {
+        let mut tasks: Vec<TaskId> = self
+            .store
+            .list("tasks/")
+            .await?
+            .iter()
+            .filter_map(|key| key.strip_prefix("tasks/")?.split('/').next()?.parse().ok())
+            .collect();
+        tasks.dedup();
+        Ok(tasks)
+    }
+}
+
+fn encode<T: crate::state::Migratable>(record: &T) -> Bytes {
+    // Records are small std tuples whose encoding cannot fail.
+    Bytes::from(image::capture(record).unwrap_or_default())
+}
+
+fn parse_checkpoint_key(name: &str) -> Option<CheckpointKey> {
+    let (seq, steps) = name.split_once('-')?;
+    Some(CheckpointKey {
+        seq: seq.parse().ok()?,
+        steps: steps.parse().ok()?,
+    })
+}

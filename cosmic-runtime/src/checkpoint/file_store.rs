@@ -1,0 +1,251 @@
+//! [`FileStore`]: the embedded default store, one file per key under a folder.
+//!
+//! A put writes a temporary file in the key's folder, fsyncs it, renames it over the key's file
+//! (or hard-links it, for [`PutMode::Create`], which fails if the file exists) and fsyncs the
+//! folder, so after a crash the key holds the old value or the new one, never a torn file.
+//! Temporary files start with `.` and are ignored, and removed by [`FileStore::open`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::store::validate_key;
+use super::{CheckpointStore, PutMode, StoreError};
+
+/// A [`CheckpointStore`] in a local (or shared) folder.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: Arc<PathBuf>,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store in the folder `root`, and removes temporary files
+    /// that a crash left behind.
+    pub fn open(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let io_error = |source| StoreError::Io {
+            operation: "open",
+            key: String::new(),
+            path: root.clone(),
+            source,
+        };
+        fs::create_dir_all(&root).map_err(io_error)?;
+        remove_temporaries(&root).map_err(io_error)?;
+        Ok(FileStore {
+            root: Arc::new(root),
+        })
+    }
+
+    /// The store's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    /// Runs blocking file work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        key: &str,
+        work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| StoreError::Interrupted {
+                key: key.to_owned(),
+            })?
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for FileStore {
+    async fn put(&self, key: &str, value: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        let owned_key = key.to_owned();
+        Self::blocking(key, move || {
+            write_atomically(&path, &value, mode).map_err(|source| {
+                if source.kind() == io::ErrorKind::AlreadyExists && mode == PutMode::Create {
+                    StoreError::AlreadyExists { key: owned_key }
+                } else {
+                    StoreError::Io {
+                        operation: "write",
+                        key: owned_key,
+                        path,
+                        source,
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path_of(key)?;
+        let owned_key = key.to_owned();
+        Self::blocking(key, move || match fs::read(&path) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io {
+                operation: "read",
+                key: owned_key,
+                path,
+                source,
+            }),
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // Walk only the folder the prefix names, not the whole store.
+        let folder = match prefix.rfind('/') {
+            Some(slash) => &prefix[..slash],
+            None => "",
+        };
+        let start = self.root.join(folder);
+        let root = Arc::clone(&self.root);
+        let prefix = prefix.to_owned();
+        Self::blocking(&prefix.clone(), move || {
+            let mut keys = Vec::new();
+            collect_keys(&root, &start, &mut keys).map_err(|source| StoreError::Io {
+                operation: "list",
+                key: prefix.clone(),
+                path: start.clone(),
+                source,
+            })?;
+            keys.retain(|key| key.starts_with(&prefix));
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        let owned_key = key.to_owned();
+        Self::blocking(key, move || {
+            let result = fs::remove_file(&path).and_then(|()| sync_parent(&path));
+            match result {
+                Ok(()) => Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(StoreError::Io {
+                    operation: "delete",
+                    key: owned_key,
+                    path,
+                    source,
+                }),
+            }
+        })
+        .await
+    }
+}
+
+fn write_atomically(path: &Path, value: &[u8], mode: PutMode) -> io::Result<()> {
+    let folder = path
+        .parent()
+        .ok_or_else(|| io::Error::other("key has no folder"))?;
+    create_folder_durably(folder)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("key has no file name"))?
+        .to_string_lossy();
+    let temporary = folder.join(format!(
+        ".{name}.tmp-{:016x}",
+        crate::task::TaskId::random().0
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        file.write_all(value)?;
+        file.sync_all()?;
+        drop(file);
+        match mode {
+            PutMode::Overwrite => fs::rename(&temporary, path)?,
+            PutMode::Create => {
+                fs::hard_link(&temporary, path)?;
+                fs::remove_file(&temporary)?;
+            }
+        }
+        sync_folder(folder)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// Creates `folder` and its missing ancestors, fsyncing each parent so the new entries last.
+fn create_folder_durably(folder: &Path) -> io::Result<()> {
+    if folder.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = folder.parent() {
+        create_folder_durably(parent)?;
+    }
+    match fs::create_dir(folder) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(error) => return Err(error),
+    }
+    sync_parent(folder)
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) => sync_folder(parent),
+        None => Ok(()),
+    }
+}
+
+fn sync_folder(folder: &Path) -> io::Result<()> {
+    File::open(folder)?.sync_all()
+}
+
+fn collect_keys(root: &Path, folder: &Path, keys: &mut Vec<String>) -> io::Result<()> {
+    let entries = match fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect_keys(root, &path, keys)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            let key: Vec<String> = relative
+                .components()
+                .map(|part| part.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            keys.push(key.join("/"));
+        }
+    }
+    Ok(())
+}
+
+fn remove_temporaries(folder: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(folder)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.file_type()?.is_dir() {
+            if !name.starts_with('.') {
+                remove_temporaries(&entry.path())?;
+            }
+        } else if name.starts_with('.') && name.contains(".tmp-") {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}

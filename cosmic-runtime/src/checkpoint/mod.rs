@@ -1,0 +1,19 @@
+//! Checkpoints: when to take them ([`Policy`]), where they go ([`CheckpointStore`], with
+//! [`FileStore`] as the embedded default and [`MemoryStore`] for tests), and how a task's
+//! images and outcome are laid out in a store ([`Catalog`]).
+
+mod catalog;
+mod clock;
+mod file_store;
+mod memory_store;
+mod persister;
+mod policy;
+mod store;
+
+pub use catalog::{Catalog, CatalogError, CheckpointKey, Outcome, TaskRecord};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use file_store::FileStore;
+pub use memory_store::MemoryStore;
+pub(crate) use persister::{PersistRequest, Persister};
+pub use policy::{daly_interval, young_interval, Policy, Schedule};
+pub use store::{CheckpointStore, PutMode, StoreError};

@@ -1,0 +1,139 @@
+//! Writing a task's checkpoints off the task's path: at most one write in flight per task, and
+//! a newer capture supersedes one still queued (its waiters are answered by the newer one,
+//! which holds later state).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+
+use super::{Catalog, CatalogError, CheckpointKey};
+use crate::task::TaskId;
+
+/// Answer to a waiter: the checkpoint that made its request durable.
+pub(crate) type PersistResult = Result<CheckpointKey, Arc<CatalogError>>;
+
+/// A captured image waiting to be written.
+pub(crate) struct PersistRequest {
+    pub(crate) key: CheckpointKey,
+    pub(crate) image: Vec<u8>,
+    pub(crate) waiters: Vec<oneshot::Sender<PersistResult>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    queued: Option<PersistRequest>,
+    writing: bool,
+    closed: bool,
+}
+
+/// Called after every write with the key, its size and what happened.
+pub(crate) type WriteObserver =
+    Arc<dyn Fn(TaskId, CheckpointKey, usize, &PersistResult) + Send + Sync>;
+
+/// The write queue of one task; see the module docs.
+pub(crate) struct Persister {
+    task: TaskId,
+    catalog: Catalog,
+    slot: Mutex<Slot>,
+    wake: Notify,
+    idle: Notify,
+    observer: WriteObserver,
+}
+
+impl Persister {
+    /// Starts the writer of `task`'s checkpoints on the current tokio runtime.
+    pub(crate) fn start(task: TaskId, catalog: Catalog, observer: WriteObserver) -> Arc<Persister> {
+        let persister = Arc::new(Persister {
+            task,
+            catalog,
+            slot: Mutex::new(Slot::default()),
+            wake: Notify::new(),
+            idle: Notify::new(),
+            observer,
+        });
+        tokio::spawn(Arc::clone(&persister).run());
+        persister
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues an image, replacing (and inheriting the waiters of) one not yet being written.
+    pub(crate) fn submit(&self, mut request: PersistRequest) {
+        let mut slot = self.slot();
+        if let Some(superseded) = slot.queued.take() {
+            request.waiters.extend(superseded.waiters);
+        }
+        slot.queued = Some(request);
+        drop(slot);
+        self.wake.notify_one();
+    }
+
+    /// Waits until nothing is queued or being written.
+    pub(crate) async fn flush(&self) {
+        loop {
+            let idle = self.idle.notified();
+            {
+                let slot = self.slot();
+                if slot.queued.is_none() && !slot.writing {
+                    return;
+                }
+            }
+            idle.await;
+        }
+    }
+
+    /// Writes what is queued, then stops the writer.
+    pub(crate) async fn close(&self) {
+        self.flush().await;
+        self.slot().closed = true;
+        self.wake.notify_one();
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            let wake = self.wake.notified();
+            let next = {
+                let mut slot = self.slot();
+                let next = slot.queued.take();
+                slot.writing = next.is_some();
+                if next.is_none() && slot.closed {
+                    return;
+                }
+                next
+            };
+            let Some(request) = next else {
+                self.idle.notify_waiters();
+                wake.await;
+                continue;
+            };
+            let started = Instant::now();
+            let size = request.image.len();
+            let result = self
+                .catalog
+                .put_checkpoint(self.task, request.key, Bytes::from(request.image))
+                .await
+                .map(|()| request.key)
+                .map_err(Arc::new);
+            match &result {
+                Ok(key) => {
+                    tracing::debug!(task = %self.task, seq = key.seq, bytes = size, elapsed = ?started.elapsed(), "checkpoint durable")
+                }
+                Err(error) => {
+                    tracing::warn!(task = %self.task, seq = request.key.seq, %error, "checkpoint write failed; the previous checkpoint is kept")
+                }
+            }
+            (self.observer)(self.task, request.key, size, &result);
+            for waiter in request.waiters {
+                let _ = waiter.send(result.clone());
+            }
+            self.slot().writing = false;
+            self.idle.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The [`CheckpointStore`] trait: where images and outcomes are kept.
+//!
+//! The trait is a small object store (put, get, list by prefix, delete), so that an
+//! S3-compatible store (the `object_store` crate, with conditional puts for [`PutMode::Create`])
+//! can implement it without changing any caller. What the keys mean is the [`Catalog`]'s
+//! business.
+//!
+//! [`Catalog`]: super::Catalog
+
+use std::fmt::Debug;
+use std::io;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// What a put does when the key exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace the value.
+    Overwrite,
+    /// Fail with [`StoreError::AlreadyExists`]: a conditional put, for records written once.
+    Create,
+}
+
+/// Error returned by [`CheckpointStore`] operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The operating system refused an operation (disk full, permission denied, ...).
+    #[error("failed to {operation} `{key}` at {}", path.display())]
+    Io {
+        /// What was being done: "write", "read", "list", "delete", "open".
+        operation: &'static str,
+        /// The key.
+        key: String,
+        /// The file involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A [`PutMode::Create`] put found the key already there.
+    #[error("`{key}` already exists")]
+    AlreadyExists {
+        /// The key.
+        key: String,
+    },
+    /// A key that the store cannot hold.
+    #[error("invalid store key `{key}`: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A background operation did not finish (its thread panicked or the runtime shut down).
+    #[error("store operation on `{key}` was interrupted")]
+    Interrupted {
+        /// The key.
+        key: String,
+    },
+}
+
+impl StoreError {
+    /// The OS error kind, for I/O errors.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            StoreError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
+    /// Whether the device is out of space.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+
+    /// Whether the OS denied access.
+    pub fn is_permission_denied(&self) -> bool {
+        self.io_kind() == Some(io::ErrorKind::PermissionDenied)
+    }
+}
+
+/// A durable key-value store for checkpoint images and task records.
+///
+/// Keys are `/`-separated paths of `[A-Za-z0-9._-]` segments. Implementations must make a
+/// completed `put` durable (it survives a crash of the process and of the machine) and atomic
+/// (a reader sees the old value or the new one, never a mix).
+#[async_trait]
+pub trait CheckpointStore: Send + Sync + Debug + 'static {
+    /// Stores `value` under `key`, durably and atomically.
+    async fn put(&self, key: &str, value: Bytes, mode: PutMode) -> Result<(), StoreError>;
+
+    /// The value under `key`, or `None`.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Every key that starts with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Checks a key against the rules in [`CheckpointStore`]'s docs.
+pub(crate) fn validate_key(key: &str) -> Result<(), StoreError> {
+    let invalid = |reason| {
+        Err(StoreError::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        })
+    };
+    if key.is_empty() || key.len() > 1024 {
+        return invalid("keys are 1 to 1024 bytes long");
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return invalid("empty, `.` and `..` segments are not allowed");
+        }
+        if segment.starts_with('.') {
+            return invalid("segments may not start with `.` (reserved for temporary files)");
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return invalid("segments are made of ASCII letters, digits, `.`, `_` and `-`");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! The loop that runs one task: a step, then a safe point where control requests, scheduled
+//! checkpoints and test-mode round trips are served, then the next step.
+//!
+//! Serving requests at the task's own safe points is what keeps CPU-heavy steps from starving
+//! control work: a request waits for at most the step in flight, whatever the other tasks do.
+//! The loop also yields to tokio after every step so other tasks on the worker get a turn.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use super::error::ControlError;
+use super::shared::{Control, TaskShared};
+use super::RuntimeInner;
+use crate::checkpoint::{CheckpointKey, Outcome, PersistRequest, Persister, Policy, Schedule};
+use crate::image::{self, ImageWriter};
+use crate::state::Migratable;
+use crate::task::{Step, StepContext, Task, TaskId, TaskStatus};
+
+/// Starts driving `task`, resumed from (or first captured at) checkpoint `from`.
+pub(crate) fn start<T: Task>(
+    runtime: &Arc<RuntimeInner>,
+    id: TaskId,
+    task: T,
+    from: CheckpointKey,
+) -> Arc<TaskShared> {
+    let (shared, control) =
+        TaskShared::running(id, T::Output::type_name().into_owned(), from.steps);
+    runtime.tasks().insert(id, Arc::clone(&shared));
+    let persister = runtime.catalog.as_ref().map(|catalog| {
+        let stats = Arc::clone(&runtime.stats);
+        Persister::start(
+            id,
+            catalog.clone(),
+            Arc::new(move |_, _, size, result| match result {
+                Ok(_) => stats.written(size),
+                Err(_) => stats.write_failed(),
+            }),
+        )
+    });
+    let driver = Driver {
+        runtime: Arc::clone(runtime),
+        shared: Arc::clone(&shared),
+        control,
+        persister,
+        schedule: Schedule::new(runtime.policy, runtime.clock.now()),
+        writer: ImageWriter::new(),
+        steps: from.steps,
+        next_seq: from.seq + 1,
+        paused: false,
+    };
+    let span =
+        tracing::info_span!("task", task = %id, host = %runtime.host, r#type = %T::type_name());
+    tokio::spawn(driver.run(task).instrument(span));
+    shared
+}
+
+struct Driver {
+    runtime: Arc<RuntimeInner>,
+    shared: Arc<TaskShared>,
+    control: mpsc::UnboundedReceiver<Control>,
+    persister: Option<Arc<Persister>>,
+    schedule: Schedule,
+    writer: ImageWriter,
+    steps: u64,
+    next_seq: u64,
+    paused: bool,
+}
+
+/// What the safe point decided.
+enum Next {
+    Step,
+    Cancel,
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl Driver {
+    async fn run<T: Task>(mut self, mut task: T) {
+        let id = self.shared.id;
+        loop {
+            match self.safe_point(&mut task).await {
+                Next::Step => {}
+                Next::Cancel => {
+                    self.finish(Outcome::Cancelled).await;
+                    return;
+                }
+                Next::Shutdown(done) => {
+                    self.stop(&task).await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
+            let mut cx = StepContext::new(id, self.runtime.host.clone(), self.steps);
+            let result = task.step(&mut cx).await;
+            match result {
+                Ok(Step::Continue) => {}
+                Ok(Step::Done(output)) => {
+                    let outcome = match image::capture(&output) {
+                        Ok(bytes) => Outcome::Completed(Bytes::from(bytes)),
+                        Err(error) => {
+                            Outcome::Failed(format!("failed to capture the output: {error}"))
+                        }
+                    };
+                    self.steps += 1;
+                    self.shared.set_steps(self.steps);
+                    self.finish(outcome).await;
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "step failed");
+                    self.finish(Outcome::Failed(error.to_string())).await;
+                    return;
+                }
+            }
+            self.steps += 1;
+            self.shared.set_steps(self.steps);
+            self.schedule.step_done();
+            if cx.checkpoint_requested {
+                self.checkpoint(&task, Vec::new());
+            }
+            if let Some(every) = self.runtime.verify_every {
+                if self.steps % every == 0 {
+                    if let Err(message) = round_trip(&mut task) {
+                        self.finish(Outcome::Failed(message)).await;
+                        return;
+                    }
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Serves control requests and scheduled checkpoints; waits here while paused.
+    async fn safe_point<T: Task>(&mut self, task: &mut T) -> Next {
+        loop {
+            let control = if self.paused {
+                match self.control.recv().await {
+                    Some(control) => control,
+                    // Every handle and the runtime are gone: nobody can resume it. Stay
+                    // checkpointed rather than running unobserved.
+                    None => return Next::Shutdown(oneshot::channel().0),
+                }
+            } else {
+                match self.control.try_recv() {
+                    Ok(control) => control,
+                    Err(_) => break,
+                }
+            };
+            match control {
+                Control::Pause(reply) => {
+                    self.paused = true;
+                    self.shared.set_status(TaskStatus::Paused);
+                    let _ = reply.send(());
+                }
+                Control::Resume(reply) => {
+                    self.paused = false;
+                    self.shared.set_status(TaskStatus::Running);
+                    let _ = reply.send(());
+                }
+                Control::Cancel(reply) => {
+                    // Answered once the outcome is recorded: the reply is dropped with the
+                    // driver, after `finish`.
+                    std::mem::forget(reply);
+                    return Next::Cancel;
+                }
+                Control::Checkpoint(reply) => {
+                    self.checkpoint(task, vec![reply]);
+                }
+                Control::Shutdown(done) => return Next::Shutdown(done),
+            }
+        }
+        if self.schedule.is_due(self.runtime.clock.now()) {
+            self.checkpoint(task, Vec::new());
+        }
+        Next::Step
+    }
+
+    /// Captures the state now and hands the image to the persister; `replies` are answered
+    /// once it is durable.
+    fn checkpoint<T: Task>(
+        &mut self,
+        task: &T,
+        replies: Vec<oneshot::Sender<Result<CheckpointKey, ControlError>>>,
+    ) {
+        let id = self.shared.id;
+        let Some(persister) = &self.persister else {
+            for reply in replies {
+                let _ = reply.send(Err(ControlError::CheckpointsDisabled {
+                    task: id,
+                    reason: "the runtime has no checkpoint store",
+                }));
+            }
+            return;
+        };
+        if self.runtime.policy == Policy::Never {
+            for reply in replies {
+                let _ = reply.send(Err(ControlError::CheckpointsDisabled {
+                    task: id,
+                    reason: "the checkpoint policy is `Never`",
+                }));
+            }
+            return;
+        }
+        let started = Instant::now();
+        let captured = self.writer.capture(task).map(drop);
+        let captured = captured.map(|()| self.writer.take());
+        let cost = started.elapsed();
+        self.runtime.stats.captured(cost);
+        self.schedule.checkpointed(self.runtime.clock.now(), cost);
+        let image = match captured {
+            Ok(image) => image,
+            Err(error) => {
+                tracing::error!(%error, "capture failed");
+                let error = Arc::new(error);
+                for reply in replies {
+                    let _ = reply.send(Err(ControlError::Capture {
+                        task: id,
+                        source: Arc::clone(&error),
+                    }));
+                }
+                return;
+            }
+        };
+        let key = CheckpointKey {
+            seq: self.next_seq,
+            steps: self.steps,
+        };
+        self.next_seq += 1;
+        // Bridge the persister's answers to the handles' error type.
+        let waiters = replies
+            .into_iter()
+            .map(|reply| {
+                let (sender, receiver) = oneshot::channel();
+                tokio::spawn(async move {
+                    let answer = match receiver.await {
+                        Ok(Ok(key)) => Ok(key),
+                        Ok(Err(source)) => Err(ControlError::Store { task: id, source }),
+                        Err(_) => Err(ControlError::Finished { task: id }),
+                    };
+                    let _ = reply.send(answer);
+                });
+                sender
+            })
+            .collect();
+        persister.submit(PersistRequest {
+            key,
+            image,
+            waiters,
+        });
+    }
+
+    /// Records the outcome durably, then retires the checkpoints and announces the end.
+    async fn finish(&mut self, outcome: Outcome) {
+        let id = self.shared.id;
+        if let Some(persister) = self.persister.take() {
+            persister.close().await;
+        }
+        if let Some(catalog) = &self.runtime.catalog {
+            if self.runtime.policy != Policy::Never {
+                // Without a durable outcome a restart would run the task again; keep trying
+                // rather than report an end that is not recorded.
+                let mut delay = std::time::Duration::from_millis(10);
+                while let Err(error) = catalog.put_outcome(id, &outcome).await {
+                    tracing::error!(%error, "failed to record the outcome; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+                if let Err(error) = catalog.retire_checkpoints(id).await {
+                    tracing::warn!(%error, "failed to retire checkpoints of a finished task");
+                }
+            }
+        }
+        tracing::info!(status = ?outcome_status(&outcome), steps = self.steps, "task ended");
+        self.shared.finish(outcome);
+    }
+
+    /// Stops for a shutdown: a last checkpoint, made durable.
+    async fn stop<T: Task>(&mut self, task: &T) {
+        if self.steps > 0 || self.next_seq > 1 {
+            self.checkpoint(task, Vec::new());
+        }
+        if let Some(persister) = self.persister.take() {
+            persister.close().await;
+        }
+        self.shared.set_status(TaskStatus::Stopped);
+    }
+}
+
+fn outcome_status(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Completed(_) => "completed",
+        Outcome::Failed(_) => "failed",
+        Outcome::Cancelled => "cancelled",
+    }
+}
+
+/// Test mode: replaces the task with its image's restoration, as a move would.
+fn round_trip<T: Task>(task: &mut T) -> Result<(), String> {
+    let bytes = image::capture(&*task)
+        .map_err(|error| format!("test mode: capture for a round trip failed: {error}"))?;
+    *task = image::restore(&bytes)
+        .map_err(|error| format!("test mode: restore for a round trip failed: {error}"))?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Errors of the runtime's operations, one enum per kind of operation.
+
+use std::sync::Arc;
+
+use crate::checkpoint::CatalogError;
+use crate::image::{CaptureError, RestoreError};
+use crate::task::TaskId;
+
+/// Error returned by [`Builder::build`](super::Builder::build).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No tokio runtime is running: build the runtime from within one.
+    #[error("cosmic's runtime must be built inside a tokio runtime")]
+    NoTokioRuntime,
+    /// The store could not be listed while looking for tasks to resume.
+    #[error("failed to read the checkpoint store while resuming tasks")]
+    Recovery(#[source] CatalogError),
+}
+
+/// Error returned by [`Runtime::spawn`](super::Runtime::spawn).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The initial image could not be captured.
+    #[error("failed to capture the initial image of task {task}")]
+    Capture {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: CaptureError,
+    },
+    /// The initial checkpoint or the task record could not be written.
+    #[error("failed to record new task {task} in the checkpoint store")]
+    Store {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<CatalogError>,
+    },
+    /// The runtime is shutting down.
+    #[error("the runtime is shut down")]
+    ShutDown,
+}
+
+/// Error returned by [`TaskHandle::join`](super::TaskHandle::join).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// A step returned an error.
+    #[error("task {task} failed: {message}")]
+    Failed {
+        /// The task.
+        task: TaskId,
+        /// The step's error message.
+        message: String,
+    },
+    /// The task was cancelled.
+    #[error("task {task} was cancelled")]
+    Cancelled {
+        /// The task.
+        task: TaskId,
+    },
+    /// The recorded output does not decode as the handle's output type.
+    #[error("output of task {task} does not decode")]
+    Output {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: RestoreError,
+    },
+    /// The outcome could not be read from the store.
+    #[error("failed to read the outcome of task {task}")]
+    Store {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<CatalogError>,
+    },
+    /// The runtime stopped before the task ended (it resumes from its checkpoint at the next
+    /// start on the same store).
+    #[error("the runtime shut down before task {task} ended")]
+    ShutDown {
+        /// The task.
+        task: TaskId,
+    },
+}
+
+/// Error returned by a handle's control operations (pause, resume, cancel, checkpoint).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The task has already ended.
+    #[error("task {task} has already ended")]
+    Finished {
+        /// The task.
+        task: TaskId,
+    },
+    /// The state could not be captured.
+    #[error("failed to capture task {task}")]
+    Capture {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<CaptureError>,
+    },
+    /// The checkpoint could not be made durable; the previous one is kept.
+    #[error("failed to write a checkpoint of task {task}")]
+    Store {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<CatalogError>,
+    },
+    /// The runtime has no store, or its policy is [`Policy::Never`](crate::checkpoint::Policy::Never).
+    #[error("task {task} cannot be checkpointed: {reason}")]
+    CheckpointsDisabled {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Error returned by [`Runtime::handle`](super::Runtime::handle).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandleError {
+    /// No such task on this runtime.
+    #[error("no task {task} on this runtime")]
+    NotFound {
+        /// The task.
+        task: TaskId,
+    },
+    /// The task's output type is not the one asked for.
+    #[error("task {task} outputs `{actual}`, not `{requested}`")]
+    OutputType {
+        /// The task.
+        task: TaskId,
+        /// The type asked for.
+        requested: String,
+        /// The task's output type.
+        actual: String,
+    },
+}

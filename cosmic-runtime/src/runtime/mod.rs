@@ -1,0 +1,209 @@
+//! The [`Runtime`]: spawns tasks, drives them step by step, checkpoints them at safe points,
+//! and on start resumes every unfinished task found in its store.
+
+mod builder;
+mod driver;
+mod error;
+mod handle;
+mod shared;
+mod stats;
+mod task_types;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use builder::Builder;
+pub use error::{BuildError, ControlError, HandleError, JoinError, SpawnError};
+pub use handle::TaskHandle;
+pub use stats::RuntimeStats;
+
+use crate::checkpoint::{Catalog, CheckpointKey, Clock, Policy, TaskRecord};
+use crate::image;
+use crate::state::Migratable;
+use crate::task::{Task, TaskId, TaskStatus};
+use shared::{Control, TaskShared};
+use stats::StatsCounters;
+use task_types::TaskTypes;
+
+/// What the runtime found in its store when it started.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Unfinished tasks resumed from a checkpoint, with the checkpoint used.
+    pub resumed: Vec<(TaskId, CheckpointKey)>,
+    /// Finished tasks whose outcome is available through [`Runtime::handle`].
+    pub finished: Vec<TaskId>,
+    /// Tasks that could not be resumed, and why.
+    pub failed: Vec<(TaskId, String)>,
+}
+
+/// Runs tasks. Built with [`Runtime::builder`]; cheap to clone (clones share the runtime).
+///
+/// ```
+/// # use cosmic_runtime::runtime::Runtime;
+/// # use cosmic_runtime::checkpoint::{MemoryStore, Policy};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let rt = Runtime::builder()
+///     .host("alpha")
+///     .store(MemoryStore::new())
+///     .checkpoint(Policy::every_steps(10))
+///     .build()
+///     .await?;
+/// assert_eq!(rt.host(), "alpha");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    host: String,
+    catalog: Option<Catalog>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    verify_every: Option<u64>,
+    types: TaskTypes,
+    tasks: Mutex<HashMap<TaskId, Arc<TaskShared>>>,
+    stats: Arc<StatsCounters>,
+    shutting_down: AtomicBool,
+    recovery: Mutex<Recovery>,
+}
+
+impl std::fmt::Debug for RuntimeInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("host", &self.host)
+            .field("policy", &self.policy)
+            .field("store", &self.catalog.as_ref().map(Catalog::store))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults: host "local", no store, [`Policy::default`].
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The name of this host.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// Starts `task`. Returns once its first checkpoint (and its record) is durable in the
+    /// store, so from then on a crash cannot lose it; without a store, at once.
+    pub async fn spawn<T: Task>(&self, task: T) -> Result<TaskHandle<T::Output>, SpawnError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(SpawnError::ShutDown);
+        }
+        self.inner.types.register::<T>();
+        let id = TaskId::random();
+        let first = CheckpointKey { seq: 0, steps: 0 };
+        if let (Some(catalog), true) = (&self.inner.catalog, self.inner.policy != Policy::Never) {
+            let started = std::time::Instant::now();
+            let bytes =
+                image::capture(&task).map_err(|source| SpawnError::Capture { task: id, source })?;
+            self.inner.stats.captured(started.elapsed());
+            let size = bytes.len();
+            let store_error = |source| SpawnError::Store {
+                task: id,
+                source: Arc::new(source),
+            };
+            // The image first, then the record: a record always has an image behind it, and an
+            // image without a record is a spawn that never returned, removed at the next start.
+            catalog
+                .put_checkpoint(id, first, bytes.into())
+                .await
+                .map_err(store_error)?;
+            self.inner.stats.written(size);
+            catalog
+                .create_task(
+                    id,
+                    &TaskRecord {
+                        type_name: T::type_name().into_owned(),
+                        output_type: T::Output::type_name().into_owned(),
+                    },
+                )
+                .await
+                .map_err(store_error)?;
+        }
+        let shared = driver::start(&self.inner, id, task, first);
+        Ok(TaskHandle::new(shared))
+    }
+
+    /// A handle to a task of this runtime (running, or finished and recorded in the store),
+    /// typed by its output.
+    pub fn handle<O: Migratable>(&self, task: TaskId) -> Result<TaskHandle<O>, HandleError> {
+        let shared = self
+            .inner
+            .task(task)
+            .ok_or(HandleError::NotFound { task })?;
+        let requested = O::type_name();
+        if shared.output_type != requested {
+            return Err(HandleError::OutputType {
+                task,
+                requested: requested.into_owned(),
+                actual: shared.output_type.clone(),
+            });
+        }
+        Ok(TaskHandle::new(shared))
+    }
+
+    /// Every task this runtime knows, with its status.
+    pub fn tasks(&self) -> Vec<(TaskId, TaskStatus)> {
+        let mut tasks: Vec<_> = self
+            .inner
+            .tasks()
+            .values()
+            .map(|shared| (shared.id, shared.status()))
+            .collect();
+        tasks.sort_by_key(|(id, _)| *id);
+        tasks
+    }
+
+    /// What the runtime found in its store when it started.
+    pub fn recovery(&self) -> Recovery {
+        self.inner
+            .recovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A snapshot of the runtime's counters.
+    pub fn stats(&self) -> RuntimeStats {
+        let tasks: Vec<TaskStatus> = self.inner.tasks().values().map(|t| t.status()).collect();
+        self.inner.stats.snapshot(&tasks, self.inner.clock.now())
+    }
+
+    /// Stops every task at its next safe point, takes a last checkpoint of each (with a
+    /// store), and waits until they are durable. Tasks resume at the next start on the store.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let running: Vec<Arc<TaskShared>> = self.inner.tasks().values().cloned().collect();
+        let mut waits = Vec::new();
+        for shared in running {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if shared.send(Control::Shutdown(done)) {
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            let _ = wait.await;
+        }
+    }
+}
+
+impl RuntimeInner {
+    fn tasks(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<TaskShared>>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn task(&self, task: TaskId) -> Option<Arc<TaskShared>> {
+        self.tasks().get(&task).cloned()
+    }
+}

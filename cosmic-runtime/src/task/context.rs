@@ -1,0 +1,44 @@
+//! What a step sees of the runtime.
+
+use super::TaskId;
+
+/// Passed to every [`Task::step`](super::Task::step): who the task is and where it runs, and
+/// requests the step can make that take effect at the next safe point.
+#[derive(Debug)]
+pub struct StepContext {
+    pub(crate) task: TaskId,
+    pub(crate) host: String,
+    pub(crate) steps: u64,
+    pub(crate) checkpoint_requested: bool,
+}
+
+impl StepContext {
+    pub(crate) fn new(task: TaskId, host: String, steps: u64) -> Self {
+        StepContext {
+            task,
+            host,
+            steps,
+            checkpoint_requested: false,
+        }
+    }
+
+    /// The task's id.
+    pub fn task_id(&self) -> TaskId {
+        self.task
+    }
+
+    /// The name of the host the task runs on now.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// How many steps the task has completed before this one, across restores.
+    pub fn steps_completed(&self) -> u64 {
+        self.steps
+    }
+
+    /// Asks for a checkpoint at the next safe point (after this step).
+    pub fn request_checkpoint(&mut self) {
+        self.checkpoint_requested = true;
+    }
+}
