@@ -5,6 +5,7 @@ use std::any::Any;
 use super::checksum::crc32c;
 use super::format::{Encoding, CHECKSUM_LEN};
 use super::header::{self, ImageHeader};
+use super::writer::TypePlan;
 use super::{DecodeLimits, RestoreError};
 use crate::state::{self, decode_with_versions, Fingerprint, Migratable};
 
@@ -94,10 +95,12 @@ pub(crate) fn decode_body<T: Migratable>(
     header: &ImageHeader,
     body: &[u8],
 ) -> Result<T, RestoreError> {
-    let type_name = T::type_name();
-    if header.type_name != type_name {
+    // The type's name, current versions and fingerprint are computed once per type.
+    let plan = TypePlan::of::<T>();
+    let current = &plan.header;
+    if header.type_name != current.type_name {
         return Err(RestoreError::TypeMismatch {
-            expected: type_name.into_owned(),
+            expected: current.type_name.clone(),
             found: header.type_name.clone(),
         });
     }
@@ -112,7 +115,13 @@ pub(crate) fn decode_body<T: Migratable>(
             known_version: T::VERSION,
         }));
     }
-    let expected = Fingerprint::written::<T>(&header.versions).map_err(too_new)?;
+    let all_current = current.versions == header.versions;
+    let expected = if all_current {
+        plan.written_at_current.clone()
+    } else {
+        Fingerprint::written::<T>(&header.versions)
+    }
+    .map_err(too_new)?;
     if expected != header.fingerprint {
         return Err(RestoreError::FingerprintMismatch {
             type_name: header.type_name.clone(),
@@ -121,8 +130,6 @@ pub(crate) fn decode_body<T: Migratable>(
             expected,
         });
     }
-    let (_, current) = Fingerprint::current::<T>();
-    let all_current = current == header.versions;
     let (state, rest) = decode_with_versions(&header.versions, all_current, || {
         postcard::take_from_bytes::<T>(body)
     })

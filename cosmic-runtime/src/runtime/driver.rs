@@ -73,7 +73,7 @@ struct Driver {
 /// What the safe point decided.
 enum Next {
     Step,
-    Cancel,
+    Cancel(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -83,8 +83,9 @@ impl Driver {
         loop {
             match self.safe_point(&mut task).await {
                 Next::Step => {}
-                Next::Cancel => {
+                Next::Cancel(done) => {
                     self.finish(Outcome::Cancelled).await;
+                    let _ = done.send(());
                     return;
                 }
                 Next::Shutdown(done) => {
@@ -160,12 +161,8 @@ impl Driver {
                     self.shared.set_status(TaskStatus::Running);
                     let _ = reply.send(());
                 }
-                Control::Cancel(reply) => {
-                    // Answered once the outcome is recorded: the reply is dropped with the
-                    // driver, after `finish`.
-                    std::mem::forget(reply);
-                    return Next::Cancel;
-                }
+                // Answered once the cancellation is recorded.
+                Control::Cancel(reply) => return Next::Cancel(reply),
                 Control::Checkpoint(reply) => {
                     self.checkpoint(task, vec![reply]);
                 }

@@ -21,6 +21,7 @@ pub struct Registration {
     /// Computes the type's current fingerprint.
     pub fingerprint: fn() -> Fingerprint,
     /// Decodes a verified image body of this type.
+    #[allow(clippy::type_complexity)]
     pub decode: fn(&ImageHeader, &[u8]) -> Result<Box<dyn Any + Send>, RestoreError>,
 }
 

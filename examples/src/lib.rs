@@ -1,0 +1,3 @@
+//! Tasks shared by the example programs.
+
+pub mod heat;
