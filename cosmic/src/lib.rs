@@ -36,9 +36,48 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Running tasks
+//! A task implements [`Task`]: one async step at a time. The [`Runtime`] calls it again and
+//! again; between two steps is a safe point where it checkpoints, pauses or cancels the task.
+//!
+//! ```
+//! use cosmic::prelude::*;
+//!
+//! #[derive(Migratable)]
+//! struct Collatz { n: u64, steps: u32 }
+//!
+//! #[async_trait]
+//! impl Task for Collatz {
+//!     type Output = u32;
+//!
+//!     async fn step(&mut self, _cx: &mut StepContext) -> Result<Step<u32>, TaskError> {
+//!         if self.n == 1 {
+//!             return Ok(Step::Done(self.steps));
+//!         }
+//!         self.n = if self.n % 2 == 0 { self.n / 2 } else { 3 * self.n + 1 };
+//!         self.steps += 1;
+//!         Ok(Step::Continue)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = cosmic::Runtime::builder()
+//!     .host("alpha")
+//!     .store(cosmic::MemoryStore::new()) // cosmic::FileStore::open(dir)? to survive crashes
+//!     .checkpoint(cosmic::Policy::every_steps(10))
+//!     .build()
+//!     .await?;
+//! let handle = rt.spawn(Collatz { n: 27, steps: 0 }).await?;
+//! assert_eq!(handle.join().await?, 111);
+//! # Ok(()) }
+//! ```
+//!
 //! # What moves and what does not
 //! Only the struct moves. Locals inside a step, open files and sockets, threads and channels
-//! stay behind; the derive refuses such types at compile time with an error saying why.
+//! stay behind; the derive refuses such types at compile time with an error saying why. After
+//! a crash a task resumes from its last durable checkpoint, so a step that ran after that
+//! checkpoint runs again: keep a step's effects outside the struct idempotent.
 #![warn(missing_docs, unreachable_pub)]
 
 #[cfg(feature = "derive")]
