@@ -1,6 +1,8 @@
 //! A typed view of the derive input: the container, its variants and fields, each with its
 //! parsed attributes and a reference to the syn node it came from (for error spans).
 
+use proc_macro2::{Group, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::{Data, DeriveInput, Fields, Generics, Ident, Member, Type};
 
 use crate::attr::{self, ContainerAttrs, FieldAttrs};
@@ -33,9 +35,10 @@ pub(crate) struct Variant<'a> {
 
 pub(crate) struct Field<'a> {
     pub(crate) member: Member,
-    pub(crate) ty: &'a Type,
+    /// The field's type as written, with `Self` spelled out: the generated code uses it in
+    /// items (visitors) where `Self` is another type.
+    pub(crate) ty: Type,
     pub(crate) attrs: FieldAttrs,
-    pub(crate) original: &'a syn::Field,
     /// Encoded as raw little-endian bytes (`Vec` of a plain number).
     pub(crate) bulk_element: Option<&'a Ident>,
 }
@@ -44,9 +47,9 @@ impl<'a> Container<'a> {
     /// Builds the view, or returns `None` (with the error recorded) for a union.
     pub(crate) fn from_ast(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<Container<'a>> {
         let attrs = ContainerAttrs::parse(cx, &input.attrs);
-        let body = match &input.data {
+        let mut body = match &input.data {
             Data::Struct(data) => {
-                let (style, fields) = fields_from_ast(cx, &data.fields);
+                let (style, fields) = fields_from_ast(cx, input, &data.fields);
                 Body::Struct(style, fields)
             }
             Data::Enum(data) => Body::Enum(
@@ -54,7 +57,7 @@ impl<'a> Container<'a> {
                     .iter()
                     .map(|variant| {
                         attr::reject_on_variant(cx, &variant.attrs);
-                        let (style, fields) = fields_from_ast(cx, &variant.fields);
+                        let (style, fields) = fields_from_ast(cx, input, &variant.fields);
                         Variant {
                             ident: &variant.ident,
                             style,
@@ -71,6 +74,13 @@ impl<'a> Container<'a> {
                 return None;
             }
         };
+        if attrs.use_serde.is_some() {
+            // The type's own serde impls encode a `Vec<f64>` as a sequence, not in bulk; the
+            // shape must say so.
+            for field in body.fields_mut() {
+                field.bulk_element = None;
+            }
+        }
         Some(Container {
             ident: &input.ident,
             generics: &input.generics,
@@ -88,7 +98,20 @@ impl<'a> Container<'a> {
     }
 }
 
-fn fields_from_ast<'a>(cx: &mut Ctxt, fields: &'a Fields) -> (Style, Vec<Field<'a>>) {
+impl<'a> Body<'a> {
+    fn fields_mut(&mut self) -> Box<dyn Iterator<Item = &mut Field<'a>> + '_> {
+        match self {
+            Body::Struct(_, fields) => Box::new(fields.iter_mut()),
+            Body::Enum(variants) => Box::new(variants.iter_mut().flat_map(|v| v.fields.iter_mut())),
+        }
+    }
+}
+
+fn fields_from_ast<'a>(
+    cx: &mut Ctxt,
+    input: &DeriveInput,
+    fields: &'a Fields,
+) -> (Style, Vec<Field<'a>>) {
     let style = match fields {
         Fields::Named(_) => Style::Named,
         Fields::Unnamed(_) => Style::Tuple,
@@ -117,14 +140,35 @@ fn fields_from_ast<'a>(cx: &mut Ctxt, fields: &'a Fields) -> (Style, Vec<Field<'
             });
             Field {
                 member,
-                ty: &field.ty,
+                ty: replace_self(&field.ty, input),
                 attrs,
-                original: field,
                 bulk_element,
             }
         })
         .collect();
     (style, fields)
+}
+
+/// `ty` with every `Self` replaced by the container type.
+fn replace_self(ty: &Type, input: &DeriveInput) -> Type {
+    fn replace(tokens: TokenStream, container: &TokenStream) -> TokenStream {
+        tokens
+            .into_iter()
+            .flat_map(|token| match token {
+                TokenTree::Ident(ident) if ident == "Self" => container.clone(),
+                TokenTree::Group(group) => {
+                    let mut new = Group::new(group.delimiter(), replace(group.stream(), container));
+                    new.set_span(group.span());
+                    TokenTree::Group(new).into_token_stream()
+                }
+                other => other.into_token_stream(),
+            })
+            .collect()
+    }
+    let ident = &input.ident;
+    let (_, ty_generics, _) = input.generics.split_for_impl();
+    let container = quote::quote!(#ident #ty_generics);
+    syn::parse2(replace(ty.to_token_stream(), &container)).unwrap_or_else(|_| ty.clone())
 }
 
 /// The element ident of a field written `Vec<ident>` (or `std::vec::Vec<ident>`).

@@ -1,18 +1,20 @@
 //! Code generation: the `Shape`, `Migratable`, `Serialize` and `Deserialize` impls and the
-//! type's registration, all inside one `const _: () = { ... };` block.
+//! type's registration, all inside one `const _: () = { ... };` block. The decoding side is
+//! in `de.rs`.
 //!
 //! The serde impls are positional (fields in declaration order, no names on the wire) and the
 //! decoder reads the layout of the version the bytes were written with: fields outside their
 //! `since`/`until` range are not read and get their default instead.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
 use syn::{parse_quote, DeriveInput, GenericParam, Generics, Ident, LitStr, Path};
 
 use crate::ast::{Body, Container, Field, Style, Variant};
 use crate::attr::DefaultValue;
 use crate::ctxt::Ctxt;
-use crate::{fallback, valid};
+use crate::{fallback, fields, valid};
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
@@ -22,28 +24,40 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     }
     let krate = container
         .as_ref()
-        .and_then(|container| container.attrs.krate.clone())
-        .unwrap_or_else(|| parse_quote!(::cosmic));
+        .and_then(|container| container.attrs.krate.as_ref())
+        .map_or_else(|| parse_quote!(::cosmic), |krate| krate.value.clone());
+    // The version the stubs of the fallback declare, so that an `upgrade_from` naming this type
+    // is not refused as well.
+    let version = container
+        .as_ref()
+        .and_then(|container| container.attrs.version.as_ref())
+        .map_or(1, |version| version.value.max(1));
+    let stubs = fallback::Stubs {
+        krate: &krate,
+        version,
+        serde: container
+            .as_ref()
+            .is_none_or(|container| container.attrs.use_serde.is_none()),
+    };
     match (cx.check(), container) {
-        (Ok(()), Some(container)) => Expander::new(&container, krate).expand(),
-        (Err(errors), _) => fallback::expand(input, &krate, errors),
-        (Ok(()), None) => fallback::expand(
+        (Ok(()), Some(container)) => Expander::new(&container, krate.clone()).expand(),
+        (Err(errors), _) => stubs.expand(input, errors),
+        (Ok(()), None) => stubs.expand(
             input,
-            &krate,
             syn::Error::new(Span::call_site(), "cannot derive `Migratable` here"),
         ),
     }
 }
 
-struct Expander<'a> {
-    container: &'a Container<'a>,
-    krate: Path,
+pub(crate) struct Expander<'a> {
+    pub(crate) container: &'a Container<'a>,
+    pub(crate) krate: Path,
     /// The container's generics with `MigratableField` bounds on every type parameter.
-    generics: Generics,
-    wire_name: String,
-    version: u32,
+    pub(crate) generics: Generics,
+    pub(crate) wire_name: String,
+    pub(crate) version: u32,
     /// Counts the visitor types generated, to name them.
-    visitors: std::cell::Cell<usize>,
+    pub(crate) visitors: std::cell::Cell<usize>,
 }
 
 impl<'a> Expander<'a> {
@@ -83,6 +97,12 @@ impl<'a> Expander<'a> {
         let ident = self.container.ident;
         let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
         let version = self.version;
+        // With `use_serde`, a missing serde impl is reported at `use_serde`, as an unmet bound
+        // of this impl.
+        let migratable_self = match &self.container.attrs.use_serde {
+            Some(use_serde) => Ident::new(&ident.to_string(), first_span(&use_serde.tokens)),
+            None => ident.clone(),
+        };
         let type_name = self.type_name();
         let shape_at = self.shape_at();
         let deserialize_version = self.deserialize_version();
@@ -102,13 +122,29 @@ impl<'a> Expander<'a> {
             }
         };
         let upgrade_check = match (&self.container.attrs.upgrade_from, self.is_generic()) {
-            (Some(old), false) => quote! {
-                const _: () = ::core::assert!(
-                    <#old as #krate::__private::Migratable>::VERSION < #version,
-                    "`upgrade_from` must name a type whose `version` is older than this type's",
+            (Some(old), false) => {
+                let old = &old.value;
+                let message = format!(
+                    "`upgrade_from = {}` must name an older layout of this type, but its `VERSION` is not below this type's `version = {version}`; raise this type's `version`",
+                    quote!(#old).to_string().replace(' ', ""),
                 );
-            },
+                quote_spanned! {old.span()=>
+                    const _: () = ::core::assert!(
+                        <#old as #krate::__private::Migratable>::VERSION < #version,
+                        #message,
+                    );
+                }
+            }
             _ => TokenStream::new(),
+        };
+        let field_helpers = if self.container.all_fields().any(is_dispatched) {
+            let arrays = self
+                .container
+                .all_fields()
+                .any(|field| is_dispatched(field) && matches!(field.ty, syn::Type::Array(_)));
+            fields::helpers(&quote!(#krate::__private), arrays)
+        } else {
+            TokenStream::new()
         };
         quote! {
             #[automatically_derived]
@@ -120,7 +156,7 @@ impl<'a> Expander<'a> {
                     }
                 }
 
-                impl #impl_generics #krate::__private::Migratable for #ident #ty_generics #where_clause {
+                impl #impl_generics #krate::__private::Migratable for #migratable_self #ty_generics #where_clause {
                     const VERSION: u32 = #version;
 
                     fn type_name() -> #krate::__private::Cow<'static, str> {
@@ -143,6 +179,7 @@ impl<'a> Expander<'a> {
                 }
 
                 #serde_impls
+                #field_helpers
                 #registration
                 #upgrade_check
             };
@@ -213,10 +250,14 @@ impl<'a> Expander<'a> {
     }
 
     /// For a type with `upgrade_from = Old`: versions up to `Old::VERSION` are Old's business.
-    fn upgrade_prefix(&self, delegate: impl Fn(&syn::Type) -> TokenStream) -> TokenStream {
+    pub(crate) fn upgrade_prefix(
+        &self,
+        delegate: impl Fn(&syn::Type) -> TokenStream,
+    ) -> TokenStream {
         let krate = &self.krate;
         match &self.container.attrs.upgrade_from {
             Some(old) => {
+                let old = &old.value;
                 let call = delegate(old);
                 quote! {
                     if version <= <#old as #krate::__private::Migratable>::VERSION {
@@ -263,12 +304,12 @@ impl<'a> Expander<'a> {
     }
 
     /// The type a field is encoded as: the field's own, or `BulkVec<T>` for bulk fields.
-    fn field_wire_type(&self, field: &Field<'_>) -> TokenStream {
+    pub(crate) fn field_wire_type(&self, field: &Field<'_>) -> TokenStream {
         let krate = &self.krate;
         match field.bulk_element {
             Some(element) => quote!(#krate::__private::BulkVec<#element>),
             None => {
-                let ty = field.ty;
+                let ty = &field.ty;
                 quote!(#ty)
             }
         }
@@ -356,9 +397,13 @@ impl<'a> Expander<'a> {
     /// The value to hand to serde for a field (bound to `place`, a reference).
     fn serialized_value(&self, field: &Field<'_>, place: TokenStream) -> TokenStream {
         let krate = &self.krate;
-        match field.bulk_element {
-            Some(_) => quote!(&#krate::__private::BulkSlice(#place)),
-            None => place,
+        if field.bulk_element.is_some() {
+            quote!(&#krate::__private::BulkSlice(#place))
+        } else if is_dispatched(field) {
+            let value = fields::value(&field.ty, place);
+            quote!(&#value)
+        } else {
+            place
         }
     }
 
@@ -383,9 +428,12 @@ impl<'a> Expander<'a> {
             Style::Unit => quote! {
                 #ident::#variant_ident => __S::serialize_unit_variant(serializer, #name, #index, #variant_name),
             },
-            Style::Tuple if is_newtype(variant) => quote! {
-                #ident::#variant_ident(__field0) => __S::serialize_newtype_variant(serializer, #name, #index, #variant_name, __field0),
-            },
+            Style::Tuple if is_newtype(variant) => {
+                let value = self.serialized_value(&variant.fields[0], quote!(__field0));
+                quote! {
+                    #ident::#variant_ident(__field0) => __S::serialize_newtype_variant(serializer, #name, #index, #variant_name, #value),
+                }
+            }
             Style::Tuple => {
                 let writes = current.iter().map(|(field, binding)| {
                     let value = self.serialized_value(field, quote!(#binding));
@@ -413,278 +461,6 @@ impl<'a> Expander<'a> {
                         #ser::SerializeStructVariant::end(__state)
                     }
                 }
-            }
-        }
-    }
-
-    // ---- deserialize --------------------------------------------------------------------
-
-    fn generics_with_de(&self) -> Generics {
-        let mut generics = self.generics.clone();
-        generics.params.insert(0, parse_quote!('de));
-        generics
-    }
-
-    fn deserialize_version(&self) -> TokenStream {
-        let krate = &self.krate;
-        let upgrade = self.upgrade_prefix(|old| {
-            quote! {
-                return <#old as #krate::__private::Migratable>::deserialize_version(version, deserializer)
-                    .map(::core::convert::Into::into);
-            }
-        });
-        if self.container.attrs.use_serde.is_some() {
-            let name = &self.wire_name;
-            let version = self.version;
-            return quote! {
-                if version != #version {
-                    return ::core::result::Result::Err(<__D::Error as #krate::__private::serde::de::Error>::custom(
-                        #krate::__private::format!(
-                            "`{}` uses its own serde impls and reads only version {}, not {}",
-                            #name, #version, version,
-                        ),
-                    ));
-                }
-                <Self as #krate::__private::serde::Deserialize<'de>>::deserialize(deserializer)
-            };
-        }
-        let entry = self.entry_visitor_ident();
-        let (_, ty_generics, _) = self.generics.split_for_impl();
-        let turbofish = ty_generics.as_turbofish();
-        let name = &self.wire_name;
-        let call = match &self.container.body {
-            Body::Struct(Style::Unit, _) => {
-                quote!(deserialize_unit_struct(deserializer, #name, __visitor))
-            }
-            Body::Struct(Style::Named, fields) => {
-                let names = fields.iter().map(Field::name);
-                quote!(deserialize_struct(deserializer, #name, &[#(#names),*], __visitor))
-            }
-            Body::Struct(Style::Tuple, fields) => {
-                let count = fields.len();
-                quote!(deserialize_tuple_struct(deserializer, #name, #count, __visitor))
-            }
-            Body::Enum(variants) => {
-                let names = variants.iter().map(|variant| variant.ident.to_string());
-                quote!(deserialize_enum(deserializer, #name, &[#(#names),*], __visitor))
-            }
-        };
-        quote! {
-            #upgrade
-            let __visitor = #entry #turbofish { version, marker: ::core::marker::PhantomData };
-            __D::#call
-        }
-    }
-
-    fn entry_visitor_ident(&self) -> Ident {
-        format_ident!("__MigratableVisitor")
-    }
-
-    fn next_visitor_ident(&self) -> Ident {
-        let n = self.visitors.get() + 1;
-        self.visitors.set(n);
-        format_ident!("__MigratableVisitor{}", n)
-    }
-
-    /// A visitor type: a struct carrying the version, and its `Visitor` impl with `methods`.
-    fn visitor(&self, ident: &Ident, expecting: &str, methods: TokenStream) -> TokenStream {
-        let krate = &self.krate;
-        let de = quote!(#krate::__private::serde::de);
-        let container_ident = self.container.ident;
-        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
-        let de_generics = self.generics_with_de();
-        let (de_impl_generics, _, _) = de_generics.split_for_impl();
-        quote! {
-            struct #ident #impl_generics #where_clause {
-                version: u32,
-                marker: ::core::marker::PhantomData<fn() -> #container_ident #ty_generics>,
-            }
-
-            impl #de_impl_generics #de::Visitor<'de> for #ident #ty_generics #where_clause {
-                type Value = #container_ident #ty_generics;
-
-                fn expecting(&self, formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    ::core::fmt::Formatter::write_str(formatter, #expecting)
-                }
-
-                #methods
-            }
-        }
-    }
-
-    fn visitors_and_entry(&self) -> TokenStream {
-        let krate = &self.krate;
-        let de = quote!(#krate::__private::serde::de);
-        let entry = self.entry_visitor_ident();
-        let ident = self.container.ident;
-        let name = &self.wire_name;
-        match &self.container.body {
-            Body::Struct(Style::Unit, _) => self.visitor(
-                &entry,
-                &format!("unit struct {name}"),
-                quote! {
-                    fn visit_unit<__E: #de::Error>(self) -> ::core::result::Result<Self::Value, __E> {
-                        ::core::result::Result::Ok(#ident)
-                    }
-                },
-            ),
-            Body::Struct(style, fields) => {
-                let body = self.read_fields(quote!(#ident), *style, fields, &format!("struct {name}"));
-                self.visitor(&entry, &format!("struct {name}"), self.visit_seq(body))
-            }
-            Body::Enum(variants) => {
-                let mut extra = Vec::new();
-                let arms: Vec<TokenStream> = variants
-                    .iter()
-                    .enumerate()
-                    .map(|(index, variant)| {
-                        let index = index as u32;
-                        let (arm, visitor) = self.deserialize_variant(variant);
-                        extra.extend(visitor);
-                        quote!(#index => #arm,)
-                    })
-                    .collect();
-                let expecting = format!("variant index 0 <= i < {}", variants.len());
-                let entry_visitor = self.visitor(
-                    &entry,
-                    &format!("enum {name}"),
-                    quote! {
-                        fn visit_enum<__A: #de::EnumAccess<'de>>(
-                            self,
-                            data: __A,
-                        ) -> ::core::result::Result<Self::Value, __A::Error> {
-                            let (__index, __variant): (u32, _) = #de::EnumAccess::variant(data)?;
-                            match __index {
-                                #(#arms)*
-                                _ => ::core::result::Result::Err(#de::Error::invalid_value(
-                                    #de::Unexpected::Unsigned(__index as u64),
-                                    &#expecting,
-                                )),
-                            }
-                        }
-                    },
-                );
-                quote! {
-                    #entry_visitor
-                    #(#extra)*
-                }
-            }
-        }
-    }
-
-    fn visit_seq(&self, body: TokenStream) -> TokenStream {
-        let krate = &self.krate;
-        let de = quote!(#krate::__private::serde::de);
-        quote! {
-            fn visit_seq<__A: #de::SeqAccess<'de>>(
-                self,
-                mut __seq: __A,
-            ) -> ::core::result::Result<Self::Value, __A::Error> {
-                let version = self.version;
-                #body
-            }
-        }
-    }
-
-    /// Reads the fields of `version`'s layout from `__seq` and builds `constructor`.
-    fn read_fields(
-        &self,
-        constructor: TokenStream,
-        style: Style,
-        fields: &[Field<'_>],
-        what: &str,
-    ) -> TokenStream {
-        let krate = &self.krate;
-        let de = quote!(#krate::__private::serde::de);
-        let locals: Vec<Ident> = (0..fields.len())
-            .map(|i| format_ident!("__field{}", i))
-            .collect();
-        let reads = fields.iter().zip(&locals).map(|(field, local)| {
-            let ty = field.ty;
-            let default = default_value(field);
-            if field.is_skipped() {
-                return quote!(let #local: #ty = #default;);
-            }
-            let wire = self.field_wire_type(field);
-            let unwrap = if field.bulk_element.is_some() { quote!(.0) } else { TokenStream::new() };
-            let read = quote! {
-                match #de::SeqAccess::next_element::<#wire>(&mut __seq)? {
-                    ::core::option::Option::Some(__value) => {
-                        __read += 1;
-                        __value #unwrap
-                    }
-                    ::core::option::Option::None => {
-                        return ::core::result::Result::Err(#de::Error::invalid_length(__read, &#what));
-                    }
-                }
-            };
-            if field.since() == 1 && field.until().is_none() {
-                // In every version: no default needed (or required of the type).
-                quote!(let #local: #ty = #read;)
-            } else {
-                let active = active_condition(field);
-                quote!(let #local: #ty = if #active { #read } else { #default };)
-            }
-        });
-        let build = match style {
-            Style::Named => {
-                let members = fields.iter().map(|field| &field.member);
-                quote!(#constructor { #(#members: #locals),* })
-            }
-            Style::Tuple => quote!(#constructor(#(#locals),*)),
-            Style::Unit => quote!(#constructor),
-        };
-        quote! {
-            let mut __read = 0usize;
-            let _ = version;
-            #(#reads)*
-            let _ = __read;
-            ::core::result::Result::Ok(#build)
-        }
-    }
-
-    /// A match arm body for one variant, and the visitor type it needs, if any.
-    fn deserialize_variant(&self, variant: &Variant<'_>) -> (TokenStream, Option<TokenStream>) {
-        let krate = &self.krate;
-        let de = quote!(#krate::__private::serde::de);
-        let ident = self.container.ident;
-        let variant_ident = variant.ident;
-        let what = format!("variant {}::{}", self.wire_name, variant.ident);
-        match variant.style {
-            Style::Unit => (
-                quote! {{
-                    #de::VariantAccess::unit_variant(__variant)?;
-                    ::core::result::Result::Ok(#ident::#variant_ident)
-                }},
-                None,
-            ),
-            Style::Tuple if is_newtype(variant) => {
-                let ty = variant.fields[0].ty;
-                (
-                    quote!(#de::VariantAccess::newtype_variant::<#ty>(__variant).map(#ident::#variant_ident)),
-                    None,
-                )
-            }
-            style => {
-                let visitor_ident = self.next_visitor_ident();
-                let (_, ty_generics, _) = self.generics.split_for_impl();
-                let turbofish = ty_generics.as_turbofish();
-                let body = self.read_fields(
-                    quote!(#ident::#variant_ident),
-                    style,
-                    &variant.fields,
-                    &what,
-                );
-                let visitor = self.visitor(&visitor_ident, &what, self.visit_seq(body));
-                let make = quote!(#visitor_ident #turbofish { version: self.version, marker: ::core::marker::PhantomData });
-                let arm = if style == Style::Named {
-                    let names = variant.fields.iter().map(Field::name);
-                    quote!(#de::VariantAccess::struct_variant(__variant, &[#(#names),*], #make))
-                } else {
-                    let count = variant.fields.len();
-                    quote!(#de::VariantAccess::tuple_variant(__variant, #count, #make))
-                };
-                (arm, Some(visitor))
             }
         }
     }
@@ -716,7 +492,7 @@ fn is_current(field: &Field<'_>) -> bool {
 }
 
 /// A single plain field: encoded as a serde newtype variant.
-fn is_newtype(variant: &Variant<'_>) -> bool {
+pub(crate) fn is_newtype(variant: &Variant<'_>) -> bool {
     variant.style == Style::Tuple
         && variant.fields.len() == 1
         && is_current(&variant.fields[0])
@@ -725,7 +501,7 @@ fn is_newtype(variant: &Variant<'_>) -> bool {
 }
 
 /// The run-time test of whether `field` is in the layout of `version`.
-fn active_condition(field: &Field<'_>) -> TokenStream {
+pub(crate) fn active_condition(field: &Field<'_>) -> TokenStream {
     let since = field.since();
     match field.until() {
         Some(until) => quote!((version >= #since && version < #until)),
@@ -734,9 +510,39 @@ fn active_condition(field: &Field<'_>) -> TokenStream {
     }
 }
 
-fn default_value(field: &Field<'_>) -> TokenStream {
-    match field.attrs.default.as_ref().map(|d| &d.value) {
-        Some(DefaultValue::Path(path)) => quote!(#path()),
-        Some(DefaultValue::Trait) | None => quote!(::core::default::Default::default()),
+/// The value of a field that is not in the bytes. `Default::default()` is spanned at the
+/// attribute that asks for it (`default`, or `skip` without `default`), where a missing
+/// `Default` impl is reported.
+pub(crate) fn default_value(field: &Field<'_>) -> TokenStream {
+    let attrs = &field.attrs;
+    match &attrs.default {
+        Some(default) => match &default.value {
+            DefaultValue::Path(path) => quote!(#path()),
+            DefaultValue::Trait => trait_default(&default.tokens),
+        },
+        None => match &attrs.skip {
+            Some(skip) => trait_default(&skip.tokens),
+            None => trait_default(&quote!()),
+        },
     }
+}
+
+fn trait_default(at: &TokenStream) -> TokenStream {
+    let span = first_span(at);
+    quote_spanned!(span=> ::core::default::Default::default())
+}
+
+pub(crate) fn first_span(tokens: &TokenStream) -> Span {
+    tokens
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |token| token.span())
+}
+
+/// Whether the serde calls for a field go through `fields::value`/`seed`: every
+/// encoded field but the bulk ones (encoded as `BulkVec`) and the opaque ones (serde types
+/// without a shape, by the user's word).
+pub(crate) fn is_dispatched(field: &Field<'_>) -> bool {
+    !field.is_skipped() && field.bulk_element.is_none() && field.attrs.opaque.is_none()
 }

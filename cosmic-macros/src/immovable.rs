@@ -4,18 +4,29 @@
 //! impl; this check names the problem and what to do instead, at the type that causes it.
 
 use syn::visit::{self, Visit};
-use syn::{Type, TypePath};
+use syn::{Lifetime, Type, TypePath};
 
 use crate::ctxt::Ctxt;
 
-/// Records an error for every part of `ty` that cannot move.
-pub(crate) fn check_type(cx: &mut Ctxt, ty: &Type) {
-    let mut finder = Finder { cx };
+/// Records an error for every part of `ty` that cannot move, and adds the lifetimes named
+/// inside those parts to `reported` (their parameters need no error of their own).
+pub(crate) fn check_type(cx: &mut Ctxt, ty: &Type, reported: &mut Vec<Lifetime>) {
+    let mut finder = Finder { cx, reported };
     finder.visit_type(ty);
 }
 
 struct Finder<'c> {
     cx: &'c mut Ctxt,
+    reported: &'c mut Vec<Lifetime>,
+}
+
+/// Collects the lifetimes a type names.
+struct Lifetimes<'r>(&'r mut Vec<Lifetime>);
+
+impl<'ast> Visit<'ast> for Lifetimes<'_> {
+    fn visit_lifetime(&mut self, lifetime: &'ast Lifetime) {
+        self.0.push(lifetime.clone());
+    }
 }
 
 impl<'ast> Visit<'ast> for Finder<'_> {
@@ -37,29 +48,63 @@ impl<'ast> Visit<'ast> for Finder<'_> {
         };
         if let Some(reason) = reason {
             self.cx.error_spanned_by(ty, reason);
+            Lifetimes(self.reported).visit_type(ty);
             return;
         }
         visit::visit_type(self, ty);
     }
 
     fn visit_type_path(&mut self, path: &'ast TypePath) {
-        if let Some(last) = path.path.segments.last() {
-            if let Some(reason) = path_reason(&last.ident.to_string()) {
-                self.cx.error_spanned_by(path, reason);
-                return;
-            }
+        if let Some(reason) = path_reason(path) {
+            self.cx.error_spanned_by(path, reason);
+            Lifetimes(self.reported).visit_type_path(path);
+            return;
         }
         visit::visit_type_path(self, path);
     }
 }
 
-fn path_reason(ident: &str) -> Option<String> {
+/// Why the type at `path` cannot move, judged by its last segment. A path from `crate`,
+/// `self` or `super` is the user's own type, whatever its name; a bare name that a user type
+/// may well share with a std one gets a hint saying so.
+fn path_reason(path: &TypePath) -> Option<String> {
+    if path.qself.is_some() {
+        return None;
+    }
+    let first = path.path.segments.first()?;
+    if path.path.leading_colon.is_none()
+        && path.path.segments.len() > 1
+        && ["crate", "self", "super"]
+            .iter()
+            .any(|root| first.ident == root)
+    {
+        return None;
+    }
+    let ident = path.path.segments.last()?.ident.to_string();
+    let reason = ident_reason(&ident)?;
+    let common_name = ["Cell", "Child", "File", "Thread", "Sender", "Receiver"]
+        .iter()
+        .any(|name| ident == *name);
+    if common_name && path.path.leading_colon.is_none() && path.path.segments.len() == 1 {
+        Some(format!(
+            "{reason} (if `{ident}` is a type of your own, write its path: `crate::...::{ident}`)"
+        ))
+    } else {
+        Some(reason)
+    }
+}
+
+fn ident_reason(ident: &str) -> Option<String> {
     let reason = match ident {
-        "Rc" | "Arc" | "Weak" => format!(
+        "Weak" => "`Weak` cannot be migrated: it points into an `Rc` or `Arc`, and shared ownership does not survive a move; store a key or an index of the value instead".to_owned(),
+        "Rc" | "Arc" => format!(
             "`{ident}` cannot be migrated: shared ownership does not survive a move (each owner would get its own copy); own the value in one place, or mark the field `#[migratable(skip)]` to rebuild it from `Default`"
         ),
-        "Cell" | "RefCell" | "UnsafeCell" | "OnceCell" | "Mutex" | "RwLock" => format!(
-            "`{ident}` cannot be migrated: interior mutability lets state change outside the task's steps, so a capture at a safe point may not be consistent; store the plain value"
+        "Cell" | "RefCell" | "UnsafeCell" | "OnceCell" => format!(
+            "`{ident}` cannot be migrated: interior mutability is for state shared through references, and the sharing does not survive a move; store the plain value and change it through `&mut self`"
+        ),
+        "Mutex" | "RwLock" => format!(
+            "`{ident}` cannot be migrated: a lock belongs to the threads of this process, and one of them may hold it while the state is captured; store the plain value and keep the lock outside the task's state"
         ),
         "File" | "TcpStream" | "TcpListener" | "UdpSocket" | "UnixStream" | "UnixListener"
         | "UnixDatagram" | "OwnedFd" | "BorrowedFd" | "Child" | "ChildStdin" | "ChildStdout"

@@ -4,14 +4,18 @@
 //! its attributes are documented there. The derive runs in three stages, one file each:
 //! [`ast`] builds a typed view of the input with its attributes ([`attr`]), [`valid`] checks the
 //! rules that involve several attributes or types that cannot move ([`immovable`]), and
-//! [`expand`] writes the code. Every error of an item is reported in one compile ([`ctxt`]);
-//! on error, stub impls ([`fallback`]) keep the user from seeing a cascade of follow-on errors.
+//! [`expand`] writes the code ([`de`] its decoding side, which reaches the fields' own serde
+//! impls through [`fields`]).
+//! Every error of an item is reported in one compile ([`ctxt`]); on error, stub impls
+//! ([`fallback`]) keep the user from seeing a cascade of follow-on errors.
 
 mod ast;
 mod attr;
 mod ctxt;
+mod de;
 mod expand;
 mod fallback;
+mod fields;
 mod immovable;
 mod valid;
 

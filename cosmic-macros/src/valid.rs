@@ -6,14 +6,18 @@ use crate::immovable;
 
 pub(crate) fn check(cx: &mut Ctxt, container: &Container<'_>) {
     check_container(cx, container);
+    // Lifetimes inside types already reported (`&'a str`) need no second error.
+    let mut reported = Vec::new();
     for field in container.all_fields() {
-        check_field(cx, container, field);
+        check_field(cx, container, field, &mut reported);
     }
-    for lifetime in container.generics.lifetimes() {
-        cx.error_spanned_by(
-            lifetime,
-            "`Migratable` types cannot borrow: a lifetime parameter means the state holds references, which cannot move to another host; own the data",
-        );
+    for param in container.generics.lifetimes() {
+        if !reported.contains(&param.lifetime) {
+            cx.error_spanned_by(
+                param,
+                "`Migratable` types cannot borrow: a lifetime parameter means the state holds references, and what they point to stays behind on this host; own the data (`String` for `&str`, `Vec<T>` for `&[T]`)",
+            );
+        }
     }
 }
 
@@ -27,7 +31,7 @@ fn check_container(cx: &mut Ctxt, container: &Container<'_>) {
         if version.value == 0 {
             cx.error_spanned_by(
                 &version.tokens,
-                "`version = 0` is not allowed: versions start at 1",
+                "`version = 0` is not allowed: versions start at 1, the version of a type without the attribute",
             );
         }
     }
@@ -35,15 +39,15 @@ fn check_container(cx: &mut Ctxt, container: &Container<'_>) {
         if name.value.is_empty() || name.value.len() > 1024 {
             cx.error_spanned_by(
                 &name.tokens,
-                "`name = \"...\"` must be 1 to 1024 bytes long",
+                "`name = \"...\"` must be 1 to 1024 bytes long: it is written in every image header",
             );
         }
     }
     if let Some(upgrade_from) = &attrs.upgrade_from {
         if version(container) < 2 {
             cx.error_spanned_by(
-                upgrade_from,
-                "`upgrade_from` needs an older version to upgrade from: set `version = N` with N of at least 2",
+                &upgrade_from.tokens,
+                "`upgrade_from` needs an older version to upgrade from, but this type is at version 1: set `version = N` with N above the old type's version",
             );
         }
     }
@@ -51,61 +55,70 @@ fn check_container(cx: &mut Ctxt, container: &Container<'_>) {
         if attrs.upgrade_from.is_some() {
             cx.error_spanned_by(
                 &use_serde.tokens,
-                "`use_serde` cannot be combined with `upgrade_from`: older versions are decoded by the derived serde impls",
+                "`use_serde` cannot be combined with `upgrade_from`: older versions are decoded by the generated serde impls, which `use_serde` turns off",
             );
         }
     }
 }
 
-fn check_field(cx: &mut Ctxt, container: &Container<'_>, field: &Field<'_>) {
+fn check_field(
+    cx: &mut Ctxt,
+    container: &Container<'_>,
+    field: &Field<'_>,
+    reported_lifetimes: &mut Vec<syn::Lifetime>,
+) {
     let attrs = &field.attrs;
     let name = field.name();
     // `opaque` is the user's word that the field is a serde type they version themselves.
     if attrs.skip.is_none() && attrs.opaque.is_none() {
-        immovable::check_type(cx, field.ty);
+        immovable::check_type(cx, &field.ty, reported_lifetimes);
     }
-    if let Some(skip) = &attrs.skip {
-        for (present, what) in [
-            (attrs.since.is_some(), "since"),
-            (attrs.until.is_some(), "until"),
-            (attrs.bulk.is_some(), "bulk"),
-            (attrs.opaque.is_some(), "opaque"),
+    if attrs.skip.is_some() {
+        for (other, what) in [
+            (attrs.since.as_ref().map(|a| &a.tokens), "since"),
+            (attrs.until.as_ref().map(|a| &a.tokens), "until"),
+            (attrs.bulk.as_ref().map(|a| &a.tokens), "bulk"),
+            (attrs.opaque.as_ref().map(|a| &a.tokens), "opaque"),
         ] {
-            if present {
+            if let Some(other) = other {
                 cx.error_spanned_by(
-                    &skip.tokens,
-                    format!(
-                        "`skip` cannot be combined with `{what}`: a skipped field is never encoded"
-                    ),
+                    other,
+                    format!("`{what}` has no effect on a field marked `skip`: a skipped field is never encoded, in any version; remove one of the two"),
                 );
             }
         }
+        // A skipped field is in no version: no further rule applies to it.
+        return;
     }
-    if let Some(use_serde) = &container.attrs.use_serde {
-        for (present, what) in [
-            (attrs.since.is_some(), "since"),
-            (attrs.until.is_some(), "until"),
-            (attrs.bulk.is_some(), "bulk"),
+    if container.attrs.use_serde.is_some() {
+        for (other, what) in [
+            (attrs.since.as_ref().map(|a| &a.tokens), "since"),
+            (attrs.until.as_ref().map(|a| &a.tokens), "until"),
+            (attrs.bulk.as_ref().map(|a| &a.tokens), "bulk"),
         ] {
-            if present {
+            if let Some(other) = other {
                 cx.error_spanned_by(
-                    &use_serde.tokens,
-                    format!("`use_serde` cannot be combined with `{what}` on field `{name}`: the type's own serde impls decide its encoding"),
+                    other,
+                    format!("`{what}` needs the generated serde impls, but the type has `#[migratable(use_serde)]`: its own serde impls decide the encoding of `{name}`; remove `{what}` or `use_serde`"),
                 );
             }
         }
+        return;
     }
     let type_version = version(container);
     if let Some(since) = &attrs.since {
         if since.value == 0 {
             cx.error_spanned_by(
                 &since.tokens,
-                "`since = 0` is not allowed: versions start at 1",
+                "`since = 0` is not allowed: versions start at 1, and a field without `since` is in version 1 already",
             );
         } else if since.value > type_version {
             cx.error_spanned_by(
                 &since.tokens,
-                format!("`since = {}` is newer than the type's `version = {type_version}`; raise the type's version", since.value),
+                format!(
+                    "`since = {}` is newer than the type's `version = {type_version}`, so the field would be in no version yet; raise the type's `version` to {}",
+                    since.value, since.value
+                ),
             );
         }
     }
@@ -113,33 +126,40 @@ fn check_field(cx: &mut Ctxt, container: &Container<'_>, field: &Field<'_>) {
         if until.value > type_version {
             cx.error_spanned_by(
                 &until.tokens,
-                format!("`until = {}` is newer than the type's `version = {type_version}`: the field would still be in the current version; raise the type's version", until.value),
+                format!(
+                    "`until = {}` is newer than the type's `version = {type_version}`, so the field would still be in the current version; raise the type's `version` to {}",
+                    until.value, until.value
+                ),
             );
-        }
-        if until.value <= field.since() {
+        } else if until.value <= field.since() {
             cx.error_spanned_by(
                 &until.tokens,
                 format!(
-                    "`until = {}` must be later than the version the field appeared in ({})",
+                    "`until = {}` must be later than the version the field appeared in ({}), or the field is in no version; remove the field instead",
                     until.value,
                     field.since()
                 ),
             );
         }
     }
-    let versioned =
-        attrs.since.as_ref().is_some_and(|since| since.value > 1) || attrs.until.is_some();
-    if versioned && attrs.default.is_none() {
-        cx.error_spanned_by(
-            field.original,
-            format!("field `{name}` is not in every version, so it needs a value for the versions without it: add `default` or `default = \"path::to::fn\"`"),
-        );
+    if attrs.default.is_none() {
+        if let Some(since) = attrs.since.as_ref().filter(|since| since.value > 1) {
+            cx.error_spanned_by(
+                &since.tokens,
+                format!("`{name}` needs a default: images of versions before {} do not contain it; add `default` or `default = \"path::to::fn\"`", since.value),
+            );
+        } else if let Some(until) = &attrs.until {
+            cx.error_spanned_by(
+                &until.tokens,
+                format!("`{name}` needs a default: images of version {} and later do not contain it; add `default` or `default = \"path::to::fn\"`", until.value),
+            );
+        }
     }
     if let Some(bulk) = &attrs.bulk {
         if field.bulk_element.is_none() {
             cx.error_spanned_by(
                 &bulk.tokens,
-                "`bulk` applies to fields written `Vec<T>` where T is a fixed-width integer or float (`u8`..`u64`, `i8`..`i64`, `f32`, `f64`)",
+                "`bulk` applies only to fields written `Vec<T>` with T a fixed-width integer or float (`u8`..`u64`, `i8`..`i64`, `f32`, `f64`): other types have no raw byte encoding; remove `bulk`",
             );
         }
     }

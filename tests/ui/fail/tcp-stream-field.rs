@@ -1,0 +1,9 @@
+use cosmic::Migratable;
+
+#[derive(Migratable)]
+struct Session {
+    bytes_sent: u64,
+    peer: std::net::TcpStream,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use cosmic::Migratable;
+
+#[derive(Migratable)]
+struct Config {
+    #[migratable(rename = "tries")]
+    retries: u32,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use cosmic::Migratable;
+
+#[derive(Migratable, serde::Serialize)]
+#[migratable(use_serde)]
+struct Settings {
+    verbose: bool,
+}
+
+fn main() {}
