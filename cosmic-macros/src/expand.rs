@@ -339,6 +339,9 @@ impl<'a> Expander<'a> {
                 fn deserialize<__D: #krate::__private::serde::Deserializer<'de>>(
                     deserializer: __D,
                 ) -> ::core::result::Result<Self, __D::Error> {
+                    // Bounds recursion through hostile bytes; see `DepthGuard`.
+                    let _depth = #krate::__private::DepthGuard::enter()
+                        .map_err(<__D::Error as #krate::__private::serde::de::Error>::custom)?;
                     <Self as #krate::__private::Migratable>::deserialize_version(
                         #krate::__private::written_version::<Self>(),
                         deserializer,

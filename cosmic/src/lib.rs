@@ -124,8 +124,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use cosmic_runtime::state::{
-        generic_type_name, written_version, BulkSlice, BulkVec, Migratable, MigratableField,
-        Registration, SchemaBuilder, Shape, ShapeParts,
+        generic_type_name, written_version, BulkSlice, BulkVec, DepthGuard, Migratable,
+        MigratableField, Registration, SchemaBuilder, Shape, ShapeParts,
     };
     pub use inventory;
     pub use serde;

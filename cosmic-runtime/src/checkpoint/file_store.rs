@@ -90,7 +90,7 @@ impl CheckpointStore for FileStore {
         let owned_key = key.to_owned();
         Self::blocking(key, move || match fs::read(&path) {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) if is_missing(&error) => Ok(None),
             Err(source) => Err(StoreError::Io {
                 operation: "read",
                 key: owned_key,
@@ -107,6 +107,10 @@ impl CheckpointStore for FileStore {
             Some(slash) => &prefix[..slash],
             None => "",
         };
+        // The folder part must be a valid key itself, so that listing never leaves the store.
+        if !folder.is_empty() {
+            validate_key(folder)?;
+        }
         let start = self.root.join(folder);
         let root = Arc::clone(&self.root);
         let prefix = prefix.to_owned();
@@ -132,7 +136,7 @@ impl CheckpointStore for FileStore {
             let result = fs::remove_file(&path).and_then(|()| sync_parent(&path));
             match result {
                 Ok(()) => Ok(()),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(error) if is_missing(&error) => Ok(()),
                 Err(source) => Err(StoreError::Io {
                     operation: "delete",
                     key: owned_key,
@@ -143,6 +147,12 @@ impl CheckpointStore for FileStore {
         })
         .await
     }
+}
+
+/// Whether an error means "no such key": not found, or a path through a file (a key below
+/// another key's value).
+fn is_missing(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ENOTDIR)
 }
 
 fn write_atomically(path: &Path, value: &[u8], mode: PutMode) -> io::Result<()> {
@@ -211,7 +221,7 @@ fn sync_folder(folder: &Path) -> io::Result<()> {
 fn collect_keys(root: &Path, folder: &Path, keys: &mut Vec<String>) -> io::Result<()> {
     let entries = match fs::read_dir(folder) {
         Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) if is_missing(&error) => return Ok(()),
         Err(error) => return Err(error),
     };
     for entry in entries {

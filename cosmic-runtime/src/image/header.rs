@@ -37,7 +37,10 @@ pub struct ImageHeader {
 impl ImageHeader {
     /// Total length of the image: header, body and body checksum.
     pub fn image_len(&self) -> u64 {
-        self.header_len as u64 + self.body_len + CHECKSUM_LEN as u64
+        // Saturates: a body length near u64::MAX is then simply longer than any input.
+        (self.header_len as u64)
+            .saturating_add(self.body_len)
+            .saturating_add(CHECKSUM_LEN as u64)
     }
 }
 

@@ -166,13 +166,13 @@ async fn recover(inner: &Arc<RuntimeInner>, catalog: &Catalog) -> Result<Recover
                 continue;
             }
         };
+        let next_seq = checkpoints.last().map_or(0, |newest| newest.seq) + 1;
         let mut problems = Vec::new();
         let mut resumed = None;
         for key in checkpoints.into_iter().rev() {
             let result = match catalog.checkpoint(task, key).await {
-                Ok(Some(bytes)) => {
-                    (task_type.resume)(inner, task, &bytes, key).map_err(|e| e.to_string())
-                }
+                Ok(Some(bytes)) => (task_type.resume)(inner, task, &bytes, key, next_seq)
+                    .map_err(|e| e.to_string()),
                 Ok(None) => Err("removed while reading".to_owned()),
                 Err(error) => Err(error.to_string()),
             };

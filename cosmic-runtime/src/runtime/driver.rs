@@ -20,12 +20,15 @@ use crate::image::{self, ImageWriter};
 use crate::state::Migratable;
 use crate::task::{Step, StepContext, Task, TaskId, TaskStatus};
 
-/// Starts driving `task`, resumed from (or first captured at) checkpoint `from`.
+/// Starts driving `task`, resumed from (or first captured at) checkpoint `from`; its next
+/// checkpoint gets sequence number `next_seq` (after every image in the store, even damaged
+/// ones, so that the newest image is always the one with the highest number).
 pub(crate) fn start<T: Task>(
     runtime: &Arc<RuntimeInner>,
     id: TaskId,
     task: T,
     from: CheckpointKey,
+    next_seq: u64,
 ) -> Arc<TaskShared> {
     let (shared, control) =
         TaskShared::running(id, T::Output::type_name().into_owned(), from.steps);
@@ -49,7 +52,7 @@ pub(crate) fn start<T: Task>(
         schedule: Schedule::new(runtime.policy, runtime.clock.now()),
         writer: ImageWriter::new(),
         steps: from.steps,
-        next_seq: from.seq + 1,
+        next_seq,
         paused: false,
     };
     let span =

@@ -129,7 +129,7 @@ impl Runtime {
                 .await
                 .map_err(store_error)?;
         }
-        let shared = driver::start(&self.inner, id, task, first);
+        let shared = driver::start(&self.inner, id, task, first, first.seq + 1);
         Ok(TaskHandle::new(shared))
     }
 

@@ -9,7 +9,7 @@ use crate::image::{self, RestoreError};
 use crate::task::{Task, TaskId};
 
 /// Resumes a task of one type from an image.
-type Resume = fn(&Arc<RuntimeInner>, TaskId, &[u8], CheckpointKey) -> Result<(), RestoreError>;
+type Resume = fn(&Arc<RuntimeInner>, TaskId, &[u8], CheckpointKey, u64) -> Result<(), RestoreError>;
 
 #[derive(Clone)]
 pub(crate) struct TaskType {
@@ -47,8 +47,9 @@ fn resume<T: Task>(
     task: TaskId,
     bytes: &[u8],
     from: CheckpointKey,
+    next_seq: u64,
 ) -> Result<(), RestoreError> {
     let state: T = image::restore(bytes)?;
-    driver::start(runtime, task, state, from);
+    driver::start(runtime, task, state, from, next_seq);
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! fingerprints, per-version decoding and the registry that finds a type by its wire name.
 
 mod bulk;
+mod depth;
 mod fingerprint;
 mod migratable;
 mod registry;
@@ -11,6 +12,7 @@ mod std_migratable;
 mod versions;
 
 pub use bulk::{BulkElement, BulkSlice, BulkVec};
+pub use depth::{with_max_depth, DepthExceeded, DepthGuard, DEFAULT_MAX_DEPTH};
 pub use fingerprint::Fingerprint;
 pub use migratable::{Migratable, MigratableField};
 pub use registry::{lookup_type, registered_types, Registration};

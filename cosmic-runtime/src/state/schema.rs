@@ -28,6 +28,14 @@ pub enum SchemaError {
         /// The type's wire name.
         type_name: String,
     },
+    /// A sequence or map whose elements encode to no bytes at all (`Vec<()>`, a `Vec` of a
+    /// struct whose fields are all skipped): its length could not be checked against the
+    /// input, so a few bytes could make the decoder loop for ages.
+    #[error("`{shape}` holds elements that encode to no bytes, which cannot be decoded safely; give the element a field, or use a count instead")]
+    ZeroSizedElements {
+        /// The collection's shape.
+        shape: String,
+    },
 }
 
 /// One named type's definition at one version.
@@ -108,7 +116,65 @@ impl SchemaBuilder {
         format!("@{name}")
     }
 
-    /// The version problems met so far (a type newer than this build, version 0).
+    /// Records an error if a collection's elements (`element` shapes, e.g. a map's key and
+    /// value) all encode to no bytes; see [`SchemaError::ZeroSizedElements`].
+    pub fn check_collection(&mut self, collection: &str, elements: &[&str]) {
+        let mut visiting = Vec::new();
+        if elements
+            .iter()
+            .all(|element| self.encodes_nothing(element, &mut visiting))
+        {
+            self.errors.push(SchemaError::ZeroSizedElements {
+                shape: collection.to_owned(),
+            });
+        }
+    }
+
+    /// Whether a value of shape `expr` encodes to zero bytes.
+    fn encodes_nothing(&self, expr: &str, visiting: &mut Vec<String>) -> bool {
+        if let Some(name) = expr.strip_prefix('@') {
+            // A type being defined (recursion) is not known to be empty; treat it as not.
+            if visiting.iter().any(|seen| seen == name) {
+                return false;
+            }
+            let Some(definition) = self.definitions.get(name) else {
+                return false;
+            };
+            visiting.push(name.to_owned());
+            let nothing = !definition.definition.is_empty()
+                && self.encodes_nothing(&definition.definition, visiting);
+            visiting.pop();
+            return nothing;
+        }
+        if expr == "unit" {
+            return true;
+        }
+        for kind in ["struct{", "tuple(", "tuple_struct(", "unit_struct("] {
+            if let Some(inner) = expr.strip_prefix(kind) {
+                let inner = &inner[..inner.len().saturating_sub(1)];
+                return split_top_level(inner).into_iter().all(|part| {
+                    // Named parts are `name:shape`; names never contain `:` or brackets.
+                    let shape = match (kind, part.split_once(':')) {
+                        ("struct{", Some((_, shape))) => shape,
+                        _ => part,
+                    };
+                    self.encodes_nothing(shape, visiting)
+                });
+            }
+        }
+        if let Some(inner) = expr
+            .strip_prefix("array<")
+            .and_then(|s| s.strip_suffix('>'))
+        {
+            if let Some((element, length)) = inner.rsplit_once(';') {
+                return length == "0" || self.encodes_nothing(element, visiting);
+            }
+        }
+        false
+    }
+
+    /// The problems met so far: a type newer than this build, version 0, a collection of
+    /// elements that encode to nothing.
     pub fn errors(&self) -> &[SchemaError] {
         &self.errors
     }
@@ -142,6 +208,28 @@ impl SchemaBuilder {
         }
         out
     }
+}
+
+/// Splits `a,b<c,d>,e` at the commas outside brackets.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (index, ch) in text.char_indices() {
+        match ch {
+            '(' | '{' | '<' => depth += 1,
+            ')' | '}' | '>' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&text[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < text.len() {
+        parts.push(&text[start..]);
+    }
+    parts
 }
 
 /// Length-prefixes a part so that no two different definition lists hash the same bytes.

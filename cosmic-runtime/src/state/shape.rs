@@ -121,11 +121,28 @@ impl<T: Shape, E: Shape> Shape for Result<T, E> {
     }
 }
 
+/// The shape of a sequence, checked for elements that encode to nothing.
+fn seq_shape<T: Shape + ?Sized>(schema: &mut SchemaBuilder) -> String {
+    let element = T::shape(schema);
+    let shape = format!("seq<{element}>");
+    schema.check_collection(&shape, &[&element]);
+    shape
+}
+
+/// The shape of a map, checked for entries that encode to nothing.
+fn map_shape<K: Shape, V: Shape>(schema: &mut SchemaBuilder) -> String {
+    let key = K::shape(schema);
+    let value = V::shape(schema);
+    let shape = format!("map<{key},{value}>");
+    schema.check_collection(&shape, &[&key, &value]);
+    shape
+}
+
 macro_rules! seq_shapes {
     ($($ty:ident),*) => {
         $(impl<T: Shape> Shape for $ty<T> {
             fn shape(schema: &mut SchemaBuilder) -> String {
-                format!("seq<{}>", T::shape(schema))
+                seq_shape::<T>(schema)
             }
         })*
     };
@@ -134,25 +151,25 @@ seq_shapes!(Vec, VecDeque, LinkedList, BinaryHeap, BTreeSet);
 
 impl<T: Shape> Shape for [T] {
     fn shape(schema: &mut SchemaBuilder) -> String {
-        format!("seq<{}>", T::shape(schema))
+        seq_shape::<T>(schema)
     }
 }
 
 impl<T: Shape, S> Shape for HashSet<T, S> {
     fn shape(schema: &mut SchemaBuilder) -> String {
-        format!("seq<{}>", T::shape(schema))
+        seq_shape::<T>(schema)
     }
 }
 
 impl<K: Shape, V: Shape> Shape for BTreeMap<K, V> {
     fn shape(schema: &mut SchemaBuilder) -> String {
-        format!("map<{},{}>", K::shape(schema), V::shape(schema))
+        map_shape::<K, V>(schema)
     }
 }
 
 impl<K: Shape, V: Shape, S> Shape for HashMap<K, V, S> {
     fn shape(schema: &mut SchemaBuilder) -> String {
-        format!("map<{},{}>", K::shape(schema), V::shape(schema))
+        map_shape::<K, V>(schema)
     }
 }
 
@@ -194,6 +211,29 @@ mod tests {
             shape_of::<BTreeMap<String, u8>>()
         );
         assert_eq!(shape_of::<Box<u64>>(), shape_of::<u64>());
+    }
+
+    #[test]
+    fn collections_of_elements_that_encode_to_nothing_are_refused() {
+        for shape in [
+            <Vec<()> as Shape>::shape,
+            <BTreeMap<(), ()> as Shape>::shape,
+            <Vec<[u64; 0]> as Shape>::shape,
+            <Vec<((), [(); 3])> as Shape>::shape,
+        ] {
+            let mut schema = SchemaBuilder::current();
+            let text = shape(&mut schema);
+            assert!(
+                matches!(
+                    schema.errors(),
+                    [crate::state::SchemaError::ZeroSizedElements { .. }]
+                ),
+                "{text} was not refused"
+            );
+        }
+        let mut fine = SchemaBuilder::current();
+        let _ = <(Vec<Option<()>>, BTreeMap<(), u8>, Vec<[u8; 1]>) as Shape>::shape(&mut fine);
+        assert!(fine.errors().is_empty(), "{:?}", fine.errors());
     }
 
     #[test]
