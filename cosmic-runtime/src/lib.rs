@@ -11,3 +11,4 @@ mod memory;
 pub mod runtime;
 pub mod state;
 pub mod task;
+pub mod transport;

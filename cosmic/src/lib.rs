@@ -101,6 +101,11 @@ pub mod runtime {
     pub use cosmic_runtime::runtime::*;
 }
 
+/// The secure channel between hosts: cluster key, Noise handshake, framed messages.
+pub mod transport {
+    pub use cosmic_runtime::transport::*;
+}
+
 /// Tasks: the trait, steps, ids and statuses.
 pub mod task {
     pub use cosmic_runtime::task::*;

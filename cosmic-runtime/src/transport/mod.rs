@@ -1,0 +1,74 @@
+//! The transport between hosts: a secure channel over TCP that only holders of the cluster key
+//! can open, on which the migration protocol exchanges its messages and streams its images.
+//!
+//! Where things are:
+//! - [`ClusterKey`] (`key.rs`): the shared secret, loaded from a file or an environment
+//!   variable, never printed or sent;
+//! - [`NodeName`], [`PeerInfo`] (`node.rs`): who is at each end;
+//! - [`ChannelConfig`] (`config.rs`): limits, the handshake's deadline, the protocol version;
+//! - `frame.rs`: 2-byte length-prefixed frames, by tokio-util's `LengthDelimitedCodec`;
+//! - `noise.rs`: the Noise handshake and the per-frame encryption, through `snow`;
+//! - `handshake.rs`: TCP + Noise + the hello (protocol version and node name);
+//! - `record.rs`: how messages of any size travel in frames of at most 64 KiB;
+//! - [`SecureChannel`] (`channel.rs`) and [`SecureListener`] (`listener.rs`): the API.
+//!
+//! # The construction
+//!
+//! The channel is the Noise protocol `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s` (Noise
+//! specification revision 34, through the `snow` crate), with a pre-shared key derived from the
+//! cluster key. Each connection makes fresh X25519 ephemeral keys on both sides; the
+//! pre-shared key is mixed in before the first message, so:
+//! - only holders of the key complete the handshake, and the key never crosses the wire (not
+//!   even hashed: it only keys the handshake's hash chain);
+//! - the responder checks the initiator's very first message and sends nothing, not even its
+//!   half of the handshake, to a peer without the key (an eavesdropper replaying a recorded
+//!   first message gets the second one, which it cannot use without the initiator's ephemeral
+//!   key; the responder then waits for the initiator's encrypted hello before anything else);
+//! - session keys come from the ephemeral Diffie-Hellman, so a cluster key stolen later does
+//!   not decrypt recorded traffic (forward secrecy);
+//! - every frame after the handshake is encrypted and authenticated with ChaCha20-Poly1305
+//!   under a per-direction frame counter, so a changed, replayed, reordered, dropped or cut
+//!   frame ends the connection.
+//!
+//! Why `NNpsk0` rather than `XXpsk3` with a static key per node: in this cluster the cluster key
+//! *is* the trust root (there is no list of node public keys to check a static key against),
+//! so static keys would add key files to generate, store and distribute without adding
+//! anything a peer could verify. `XXpsk3` would also let a peer without the cluster key run
+//! most of the handshake and obtain the responder's static public key before failing, and it
+//! costs one more message each way. The price of `NNpsk0`: a node's name is what it claims in
+//! the hello; any holder of the cluster key can claim any name, which matches the promise (the
+//! cluster key decides who belongs).
+//!
+//! Why ChaCha20-Poly1305 and BLAKE2s: they are the pure-Rust choice that is fast everywhere the
+//! runtime runs, including big-endian s390x and hosts without AES instructions, where
+//! software AES-GCM is slow and hard to make constant-time; BLAKE2s is Noise's usual companion
+//! to ChaChaPoly. No `ring`, so nothing per-architecture to assemble.
+//!
+//! The protocol version is exchanged in the first encrypted message each way (the hello); it
+//! is not bound into the handshake, so that mismatched peers can still name each other's
+//! version in the error rather than fail as if the key were wrong.
+
+mod channel;
+mod config;
+mod error;
+mod frame;
+mod handshake;
+mod key;
+mod listener;
+mod node;
+mod noise;
+mod record;
+mod sealed;
+
+pub use channel::SecureChannel;
+pub use config::{ChannelConfig, PROTOCOL_VERSION};
+pub use error::{
+    AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, KeyError, ListenError,
+    NodeNameError,
+};
+pub use key::{ClusterKey, MIN_KEY_LEN};
+pub use listener::SecureListener;
+pub use node::{NodeName, PeerInfo, MAX_NODE_NAME_LEN};
+
+/// The largest payload of one Noise message: the size of the chunks large messages travel in.
+pub const CHUNK_SIZE: usize = noise::MAX_PLAINTEXT;
