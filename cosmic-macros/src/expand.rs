@@ -103,6 +103,7 @@ impl<'a> Expander<'a> {
             Some(use_serde) => Ident::new(&ident.to_string(), first_span(&use_serde.tokens)),
             None => ident.clone(),
         };
+        let reads_older = self.container.attrs.use_serde.is_none();
         let type_name = self.type_name();
         let shape_at = self.shape_at();
         let deserialize_version = self.deserialize_version();
@@ -158,6 +159,7 @@ impl<'a> Expander<'a> {
 
                 impl #impl_generics #krate::__private::Migratable for #migratable_self #ty_generics #where_clause {
                     const VERSION: u32 = #version;
+                    const READS_OLDER_VERSIONS: bool = #reads_older;
 
                     fn type_name() -> #krate::__private::Cow<'static, str> {
                         #type_name

@@ -16,6 +16,15 @@ pub enum CaptureError {
         #[source]
         source: postcard::Error,
     },
+    /// The state's schema cannot be encoded safely (elements that encode to nothing).
+    #[error("failed to capture type `{type_name}`: {source}")]
+    Schema {
+        /// The type being captured.
+        type_name: String,
+        /// What is wrong.
+        #[source]
+        source: SchemaError,
+    },
     /// A name in the schema is longer than the header format allows.
     #[error(
         "failed to capture type `{type_name}`: {what} is {length} bytes, over the limit of {limit}"
@@ -134,6 +143,16 @@ pub enum RestoreError {
         #[source]
         source: SchemaError,
     },
+    /// The image's schema cannot be decoded by this build for another reason than its
+    /// version (a type that reads only its current version, elements that encode to nothing).
+    #[error("image of `{type_name}` cannot be decoded: {source}")]
+    UnsupportedSchema {
+        /// The root type in the image.
+        type_name: String,
+        /// What is wrong.
+        #[source]
+        source: SchemaError,
+    },
     /// The image's schema fingerprint differs from what this build expects for the versions the
     /// image names: the type changed without a version bump, or the image is foreign.
     #[error("schema fingerprint mismatch for `{type_name}` version {version}: image has {found}, this build expects {expected}")]
@@ -156,6 +175,15 @@ pub enum RestoreError {
         /// What postcard reported.
         #[source]
         source: postcard::Error,
+    },
+    /// Named types nest deeper in the body than the reader's limit allows
+    /// ([`DecodeLimits::max_depth`](super::DecodeLimits::max_depth)).
+    #[error("body of `{type_name}` nests named types more than {limit} levels deep")]
+    TooDeep {
+        /// The root type.
+        type_name: String,
+        /// The limit in force.
+        limit: u32,
     },
     /// The body decoded but left bytes unread.
     #[error("body of `{type_name}` has {extra} bytes left after decoding")]

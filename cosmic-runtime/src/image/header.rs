@@ -175,6 +175,11 @@ pub(crate) fn parse(bytes: &[u8], limits: &DecodeLimits) -> Result<ImageHeader, 
             fields.remaining()
         )));
     }
+    if let Some((name, _)) = versions.iter().find(|(_, version)| **version == 0) {
+        return Err(malformed(format!(
+            "type `{name}` has version 0; versions start at 1"
+        )));
+    }
     if versions.get(&type_name) != Some(&type_version) {
         return Err(malformed(format!(
             "the version table does not list root type `{type_name}` at version {type_version}"

@@ -37,7 +37,7 @@ pub fn restore_with_limits<T: Migratable>(
     limits: &DecodeLimits,
 ) -> Result<T, RestoreError> {
     let (header, body) = verify(bytes, limits)?;
-    decode_body(&header, body)
+    decode_body(&header, body, limits)
 }
 
 /// Restores whatever registered type the image holds, found by its wire name.
@@ -94,6 +94,7 @@ fn verify<'a>(
 pub(crate) fn decode_body<T: Migratable>(
     header: &ImageHeader,
     body: &[u8],
+    limits: &DecodeLimits,
 ) -> Result<T, RestoreError> {
     // The type's name, current versions and fingerprint are computed once per type.
     let plan = TypePlan::of::<T>();
@@ -121,7 +122,13 @@ pub(crate) fn decode_body<T: Migratable>(
     } else {
         Fingerprint::written::<T>(&header.versions)
     }
-    .map_err(too_new)?;
+    .map_err(|source| match source {
+        state::SchemaError::VersionTooNew { .. } => too_new(source),
+        _ => RestoreError::UnsupportedSchema {
+            type_name: header.type_name.clone(),
+            source,
+        },
+    })?;
     if expected != header.fingerprint {
         return Err(RestoreError::FingerprintMismatch {
             type_name: header.type_name.clone(),
@@ -130,12 +137,21 @@ pub(crate) fn decode_body<T: Migratable>(
             expected,
         });
     }
-    let (state, rest) = decode_with_versions(&header.versions, all_current, || {
-        postcard::take_from_bytes::<T>(body)
-    })
-    .map_err(|source| RestoreError::Decode {
-        type_name: header.type_name.clone(),
-        source,
+    let (decoded, too_deep) = decode_with_versions(&header.versions, all_current, || {
+        state::with_max_depth(limits.max_depth, || postcard::take_from_bytes::<T>(body))
+    });
+    let (state, rest) = decoded.map_err(|source| {
+        if too_deep {
+            RestoreError::TooDeep {
+                type_name: header.type_name.clone(),
+                limit: limits.max_depth,
+            }
+        } else {
+            RestoreError::Decode {
+                type_name: header.type_name.clone(),
+                source,
+            }
+        }
     })?;
     if !rest.is_empty() {
         return Err(RestoreError::BodyTrailingBytes {

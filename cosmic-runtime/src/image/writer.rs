@@ -11,7 +11,7 @@ use super::checksum::{self, Crc32c, Destination, COPY_BLOCK};
 use super::format::{Encoding, CHECKSUM_LEN};
 use super::header::{self, ImageHeader, MAX_NAME_LEN, MAX_TABLE_ENTRIES};
 use super::isa::Isa;
-use super::CaptureError;
+use super::{CaptureError, DecodeLimits};
 use crate::memory;
 use crate::state::{Fingerprint, Migratable, SchemaError};
 
@@ -60,6 +60,12 @@ impl ImageWriter {
                 what,
                 length,
                 limit,
+            });
+        }
+        if let Err(source) = &plan.written_at_current {
+            return Err(CaptureError::Schema {
+                type_name: plan.header.type_name.clone(),
+                source: source.clone(),
             });
         }
         self.buffer.clear();
@@ -177,11 +183,18 @@ impl TypePlan {
             versions.keys().map(String::as_str),
         );
         let written_at_current = Fingerprint::written::<T>(&versions);
-        let header_len = if too_large.is_none() {
+        let mut header_len = if too_large.is_none() {
             header::encoded_len(&type_name, &versions)
         } else {
             0
         };
+        // Never write a header that a reader with the default limits would refuse.
+        let readable = DecodeLimits::DEFAULT.max_header_bytes as usize;
+        let too_large = too_large
+            .or_else(|| (header_len > readable).then_some(("the header", header_len, readable)));
+        if too_large.is_some() {
+            header_len = 0;
+        }
         TypePlan {
             header: ImageHeader {
                 encoding: Encoding::Portable,
@@ -236,47 +249,32 @@ impl BodyFlavor<'_> {
         self.hashed = self.buffer.len();
     }
 
-    /// Makes room for `additional` more bytes. Out of line: postcard calls the flavor for every
-    /// few bytes, and the common case (there is room) must stay a compare in the caller.
-    ///
-    /// Growth goes through the allocator's `realloc`, which moves a large buffer by remapping
-    /// its pages (no copy, no new page faults for what is already written).
+    /// Makes room for `additional` more bytes (and the body checksum after them). Out of
+    /// line: postcard calls the flavor for every few bytes, and the common case (there is
+    /// room) must stay a compare in the caller.
     #[cold]
     #[inline(never)]
     fn grow(&mut self, additional: usize) {
         // Room for the body checksum too, so that appending it never moves the image.
         let needed = additional + CHECKSUM_LEN;
-        if self.buffer.capacity() - self.buffer.len() >= needed {
+        let (len, capacity) = (self.buffer.len(), self.buffer.capacity());
+        if capacity - len >= needed {
             return;
         }
-        let wanted = (self.buffer.len() + needed).max(self.buffer.capacity() * 2);
+        let wanted = (len + needed).max(capacity * 2);
         let before = self.buffer.as_ptr();
-        self.buffer.reserve_exact(wanted - self.buffer.len());
+        memory::reserve_exact(self.buffer, wanted - len);
         if self.buffer.as_ptr() != before {
             // Only what the buffer holds is sure to have come along.
-            *self.touched = self.buffer.len();
+            *self.touched = len;
         }
-    }
-
-    /// Makes room for a large write: a new buffer that asks for huge pages before the first
-    /// write touches it, when the current one is too small.
-    fn grow_for_bulk(&mut self, additional: usize) {
-        let needed = additional + CHECKSUM_LEN;
-        if self.buffer.capacity() - self.buffer.len() >= needed {
-            return;
-        }
-        let wanted = (self.buffer.len() + needed).max(self.buffer.capacity() * 2);
-        let mut grown = memory::vec_with_capacity(wanted);
-        grown.extend_from_slice(self.buffer);
-        *self.buffer = grown;
-        *self.touched = self.buffer.len();
     }
 
     /// Appends a large slice (a bulk field): copied in cache-sized blocks, each checksummed
-    /// while still in cache; a very large one is shared with helper threads.
+    /// while still in cache.
     #[inline(never)]
     fn extend_large(&mut self, data: &[u8]) {
-        self.grow_for_bulk(data.len());
+        self.grow(data.len());
         self.hash_pending();
         let start = self.buffer.len();
         let end = start + data.len();
@@ -287,11 +285,10 @@ impl BodyFlavor<'_> {
             Destination::Fresh
         };
         let spare = &mut self.buffer.spare_capacity_mut()[..data.len()];
-        let crc = checksum::copy_and_checksum(spare, data, destination);
-        // SAFETY: `grow_for_bulk` made room, and the copy initialised the `data.len()` bytes
+        checksum::copy_and_checksum(spare, data, destination, &mut self.crc);
+        // SAFETY: `grow` made room, and the copy initialised the `data.len()` bytes
         // after `start`.
         unsafe { self.buffer.set_len(end) };
-        self.crc.combine(&crc);
         self.hashed = end;
         *self.touched = (*self.touched).max(end);
     }
@@ -328,5 +325,100 @@ impl Flavor for BodyFlavor<'_> {
     fn finalize(mut self) -> postcard::Result<u32> {
         self.hash_pending();
         Ok(self.crc.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::BulkSlice;
+
+    /// Runs `value` through the body flavor into `buffer` (after a fake header of `prefix`
+    /// bytes) and checks the bytes and checksum against plain postcard.
+    fn check_body<T: serde::Serialize>(
+        buffer: &mut Vec<u8>,
+        touched: &mut usize,
+        prefix: usize,
+        value: &T,
+    ) {
+        buffer.clear();
+        buffer.resize(prefix, 0xAB);
+        let flavor = BodyFlavor {
+            buffer: &mut *buffer,
+            touched: &mut *touched,
+            crc: Crc32c::new(),
+            hashed: prefix,
+        };
+        let crc = postcard::serialize_with_flavor(value, flavor).unwrap();
+        let expected = postcard::to_allocvec(value).unwrap();
+        assert!(buffer[prefix..] == expected[..], "body bytes differ");
+        assert_eq!(crc, checksum::crc32c(&expected), "body checksum differs");
+        *touched = (*touched).max(buffer.len());
+    }
+
+    fn floats(count: usize) -> Vec<f64> {
+        (0..count).map(|i| i as f64 * 0.75 - 3.0).collect()
+    }
+
+    #[test]
+    fn bulk_writes_into_fresh_and_reused_buffers_match_postcard() {
+        let big = floats(3 * COPY_BLOCK / 8 + 5);
+        let bytes: Vec<u8> = (0..COPY_BLOCK as u32 + 77).map(|i| i as u8).collect();
+        let value = (
+            7u32,
+            BulkSlice(&big[..]),
+            "between".to_owned(),
+            BulkSlice(&bytes[..]),
+            vec![1u64 << 40; 1000],
+        );
+        let mut buffer = Vec::new();
+        let mut touched = 0;
+        // Fresh: the buffer grows for the bulk writes.
+        check_body(&mut buffer, &mut touched, 61, &value);
+        let first = buffer.as_ptr();
+        // Reused: the same buffer again, written over with streaming stores.
+        check_body(&mut buffer, &mut touched, 61, &value);
+        assert_eq!(
+            buffer.as_ptr(),
+            first,
+            "a repeated capture must reuse the buffer"
+        );
+        // Reused at another offset and partly past what was touched.
+        let longer = floats(big.len() + COPY_BLOCK);
+        check_body(&mut buffer, &mut touched, 3, &(BulkSlice(&longer[..]), 1u8));
+    }
+
+    #[test]
+    fn many_small_writes_match_postcard() {
+        // Grows from empty through many batches of small writes.
+        let value: Vec<(u64, String)> = (0..20_000u64)
+            .map(|i| (i * 977, format!("name {i}")))
+            .collect();
+        check_body(&mut Vec::new(), &mut 0, 40, &value);
+    }
+
+    #[test]
+    fn captures_are_header_body_and_checksum() {
+        let values: Vec<u32> = (0..100_000).map(|i| i * 3).collect();
+        let mut writer = ImageWriter::new();
+        for _ in 0..3 {
+            let image = writer.capture(&values).unwrap().to_vec();
+            let plan = TypePlan::of::<Vec<u32>>();
+            let header_len = plan.header.header_len;
+            let body = postcard::to_allocvec(&values).unwrap();
+            assert_eq!(image.len(), header_len + body.len() + CHECKSUM_LEN);
+            assert!(image[header_len..header_len + body.len()] == body[..]);
+            let crc = checksum::crc32c(&body).to_le_bytes();
+            assert_eq!(image[image.len() - CHECKSUM_LEN..], crc);
+            let fresh = capture(&values).unwrap();
+            assert!(fresh == image, "a new writer writes the same image");
+            let back: Vec<u32> = super::super::restore(&image).unwrap();
+            assert!(back == values);
+        }
+        // A smaller image of the same type after a larger one: sized by the hint, then trimmed.
+        let small = capture(&vec![1u32, 2, 3]).unwrap();
+        assert!(small.capacity() < 1024, "capacity {}", small.capacity());
+        let back: Vec<u32> = super::super::restore(&small).unwrap();
+        assert_eq!(back, [1, 2, 3]);
     }
 }

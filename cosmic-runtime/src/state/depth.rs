@@ -12,6 +12,9 @@ pub const DEFAULT_MAX_DEPTH: u32 = 128;
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
     static MAX_DEPTH: Cell<u32> = const { Cell::new(DEFAULT_MAX_DEPTH) };
+    // Set when a guard was refused: serde formats may drop the error's message, so the image
+    // reader asks here why a decode failed.
+    static EXCEEDED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Decoding went deeper than the limit.
@@ -39,6 +42,7 @@ impl DepthGuard {
         let depth = DEPTH.with(Cell::get) + 1;
         let limit = MAX_DEPTH.with(Cell::get);
         if depth > limit {
+            EXCEEDED.with(|cell| cell.set(true));
             return Err(DepthExceeded { limit });
         }
         DEPTH.with(|cell| cell.set(depth));
@@ -52,8 +56,9 @@ impl Drop for DepthGuard {
     }
 }
 
-/// Runs `decode` with `limit` as the nesting limit on this thread.
-pub fn with_max_depth<R>(limit: u32, decode: impl FnOnce() -> R) -> R {
+/// Runs `decode` with `limit` as the nesting limit on this thread; the flag is `true` if the
+/// limit was hit.
+pub fn with_max_depth<R>(limit: u32, decode: impl FnOnce() -> R) -> (R, bool) {
     struct Restore(u32);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -61,5 +66,7 @@ pub fn with_max_depth<R>(limit: u32, decode: impl FnOnce() -> R) -> R {
         }
     }
     let _restore = Restore(MAX_DEPTH.with(|cell| cell.replace(limit)));
-    decode()
+    EXCEEDED.with(|cell| cell.set(false));
+    let result = decode();
+    (result, EXCEEDED.with(|cell| cell.replace(false)))
 }

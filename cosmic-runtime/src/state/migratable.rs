@@ -20,6 +20,10 @@ pub trait Migratable: Shape + Serialize + DeserializeOwned + Send + 'static {
     /// The newest version of this type's layout, the one this build writes. Starts at 1.
     const VERSION: u32;
 
+    /// Whether images of older versions can be decoded (false for types that use their own
+    /// serde impls, which know only the current layout).
+    const READS_OLDER_VERSIONS: bool = true;
+
     /// The stable name this type travels under (set with `#[migratable(name = "...")]`,
     /// the Rust type name otherwise). Generic types append their parameters' shapes.
     fn type_name() -> Cow<'static, str>;

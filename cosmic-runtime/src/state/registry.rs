@@ -45,7 +45,8 @@ fn decode_boxed<T: Migratable>(
     header: &ImageHeader,
     body: &[u8],
 ) -> Result<Box<dyn Any + Send>, RestoreError> {
-    crate::image::reader_decode_body::<T>(header, body).map(|state| Box::new(state) as _)
+    crate::image::reader_decode_body::<T>(header, body, &crate::image::DecodeLimits::DEFAULT)
+        .map(|state| Box::new(state) as _)
 }
 
 inventory::collect!(Registration);

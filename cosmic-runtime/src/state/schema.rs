@@ -28,6 +28,17 @@ pub enum SchemaError {
         /// The type's wire name.
         type_name: String,
     },
+    /// A type that uses its own serde impls (`#[migratable(use_serde)]`) appears at another
+    /// version than its current one: it cannot read other layouts.
+    #[error("type `{type_name}` is at version {image_version} in the image, but it uses its own serde impls and reads only its current version {known_version}")]
+    OnlyCurrentVersion {
+        /// The type's wire name.
+        type_name: String,
+        /// The version the image was written with.
+        image_version: u32,
+        /// The only version this build reads.
+        known_version: u32,
+    },
     /// A sequence or map whose elements encode to no bytes at all (`Vec<()>`, a `Vec` of a
     /// struct whose fields are all skipped): its length could not be checked against the
     /// input, so a few bytes could make the decoder loop for ages.
@@ -106,6 +117,13 @@ impl SchemaBuilder {
                     known_version: T::VERSION,
                 });
                 String::new()
+            } else if version != T::VERSION && !T::READS_OLDER_VERSIONS {
+                self.errors.push(SchemaError::OnlyCurrentVersion {
+                    type_name: name.to_string(),
+                    image_version: version,
+                    known_version: T::VERSION,
+                });
+                String::new()
             } else {
                 T::shape_at(version, self)
             };
@@ -149,7 +167,14 @@ impl SchemaBuilder {
         if expr == "unit" {
             return true;
         }
-        for kind in ["struct{", "tuple(", "tuple_struct(", "unit_struct("] {
+        // A struct with no encoded fields is written `struct()` (no named parts).
+        for kind in [
+            "struct{",
+            "struct(",
+            "tuple(",
+            "tuple_struct(",
+            "unit_struct(",
+        ] {
             if let Some(inner) = expr.strip_prefix(kind) {
                 let inner = &inner[..inner.len().saturating_sub(1)];
                 return split_top_level(inner).into_iter().all(|part| {
