@@ -16,7 +16,7 @@
 //! side allocates fresh memory as a real capture or restore would (freed memory is handed
 //! back to the kernel with `malloc_trim` between runs). Each side's spread (min..max), the
 //! medians of its CPU time and its page faults per run go to stderr, to show how noisy the
-//! run was and where the time went.
+//! run was and where the time went; with `COSMIC_BENCH_SAMPLES=1` every sample too.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -287,6 +287,16 @@ fn report(case: &str, bytes: usize, baseline: &str, samples: &Samples) {
         format!("{min:.6}..{max:.6}s")
     };
     let runs = samples.op.len() as i64;
+    if std::env::var_os("COSMIC_BENCH_SAMPLES").is_some() {
+        let list = |s: &[f64]| {
+            s.iter()
+                .map(|v| format!("{v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!("  op samples: {}", list(&samples.op));
+        eprintln!("  baseline samples: {}", list(&samples.base));
+    }
     let (op_cpu, base_cpu) = (median(&samples.op_cpu), median(&samples.base_cpu));
     eprintln!(
         "  image/{case}: wall op {} baseline {}; cpu median op {op_cpu:.6}s baseline {base_cpu:.6}s ratio {:.3}; page faults per run op {} baseline {}; {runs} runs each",
