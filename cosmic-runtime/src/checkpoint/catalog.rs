@@ -136,9 +136,25 @@ impl Catalog {
         key: CheckpointKey,
         image: Bytes,
     ) -> Result<(), CatalogError> {
+        self.put_checkpoint_image(task, key, image).await?;
+        self.prune_checkpoints(task).await
+    }
+
+    /// Stores a checkpoint image of `task`, durably, without pruning older ones.
+    pub async fn put_checkpoint_image(
+        &self,
+        task: TaskId,
+        key: CheckpointKey,
+        image: Bytes,
+    ) -> Result<(), CatalogError> {
         self.store
             .put(&Self::checkpoint_key(task, key), image, PutMode::Overwrite)
             .await?;
+        Ok(())
+    }
+
+    /// Removes the checkpoints of `task` beyond the newest K.
+    pub async fn prune_checkpoints(&self, task: TaskId) -> Result<(), CatalogError> {
         let existing = self.checkpoints(task).await?;
         let surplus = existing.len().saturating_sub(self.keep);
         for old in existing.into_iter().take(surplus) {

@@ -21,6 +21,10 @@ pub(crate) struct PersistRequest {
     pub(crate) waiters: Vec<oneshot::Sender<PersistResult>>,
 }
 
+/// Written-out capture buffers kept for reuse: two, so that back-to-back checkpoints find one
+/// free while the other is being written.
+const SPARE_BUFFERS: usize = 2;
+
 #[derive(Default)]
 struct Slot {
     queued: Option<PersistRequest>,
@@ -37,6 +41,7 @@ pub(crate) struct Persister {
     task: TaskId,
     catalog: Catalog,
     slot: Mutex<Slot>,
+    spare: Mutex<Vec<Vec<u8>>>,
     wake: Notify,
     idle: Notify,
     observer: WriteObserver,
@@ -49,6 +54,7 @@ impl Persister {
             task,
             catalog,
             slot: Mutex::new(Slot::default()),
+            spare: Mutex::new(Vec::new()),
             wake: Notify::new(),
             idle: Notify::new(),
             observer,
@@ -72,6 +78,11 @@ impl Persister {
         slot.queued = Some(request);
         drop(slot);
         self.wake.notify_one();
+    }
+
+    /// A buffer whose image has been written, for the next capture to reuse.
+    pub(crate) fn take_spare(&self) -> Option<Vec<u8>> {
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
     /// Waits until nothing is queued or being written.
@@ -114,12 +125,20 @@ impl Persister {
             };
             let started = Instant::now();
             let size = request.image.len();
+            let image = Bytes::from(request.image);
             let result = self
                 .catalog
-                .put_checkpoint(self.task, request.key, Bytes::from(request.image))
+                .put_checkpoint_image(self.task, request.key, image.clone())
                 .await
                 .map(|()| request.key)
                 .map_err(Arc::new);
+            // The store has let go of its copy: keep the buffer for a later capture.
+            if let Ok(buffer) = image.try_into_mut() {
+                let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+                if spare.len() < SPARE_BUFFERS {
+                    spare.push(Vec::from(buffer));
+                }
+            }
             match &result {
                 Ok(key) => {
                     tracing::debug!(task = %self.task, seq = key.seq, bytes = size, elapsed = ?started.elapsed(), "checkpoint durable")
@@ -131,6 +150,13 @@ impl Persister {
             (self.observer)(self.task, request.key, size, &result);
             for waiter in request.waiters {
                 let _ = waiter.send(result.clone());
+            }
+            // Pruning comes after the answer: the new image is durable, and deleting a large
+            // old one waits on the file system for as long as writing it did.
+            if result.is_ok() {
+                if let Err(error) = self.catalog.prune_checkpoints(self.task).await {
+                    tracing::warn!(task = %self.task, %error, "failed to remove old checkpoints");
+                }
             }
             self.slot().writing = false;
             self.idle.notify_waiters();

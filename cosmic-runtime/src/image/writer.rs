@@ -112,6 +112,18 @@ impl ImageWriter {
         self.touched = 0;
         std::mem::take(&mut self.buffer)
     }
+
+    /// Gives back a buffer that an earlier [`take`](Self::take) handed out (once its image
+    /// is written), so that the next capture writes into memory that is already mapped
+    /// instead of faulting in fresh pages. Kept only if it is larger than the current one.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        if buffer.capacity() > self.buffer.capacity() {
+            // Its whole length was written by the capture that filled it.
+            self.touched = buffer.len();
+            self.buffer = buffer;
+            self.buffer.clear();
+        }
+    }
 }
 
 /// Captures `state` as a portable image in a new buffer.

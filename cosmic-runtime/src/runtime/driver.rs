@@ -204,6 +204,9 @@ impl Driver {
             }
             return;
         }
+        if let Some(buffer) = persister.take_spare() {
+            self.writer.recycle(buffer);
+        }
         let started = Instant::now();
         let captured = self.writer.capture(task).map(drop);
         let captured = captured.map(|()| self.writer.take());
