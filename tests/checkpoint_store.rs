@@ -512,6 +512,14 @@ async fn keep_checkpoints_keeps_the_newest_k_on_disk() {
     }
     assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "{keys:?}");
     let catalog = Catalog::new(Arc::new(FileStore::open(dir.path()).unwrap()), 2);
+    // Older images are pruned after `checkpoint_now` has answered (the new image is durable
+    // first), so wait for the pruning, within a generous bound.
+    for _ in 0..500 {
+        if catalog.checkpoints(handle.id()).await.unwrap() == keys[2..] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(catalog.checkpoints(handle.id()).await.unwrap(), keys[2..]);
     let images: Vec<String> = snapshot(dir.path())
         .into_keys()
