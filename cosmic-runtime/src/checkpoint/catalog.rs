@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{CheckpointStore, PutMode, StoreError};
-use crate::image::{self, RestoreError};
+use crate::image::{self, CaptureError, RestoreError};
 use crate::state::BulkVec;
 use crate::task::TaskId;
 
@@ -53,6 +53,15 @@ pub enum CatalogError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A record could not be encoded (never written half-made).
+    #[error("failed to encode record `{key}`")]
+    Encode {
+        /// The record's key.
+        key: String,
+        /// Why.
+        #[source]
+        source: CaptureError,
+    },
     /// A record in the store does not decode.
     #[error("record `{key}` is damaged")]
     Damaged {
@@ -107,7 +116,10 @@ impl Catalog {
 
     /// Records what `task` is. Written once, after its first checkpoint is durable.
     pub async fn create_task(&self, task: TaskId, record: &TaskRecord) -> Result<(), CatalogError> {
-        let bytes = encode(&(record.type_name.clone(), record.output_type.clone()));
+        let bytes = encode(
+            &Self::task_key(task),
+            &(record.type_name.clone(), record.output_type.clone()),
+        )?;
         self.store
             .put(&Self::task_key(task), bytes, PutMode::Create)
             .await?;
@@ -196,7 +208,8 @@ impl Catalog {
             Outcome::Cancelled => (OUTCOME_CANCELLED, String::new(), BulkVec(Vec::new())),
         };
         let key = Self::outcome_key(task);
-        match self.store.put(&key, encode(&record), PutMode::Create).await {
+        let bytes = encode(&key, &record)?;
+        match self.store.put(&key, bytes, PutMode::Create).await {
             Ok(()) => Ok(()),
             // The same outcome written twice (a retry after an unclear failure) is fine.
             Err(StoreError::AlreadyExists { .. })
@@ -258,9 +271,13 @@ impl Catalog {
     }
 }
 
-fn encode<T: crate::state::Migratable>(record: &T) -> Bytes {
-    // Records are small std tuples whose encoding cannot fail.
-    Bytes::from(image::capture(record).unwrap_or_default())
+fn encode<T: crate::state::Migratable>(key: &str, record: &T) -> Result<Bytes, CatalogError> {
+    image::capture(record)
+        .map(Bytes::from)
+        .map_err(|source| CatalogError::Encode {
+            key: key.to_owned(),
+            source,
+        })
 }
 
 fn parse_checkpoint_key(name: &str) -> Option<CheckpointKey> {

@@ -32,21 +32,6 @@ impl Fingerprint {
         (schema.fingerprint(&root), versions)
     }
 
-    /// Like [`Fingerprint::current`], but fails if `T`'s schema cannot be decoded safely
-    /// (see [`SchemaError`]); the image writer uses this.
-    pub fn checked_current<T: Migratable>() -> Result<(Fingerprint, VersionTable), SchemaError> {
-        let mut schema = SchemaBuilder::current();
-        let root = T::shape(&mut schema);
-        if let Some(error) = schema.errors().first() {
-            return Err(error.clone());
-        }
-        let mut versions = schema.version_table();
-        versions
-            .entry(T::type_name().into_owned())
-            .or_insert(T::VERSION);
-        Ok((schema.fingerprint(&root), versions))
-    }
-
     /// The fingerprint that an image of `T` written with the versions in `written` must carry.
     ///
     /// Fails when `written` names a version newer than this build knows.
