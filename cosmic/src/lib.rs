@@ -88,8 +88,9 @@ pub use cosmic_runtime::state::Migratable;
 
 pub use async_trait::async_trait;
 pub use cosmic_runtime::checkpoint::{CheckpointStore, FileStore, MemoryStore, Policy};
-pub use cosmic_runtime::runtime::{Builder, Runtime, TaskHandle};
+pub use cosmic_runtime::runtime::{Builder, DrainReport, MigrateError, Runtime, TaskHandle};
 pub use cosmic_runtime::task::{Step, StepContext, Task, TaskError, TaskId, TaskStatus};
+pub use cosmic_runtime::transport::ClusterKey;
 
 /// Checkpoint policies, stores and the layout of tasks in a store.
 pub mod checkpoint {

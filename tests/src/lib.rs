@@ -6,6 +6,8 @@
 //! purpose: if the format moves a field, these helpers (and the tests built on them) must fail
 //! rather than follow along silently.
 
+pub mod counter;
+
 use cosmic::image::{Arch, Endian, ImageWriter, Isa};
 use cosmic::Migratable;
 

@@ -4,6 +4,7 @@
 //! tasks/<task id>/task                        TaskRecord: type names, written once
 //! tasks/<task id>/ckpt/<seq:020>-<steps:020>  an image; the newest K are kept
 //! tasks/<task id>/outcome                     Outcome: output, failure or cancellation, written once
+//! tasks/<task id>/epoch/<epoch:020>.<kind>     who owns the task since when (see `ownership.rs`)
 //! ```
 //! Records are themselves images (checksummed, versioned), so a damaged record is detected
 //! like a damaged checkpoint.
@@ -98,7 +99,7 @@ impl Catalog {
         &self.store
     }
 
-    fn task_key(task: TaskId) -> String {
+    pub(super) fn task_key(task: TaskId) -> String {
         format!("tasks/{task}/task")
     }
 
@@ -120,10 +121,21 @@ impl Catalog {
             &Self::task_key(task),
             &(record.type_name.clone(), record.output_type.clone()),
         )?;
-        self.store
+        match self
+            .store
             .put(&Self::task_key(task), bytes, PutMode::Create)
-            .await?;
-        Ok(())
+            .await
+        {
+            Ok(()) => Ok(()),
+            // A task that comes back to a host it lived on, or a retry after an unclear
+            // failure, finds its own record.
+            Err(StoreError::AlreadyExists { .. })
+                if self.task_record(task).await?.as_ref() == Some(record) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// What `task` is, if it was recorded.
@@ -196,6 +208,16 @@ impl Catalog {
         key: CheckpointKey,
     ) -> Result<Option<Bytes>, CatalogError> {
         Ok(self.store.get(&Self::checkpoint_key(task, key)).await?)
+    }
+
+    /// Removes one checkpoint image.
+    pub async fn delete_checkpoint(
+        &self,
+        task: TaskId,
+        key: CheckpointKey,
+    ) -> Result<(), CatalogError> {
+        self.store.delete(&Self::checkpoint_key(task, key)).await?;
+        Ok(())
     }
 
     /// Records how `task` ended (once: a second, different outcome is refused by the store).
@@ -271,7 +293,10 @@ impl Catalog {
     }
 }
 
-fn encode<T: crate::state::Migratable>(key: &str, record: &T) -> Result<Bytes, CatalogError> {
+pub(super) fn encode<T: crate::state::Migratable>(
+    key: &str,
+    record: &T,
+) -> Result<Bytes, CatalogError> {
     image::capture(record)
         .map(Bytes::from)
         .map_err(|source| CatalogError::Encode {

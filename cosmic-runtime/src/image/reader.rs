@@ -96,6 +96,14 @@ pub(crate) fn decode_body<T: Migratable>(
     body: &[u8],
     limits: &DecodeLimits,
 ) -> Result<T, RestoreError> {
+    let all_current = check_schema::<T>(header)?;
+    decode_checked(header, body, limits, all_current)
+}
+
+/// Checks that an image with this header is one this build can decode as a `T`: same type,
+/// a version it knows, the fingerprint those versions must have. Returns whether every
+/// version is the current one. (Also how a migration offer is judged before any byte moves.)
+pub(crate) fn check_schema<T: Migratable>(header: &ImageHeader) -> Result<bool, RestoreError> {
     // The type's name, current versions and fingerprint are computed once per type.
     let plan = TypePlan::of::<T>();
     let current = &plan.header;
@@ -137,6 +145,15 @@ pub(crate) fn decode_body<T: Migratable>(
             expected,
         });
     }
+    Ok(all_current)
+}
+
+fn decode_checked<T: Migratable>(
+    header: &ImageHeader,
+    body: &[u8],
+    limits: &DecodeLimits,
+    all_current: bool,
+) -> Result<T, RestoreError> {
     let (decoded, too_deep) = decode_with_versions(&header.versions, all_current, || {
         state::with_max_depth(limits.max_depth, || postcard::take_from_bytes::<T>(body))
     });

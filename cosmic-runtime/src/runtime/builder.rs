@@ -4,12 +4,18 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use super::shared::TaskShared;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::migrate::node::{MigrationConfig, Node};
+use super::migrate::{resolve, server, Arrival, FaultPlan};
+use super::shared::{Forward, TaskShared};
 use super::stats::StatsCounters;
 use super::task_types::TaskTypes;
 use super::{BuildError, Recovery, Runtime, RuntimeInner};
-use crate::checkpoint::{Catalog, CheckpointStore, Clock, Policy, SystemClock};
-use crate::task::Task;
+use crate::checkpoint::{Catalog, CheckpointStore, Clock, EpochRecord, Policy, SystemClock};
+use crate::task::{Task, TaskId};
+use crate::transport::{ChannelConfig, ClusterKey, ListenError, NodeName, SecureListener};
 
 /// Configures a [`Runtime`], like `tokio::runtime::Builder`.
 #[derive(Debug)]
@@ -21,6 +27,13 @@ pub struct Builder {
     clock: Arc<dyn Clock>,
     verify_every: Option<u64>,
     types: Vec<fn(&TaskTypes)>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    peers: Vec<(String, String)>,
+    cluster_key: Option<ClusterKey>,
+    channel: ChannelConfig,
+    migration: MigrationConfig,
+    fault: Option<FaultPlan>,
 }
 
 impl Builder {
@@ -33,6 +46,18 @@ impl Builder {
             clock: Arc::new(SystemClock::default()),
             verify_every: None,
             types: Vec::new(),
+            listen: None,
+            advertise: None,
+            peers: Vec::new(),
+            cluster_key: None,
+            channel: ChannelConfig::default(),
+            migration: MigrationConfig {
+                step_timeout: Duration::from_secs(10),
+                max_tasks: 100_000,
+                max_image_size: 1 << 30,
+                drain_concurrency: 16,
+            },
+            fault: None,
         }
     }
 
@@ -83,6 +108,76 @@ impl Builder {
         self
     }
 
+    /// Makes this runtime a host that peers can move tasks to: listens for them on `addr`
+    /// (`"127.0.0.1:7001"`; port 0 picks a free port, see [`Runtime::local_addr`]). Needs
+    /// [`cluster_key`](Self::cluster_key).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// The address peers are told to reach this host at (default: the listening address).
+    /// Set it when listening on `0.0.0.0`.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.advertise = Some(addr.into());
+        self
+    }
+
+    /// A peer host this one can move tasks to, by name and address.
+    pub fn peer(mut self, name: impl Into<String>, addr: impl Into<String>) -> Self {
+        self.peers.push((name.into(), addr.into()));
+        self
+    }
+
+    /// The key every host of the cluster holds; only holders can connect. Load it with
+    /// [`ClusterKey::from_file`] or [`ClusterKey::from_env`], never from the command line.
+    pub fn cluster_key(mut self, key: ClusterKey) -> Self {
+        self.cluster_key = Some(key);
+        self
+    }
+
+    /// Limits of the secure channels (message size, handshake deadline).
+    pub fn channel_config(mut self, config: ChannelConfig) -> Self {
+        self.channel = config;
+        self
+    }
+
+    /// How long each step of a hand-off waits for the peer before the move is abandoned
+    /// (default 10 s; steps that carry the image get 20 ms more per MiB).
+    pub fn migration_timeout(mut self, timeout: Duration) -> Self {
+        self.migration.step_timeout = timeout;
+        self
+    }
+
+    /// The most tasks this host runs; offers beyond it are refused with
+    /// [`Refusal::NoCapacity`](crate::transport::protocol::Refusal::NoCapacity) (default
+    /// 100,000).
+    pub fn max_tasks(mut self, max: usize) -> Self {
+        self.migration.max_tasks = max;
+        self
+    }
+
+    /// The largest image this host accepts from a peer (default 1 GiB); larger offers are
+    /// refused before anything is allocated.
+    pub fn max_image_size(mut self, bytes: u64) -> Self {
+        self.migration.max_image_size = bytes;
+        self.channel.max_message_size = self.channel.max_message_size.max(bytes);
+        self
+    }
+
+    /// How many tasks a drain moves at once (default 16).
+    pub fn drain_concurrency(mut self, tasks: usize) -> Self {
+        self.migration.drain_concurrency = tasks.max(1);
+        self
+    }
+
+    /// Fault tests: inject `plan` into this runtime's hand-offs.
+    #[doc(hidden)]
+    pub fn inject_fault(mut self, plan: FaultPlan) -> Self {
+        self.fault = Some(plan);
+        self
+    }
+
     /// Starts the runtime on the current tokio runtime, and resumes every unfinished task in
     /// the store from its newest checkpoint that decodes (older ones are the fallback, with a
     /// warning). Finished tasks' outcomes stay available through [`Runtime::handle`].
@@ -94,7 +189,25 @@ impl Builder {
         for register in &self.types {
             register(&types);
         }
+        let (node, listener) = match self.listen.as_deref() {
+            None => (None, None),
+            Some(listen) => {
+                let (node, listener) = bind_node(
+                    listen,
+                    self.advertise.as_deref(),
+                    &self.host,
+                    self.cluster_key.clone(),
+                    &self.peers,
+                    self.channel.clone(),
+                    self.migration.clone(),
+                    self.fault,
+                )
+                .await?;
+                (Some(node), Some(listener))
+            }
+        };
         let inner = Arc::new(RuntimeInner {
+            node,
             catalog: self.store.map(|store| Catalog::new(store, self.keep)),
             stats: Arc::new(StatsCounters::new(Arc::clone(&self.clock))),
             host: self.host,
@@ -110,15 +223,103 @@ impl Builder {
             let recovery = recover(&inner, &catalog).await?;
             *inner.recovery.lock().unwrap_or_else(|p| p.into_inner()) = recovery;
         }
+        if let (Some(node), Some(listener)) = (&inner.node, listener) {
+            // Listening only now: a peer asking about a task finds it recovered.
+            let serving = tokio::spawn(server::listen(Arc::downgrade(&inner), listener));
+            *node.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(serving.abort_handle());
+            let in_doubt: Vec<TaskId> = node.arriving().prepared.keys().copied().collect();
+            for task in in_doubt {
+                resolve::spawn(Arc::downgrade(&inner), task);
+            }
+        }
         Ok(Runtime { inner })
     }
+}
+
+/// Checks the host settings and binds the listener.
+#[allow(clippy::too_many_arguments)]
+async fn bind_node(
+    listen: &str,
+    advertise: Option<&str>,
+    host: &str,
+    key: Option<ClusterKey>,
+    peers: &[(String, String)],
+    channel: ChannelConfig,
+    migration: MigrationConfig,
+    fault: Option<FaultPlan>,
+) -> Result<(Node, SecureListener), BuildError> {
+    let key = key.ok_or(BuildError::NoClusterKey)?;
+    let name = NodeName::new(host).map_err(BuildError::HostName)?;
+    let listen_addr = parse_addr(listen)?;
+    let mut peer_addrs = HashMap::new();
+    for (peer, addr) in peers {
+        peer_addrs.insert(peer.clone(), parse_addr(addr)?);
+    }
+    let listener = SecureListener::bind(listen_addr, &key, &name, &channel)
+        .await
+        .map_err(BuildError::Listen)?;
+    let bound = listener.local_addr().map_err(|source| {
+        BuildError::Listen(ListenError::Bind {
+            addr: listen_addr,
+            source,
+        })
+    })?;
+    let addr = match advertise {
+        Some(advertise) => parse_addr(advertise)?,
+        None => bound,
+    };
+    let node = Node::new(name, key, channel, migration, addr, peer_addrs, fault);
+    Ok((node, listener))
+}
+
+fn parse_addr(addr: &str) -> Result<SocketAddr, BuildError> {
+    addr.parse().map_err(|_| BuildError::Address {
+        addr: addr.to_owned(),
+    })
 }
 
 async fn recover(inner: &Arc<RuntimeInner>, catalog: &Catalog) -> Result<Recovery, BuildError> {
     let mut recovery = Recovery::default();
     for task in catalog.tasks().await.map_err(BuildError::Recovery)? {
+        // Epoch records first: they say whether the task is here at all.
+        let epoch = match catalog.ownership(task).await {
+            Ok(None) => 0,
+            Ok(Some((epoch, EpochRecord::Owner { .. }))) => epoch,
+            Ok(Some((
+                epoch,
+                EpochRecord::Moved {
+                    to,
+                    to_addr,
+                    handoff,
+                },
+            ))) => {
+                let forward = Forward {
+                    host: to,
+                    addr: to_addr,
+                    epoch,
+                    handoff,
+                };
+                recover_forward(inner, catalog, task, forward, &mut recovery).await;
+                continue;
+            }
+            Ok(Some((epoch, prepared @ EpochRecord::Prepared { .. }))) => {
+                recover_arrival(inner, catalog, task, epoch, prepared, &mut recovery).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%task, %error, "epoch records are unreadable");
+                recovery.failed.push((task, error.to_string()));
+                continue;
+            }
+        };
         let record = match catalog.task_record(task).await {
             Ok(Some(record)) => record,
+            Ok(None) if epoch > 0 => {
+                recovery
+                    .failed
+                    .push((task, "owned here, but its task record is missing".into()));
+                continue;
+            }
             Ok(None) => {
                 // An image without a record: a spawn that never returned. Nobody holds its id.
                 tracing::info!(%task, "removing the leftovers of an unfinished spawn");
@@ -171,7 +372,7 @@ async fn recover(inner: &Arc<RuntimeInner>, catalog: &Catalog) -> Result<Recover
         let mut resumed = None;
         for key in checkpoints.into_iter().rev() {
             let result = match catalog.checkpoint(task, key).await {
-                Ok(Some(bytes)) => (task_type.resume)(inner, task, &bytes, key, next_seq)
+                Ok(Some(bytes)) => (task_type.resume)(inner, task, &bytes, key, next_seq, epoch)
                     .map_err(|e| e.to_string()),
                 Ok(None) => Err("removed while reading".to_owned()),
                 Err(error) => Err(error.to_string()),
@@ -204,4 +405,95 @@ async fn recover(inner: &Arc<RuntimeInner>, catalog: &Catalog) -> Result<Recover
         }
     }
     Ok(recovery)
+}
+
+/// A task that moved away: keep a forwarding entry, drop leftover images.
+async fn recover_forward(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    task: TaskId,
+    forward: Forward,
+    recovery: &mut Recovery,
+) {
+    // A crash between the commit record and the retirement leaves images behind.
+    if let Err(error) = catalog.retire_checkpoints(task).await {
+        tracing::warn!(%task, %error, "could not retire the checkpoints of a moved task");
+    }
+    let output_type = match catalog.task_record(task).await {
+        Ok(Some(record)) => record.output_type,
+        _ => String::new(),
+    };
+    tracing::info!(%task, to = %forward.host, epoch = forward.epoch, "task moved away; keeping a forwarding entry");
+    recovery.moved.push((task, forward.host.clone()));
+    inner
+        .tasks()
+        .insert(task, TaskShared::moved(task, output_type, forward));
+}
+
+/// A task that was arriving when the host stopped: hold the prepared copy again and ask the
+/// source how the hand-off ended (once listening).
+async fn recover_arrival(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    task: TaskId,
+    epoch: u64,
+    prepared: EpochRecord,
+    recovery: &mut Recovery,
+) {
+    let EpochRecord::Prepared {
+        from,
+        from_addr,
+        handoff,
+        type_name,
+        output_type,
+        checkpoint,
+    } = prepared
+    else {
+        return;
+    };
+    let Some(node) = &inner.node else {
+        let reason = format!(
+            "arriving from `{from}`, in doubt; build the runtime with `listen` to settle it"
+        );
+        recovery.failed.push((task, reason));
+        return;
+    };
+    let Some(task_type) = inner.types.get(&type_name) else {
+        let reason =
+            format!("arriving task type `{type_name}` is not registered (Builder::register)");
+        recovery.failed.push((task, reason));
+        return;
+    };
+    let start = match catalog.checkpoint(task, checkpoint).await {
+        Ok(Some(bytes)) => (task_type.prepare)(&bytes)
+            .map(|(_, start)| start)
+            .map_err(|e| e.to_string()),
+        Ok(None) => Err("its prepared copy is missing".to_owned()),
+        Err(error) => Err(error.to_string()),
+    };
+    match start {
+        Ok(start) => {
+            tracing::info!(%task, %from, epoch, "a hand-off was in doubt; asking the source");
+            recovery.in_doubt.push(task);
+            node.arriving().prepared.insert(
+                task,
+                Arrival {
+                    handoff,
+                    epoch,
+                    from,
+                    from_addr,
+                    type_name,
+                    output_type,
+                    checkpoint,
+                    start,
+                },
+            );
+        }
+        Err(reason) => {
+            tracing::error!(%task, %reason, "a prepared copy is unusable");
+            recovery
+                .failed
+                .push((task, format!("prepared copy from `{from}`: {reason}")));
+        }
+    }
 }

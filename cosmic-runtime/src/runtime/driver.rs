@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::error::ControlError;
+use super::migrate::{source, MigrateError};
 use super::shared::{Control, TaskShared};
 use super::RuntimeInner;
 use crate::checkpoint::{CheckpointKey, Outcome, PersistRequest, Persister, Policy, Schedule};
@@ -29,9 +30,10 @@ pub(crate) fn start<T: Task>(
     task: T,
     from: CheckpointKey,
     next_seq: u64,
+    epoch: u64,
 ) -> Arc<TaskShared> {
     let (shared, control) =
-        TaskShared::running(id, T::Output::type_name().into_owned(), from.steps);
+        TaskShared::running(id, T::Output::type_name().into_owned(), from.steps, epoch);
     runtime.tasks().insert(id, Arc::clone(&shared));
     let persister = runtime.catalog.as_ref().map(|catalog| {
         let stats = Arc::clone(&runtime.stats);
@@ -78,6 +80,7 @@ enum Next {
     Step,
     Cancel(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
+    Migrate(String, oneshot::Sender<Result<(), MigrateError>>),
 }
 
 impl Driver {
@@ -95,6 +98,16 @@ impl Driver {
                     self.stop(&task).await;
                     let _ = done.send(());
                     return;
+                }
+                Next::Migrate(to, reply) => {
+                    let result = self.migrate(&mut task, &to).await;
+                    let moved = result.is_ok();
+                    let _ = reply.send(result);
+                    if moved {
+                        return;
+                    }
+                    // Failed: the task stays; serve the safe point again (it may be paused).
+                    continue;
                 }
             }
             let mut cx = StepContext::new(id, self.runtime.host.clone(), self.steps);
@@ -124,6 +137,14 @@ impl Driver {
             self.schedule.step_done();
             if cx.checkpoint_requested {
                 self.checkpoint(&task, Vec::new());
+            }
+            if let Some(to) = cx.move_requested.take() {
+                match self.migrate(&mut task, &to).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(%error, "the move the step asked for failed; running on here")
+                    }
+                }
             }
             if let Some(every) = self.runtime.verify_every {
                 if self.steps % every == 0 {
@@ -170,6 +191,7 @@ impl Driver {
                     self.checkpoint(task, vec![reply]);
                 }
                 Control::Shutdown(done) => return Next::Shutdown(done),
+                Control::Migrate { to, reply } => return Next::Migrate(to, reply),
             }
         }
         if self.schedule.is_due(self.runtime.clock.now()) {
@@ -253,6 +275,55 @@ impl Driver {
             image,
             waiters,
         });
+    }
+
+    /// Moves the task to `to` (see `migrate/source.rs`). On success the task is the
+    /// destination's: local checkpoints are retired, the handle becomes a forwarding entry,
+    /// and the driver must end.
+    async fn migrate<T: Task>(&mut self, task: &mut T, to: &str) -> Result<(), MigrateError> {
+        let id = self.shared.id;
+        if self.runtime.is_shutting_down() {
+            return Err(MigrateError::ShuttingDown);
+        }
+        if let Some(buffer) = self.persister.as_ref().and_then(|p| p.take_spare()) {
+            self.writer.recycle(buffer);
+        }
+        self.writer
+            .capture(&*task)
+            .map_err(|source| MigrateError::Capture {
+                task: id,
+                source: Arc::new(source),
+            })?;
+        let mut image = self.writer.take();
+        let moving = source::Moving {
+            task: id,
+            output_type: &self.shared.output_type,
+            epoch: self.shared.epoch(),
+            steps: self.steps,
+            image: &mut image,
+        };
+        match source::hand_off(&self.runtime, to, moving).await {
+            Ok(forward) => {
+                drop(image);
+                // No checkpoint write of ours may land after the retirement.
+                if let Some(persister) = self.persister.take() {
+                    persister.close().await;
+                }
+                if let Some(catalog) = &self.runtime.catalog {
+                    if let Err(error) = catalog.retire_checkpoints(id).await {
+                        tracing::warn!(%error, "failed to retire the checkpoints of a moved task");
+                    }
+                }
+                tracing::info!(to = %forward.host, epoch = forward.epoch, steps = self.steps, "task moved");
+                self.shared.set_moved(forward);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "move failed; the task stays here");
+                self.writer.recycle(image);
+                Err(error)
+            }
+        }
     }
 
     /// Records the outcome durably, then retires the checkpoints and announces the end.

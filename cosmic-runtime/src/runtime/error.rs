@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::checkpoint::CatalogError;
 use crate::image::{CaptureError, RestoreError};
 use crate::task::TaskId;
+use crate::transport::{ListenError, NodeNameError};
 
 /// Error returned by [`Builder::build`](super::Builder::build).
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,21 @@ pub enum BuildError {
     /// The store could not be listed while looking for tasks to resume.
     #[error("failed to read the checkpoint store while resuming tasks")]
     Recovery(#[source] CatalogError),
+    /// `listen` was given without `cluster_key`.
+    #[error("a host (`listen`) needs a cluster key (`cluster_key`)")]
+    NoClusterKey,
+    /// The host's name cannot be a node name.
+    #[error("the host name cannot name a node")]
+    HostName(#[source] NodeNameError),
+    /// An address is not `ip:port`.
+    #[error("`{addr}` is not an address (ip:port)")]
+    Address {
+        /// The text given.
+        addr: String,
+    },
+    /// The listening socket could not be opened.
+    #[error("failed to listen for peers")]
+    Listen(#[source] ListenError),
 }
 
 /// Error returned by [`Runtime::spawn`](super::Runtime::spawn).
@@ -87,6 +103,16 @@ pub enum JoinError {
     ShutDown {
         /// The task.
         task: TaskId,
+    },
+    /// The task moved away and the host it is on could not be asked for its outcome.
+    #[error("task {task} moved; could not get its outcome from `{host}`: {reason}")]
+    Unreachable {
+        /// The task.
+        task: TaskId,
+        /// The host asked.
+        host: String,
+        /// Why.
+        reason: String,
     },
 }
 

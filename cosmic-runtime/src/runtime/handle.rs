@@ -1,20 +1,26 @@
 //! [`TaskHandle`]: follow and control one task.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
 
 use super::error::{ControlError, JoinError};
+use super::migrate::{follow, LocateError, MigrateError, TaskLocation};
 use super::shared::{Control, TaskShared};
+use super::RuntimeInner;
 use crate::checkpoint::{CheckpointKey, Outcome};
 use crate::image;
 use crate::state::Migratable;
 use crate::task::{TaskId, TaskStatus};
 
 /// A handle to a task whose output is `O`. Cheap to clone; dropping it does not stop the task.
+///
+/// After the task moves to another host the handle keeps working: [`join`](Self::join) and
+/// [`locate`](Self::locate) follow it through the forwarding entries of the hosts it passed.
 pub struct TaskHandle<O> {
     shared: Arc<TaskShared>,
+    runtime: Weak<RuntimeInner>,
     output: PhantomData<fn() -> O>,
 }
 
@@ -22,6 +28,7 @@ impl<O> Clone for TaskHandle<O> {
     fn clone(&self) -> Self {
         TaskHandle {
             shared: Arc::clone(&self.shared),
+            runtime: Weak::clone(&self.runtime),
             output: PhantomData,
         }
     }
@@ -37,9 +44,10 @@ impl<O> std::fmt::Debug for TaskHandle<O> {
 }
 
 impl<O: Migratable> TaskHandle<O> {
-    pub(crate) fn new(shared: Arc<TaskShared>) -> Self {
+    pub(crate) fn new(shared: Arc<TaskShared>, runtime: Weak<RuntimeInner>) -> Self {
         TaskHandle {
             shared,
+            runtime,
             output: PhantomData,
         }
     }
@@ -49,7 +57,8 @@ impl<O: Migratable> TaskHandle<O> {
         self.shared.id
     }
 
-    /// The task's status now.
+    /// The task's status as this host knows it ([`TaskStatus::Moved`] once it moved away;
+    /// [`locate`](Self::locate) asks the host it is on).
     pub fn status(&self) -> TaskStatus {
         self.shared.status()
     }
@@ -59,19 +68,26 @@ impl<O: Migratable> TaskHandle<O> {
         self.shared.steps()
     }
 
-    /// Waits for the task to end and returns its output.
+    /// Waits for the task to end and returns its output, wherever it ended.
     pub async fn join(&self) -> Result<O, JoinError> {
         let task = self.id();
         let mut status = self.shared.subscribe();
         let ended = status
-            .wait_for(|status| status.is_finished() || *status == TaskStatus::Stopped)
+            .wait_for(|status| {
+                status.is_finished() || matches!(status, TaskStatus::Stopped | TaskStatus::Moved(_))
+            })
             .await
             .map(|status| status.clone());
-        match ended {
+        let outcome = match ended {
             Ok(TaskStatus::Stopped) | Err(_) => return Err(JoinError::ShutDown { task }),
-            Ok(_) => {}
-        }
-        match self.shared.outcome() {
+            Ok(TaskStatus::Moved(_)) => {
+                let runtime = self.runtime.upgrade().ok_or(JoinError::ShutDown { task })?;
+                let forward = self.shared.forward().ok_or(JoinError::ShutDown { task })?;
+                Some(follow::await_outcome(&runtime, task, forward).await?)
+            }
+            Ok(_) => self.shared.outcome(),
+        };
+        match outcome {
             Some(Outcome::Completed(bytes)) => {
                 image::restore::<O>(&bytes).map_err(|source| JoinError::Output { task, source })
             }
@@ -79,6 +95,28 @@ impl<O: Migratable> TaskHandle<O> {
             Some(Outcome::Cancelled) => Err(JoinError::Cancelled { task }),
             None => Err(JoinError::ShutDown { task }),
         }
+    }
+
+    /// Moves the task to the peer `host`: at its next safe point it stops, its image goes to
+    /// the peer over the secure channel, and it resumes there. Returns once the move is
+    /// committed and (normally) the task runs on the peer. On error the task was not moved
+    /// and runs on here; the error says what happened.
+    pub async fn migrate_to(&self, host: &str) -> Result<(), MigrateError> {
+        let task = self.id();
+        let (reply, answer) = oneshot::channel();
+        if !self.shared.send(Control::Migrate {
+            to: host.to_owned(),
+            reply,
+        }) {
+            return Err(MigrateError::Finished { task });
+        }
+        answer.await.map_err(|_| MigrateError::Finished { task })?
+    }
+
+    /// Where the task is now and how it is doing, following it across hosts.
+    pub async fn locate(&self) -> Result<TaskLocation, LocateError> {
+        let runtime = self.runtime.upgrade().ok_or(LocateError::NotAHost)?;
+        follow::locate(&runtime, self.id()).await
     }
 
     /// Pauses the task at its next safe point; returns once it is paused.

@@ -5,6 +5,7 @@ mod builder;
 mod driver;
 mod error;
 mod handle;
+pub mod migrate;
 mod shared;
 mod stats;
 mod task_types;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use builder::Builder;
 pub use error::{BuildError, ControlError, HandleError, JoinError, SpawnError};
 pub use handle::TaskHandle;
+pub use migrate::{DrainReport, HandoffStep, LocateError, MigrateError, TaskLocation};
 pub use stats::RuntimeStats;
 
 use crate::checkpoint::{Catalog, CheckpointKey, Clock, Policy, TaskRecord};
@@ -35,6 +37,11 @@ pub struct Recovery {
     pub finished: Vec<TaskId>,
     /// Tasks that could not be resumed, and why.
     pub failed: Vec<(TaskId, String)>,
+    /// Tasks that had moved to another host (kept as forwarding entries), with the host.
+    pub moved: Vec<(TaskId, String)>,
+    /// Tasks that were arriving from a peer when the host stopped; the host asks the source
+    /// how the hand-off ended and runs them if it committed.
+    pub in_doubt: Vec<TaskId>,
 }
 
 /// Runs tasks. Built with [`Runtime::builder`]; cheap to clone (clones share the runtime).
@@ -59,12 +66,13 @@ pub struct Runtime {
 }
 
 pub(crate) struct RuntimeInner {
-    host: String,
-    catalog: Option<Catalog>,
+    pub(crate) host: String,
+    pub(crate) catalog: Option<Catalog>,
     policy: Policy,
     clock: Arc<dyn Clock>,
     verify_every: Option<u64>,
-    types: TaskTypes,
+    pub(crate) types: TaskTypes,
+    pub(crate) node: Option<migrate::node::Node>,
     tasks: Mutex<HashMap<TaskId, Arc<TaskShared>>>,
     stats: Arc<StatsCounters>,
     shutting_down: AtomicBool,
@@ -129,8 +137,8 @@ impl Runtime {
                 .await
                 .map_err(store_error)?;
         }
-        let shared = driver::start(&self.inner, id, task, first, first.seq + 1);
-        Ok(TaskHandle::new(shared))
+        let shared = driver::start(&self.inner, id, task, first, first.seq + 1, 0);
+        Ok(TaskHandle::new(shared, Arc::downgrade(&self.inner)))
     }
 
     /// A handle to a task of this runtime (running, or finished and recorded in the store),
@@ -148,7 +156,7 @@ impl Runtime {
                 actual: shared.output_type.clone(),
             });
         }
-        Ok(TaskHandle::new(shared))
+        Ok(TaskHandle::new(shared, Arc::downgrade(&self.inner)))
     }
 
     /// Every task this runtime knows, with its status.
@@ -178,6 +186,35 @@ impl Runtime {
         self.inner.stats.snapshot(&tasks, self.inner.clock.now())
     }
 
+    /// The address this host listens on for peers (None unless built with `listen`).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.node.as_ref().map(|node| node.addr)
+    }
+
+    /// Adds (or changes) a peer this host can move tasks to.
+    pub fn add_peer(
+        &self,
+        name: impl Into<String>,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), MigrateError> {
+        let node = self.inner.node.as_ref().ok_or(MigrateError::NotAHost)?;
+        node.add_peer(name.into(), addr);
+        Ok(())
+    }
+
+    /// Drains this host: moves every running or paused task to `host`, a few at a time, and
+    /// reports what happened to each. Tasks the peer refuses, or that fail to move, keep
+    /// running here. Fails as a whole only if `host` is not a known peer.
+    pub async fn migrate_to(&self, host: &str) -> Result<DrainReport, MigrateError> {
+        migrate::drain(&self.inner, host).await
+    }
+
+    /// Finds a task this host knows (running here, finished here, or moved away), following
+    /// forwarding entries from host to host.
+    pub async fn locate(&self, task: TaskId) -> Result<TaskLocation, LocateError> {
+        migrate::follow::locate(&self.inner, task).await
+    }
+
     /// Stops every task at its next safe point, takes a last checkpoint of each (with a
     /// store), and waits until they are durable. Tasks resume at the next start on the store.
     pub async fn shutdown(&self) {
@@ -197,13 +234,26 @@ impl Runtime {
 }
 
 impl RuntimeInner {
-    fn tasks(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<TaskShared>>> {
+    pub(crate) fn tasks(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<TaskShared>>> {
         self.tasks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn task(&self, task: TaskId) -> Option<Arc<TaskShared>> {
+    pub(crate) fn task(&self, task: TaskId) -> Option<Arc<TaskShared>> {
         self.tasks().get(&task).cloned()
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Tasks running or paused here.
+    pub(crate) fn running_task_ids(&self) -> std::collections::HashSet<TaskId> {
+        self.tasks()
+            .values()
+            .filter(|t| matches!(t.status(), TaskStatus::Running | TaskStatus::Paused))
+            .map(|t| t.id)
+            .collect()
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::ControlError;
+use super::migrate::MigrateError;
 use crate::checkpoint::{CheckpointKey, Outcome};
 use crate::task::{TaskId, TaskStatus};
 
@@ -16,6 +17,21 @@ pub(crate) enum Control {
     Cancel(oneshot::Sender<()>),
     Checkpoint(oneshot::Sender<Result<CheckpointKey, ControlError>>),
     Shutdown(oneshot::Sender<()>),
+    Migrate {
+        to: String,
+        reply: oneshot::Sender<Result<(), MigrateError>>,
+    },
+}
+
+/// Where a task went from here: the forwarding entry a source keeps after a move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Forward {
+    pub(crate) host: String,
+    pub(crate) addr: String,
+    /// The epoch the task has there.
+    pub(crate) epoch: u64,
+    /// The hand-off (0 when learned from another host).
+    pub(crate) handoff: u64,
 }
 
 pub(crate) struct TaskShared {
@@ -25,6 +41,9 @@ pub(crate) struct TaskShared {
     control: Option<mpsc::UnboundedSender<Control>>,
     outcome: Mutex<Option<Outcome>>,
     steps: AtomicU64,
+    /// How many times the task moved (its fencing token).
+    epoch: AtomicU64,
+    forward: Mutex<Option<Forward>>,
 }
 
 impl TaskShared {
@@ -33,6 +52,7 @@ impl TaskShared {
         id: TaskId,
         output_type: String,
         steps: u64,
+        epoch: u64,
     ) -> (Arc<TaskShared>, mpsc::UnboundedReceiver<Control>) {
         let (control, receiver) = mpsc::unbounded_channel();
         let shared = TaskShared {
@@ -42,6 +62,8 @@ impl TaskShared {
             control: Some(control),
             outcome: Mutex::new(None),
             steps: AtomicU64::new(steps),
+            epoch: AtomicU64::new(epoch),
+            forward: Mutex::new(None),
         };
         (Arc::new(shared), receiver)
     }
@@ -55,9 +77,46 @@ impl TaskShared {
             control: None,
             outcome: Mutex::new(None),
             steps: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            forward: Mutex::new(None),
         };
         shared.finish(outcome);
         Arc::new(shared)
+    }
+
+    /// A task that moved away before this runtime started: a forwarding entry.
+    pub(crate) fn moved(id: TaskId, output_type: String, forward: Forward) -> Arc<TaskShared> {
+        let shared = TaskShared {
+            id,
+            output_type,
+            status: watch::Sender::new(TaskStatus::Running),
+            control: None,
+            outcome: Mutex::new(None),
+            steps: AtomicU64::new(0),
+            epoch: AtomicU64::new(forward.epoch.saturating_sub(1)),
+            forward: Mutex::new(None),
+        };
+        shared.set_moved(forward);
+        Arc::new(shared)
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Where the task went, if it moved away.
+    pub(crate) fn forward(&self) -> Option<Forward> {
+        self.forward
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the move, then announces it.
+    pub(crate) fn set_moved(&self, forward: Forward) {
+        let host = forward.host.clone();
+        *self.forward.lock().unwrap_or_else(|p| p.into_inner()) = Some(forward);
+        self.set_status(TaskStatus::Moved(host));
     }
 
     pub(crate) fn status(&self) -> TaskStatus {

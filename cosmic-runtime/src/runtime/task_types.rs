@@ -1,19 +1,32 @@
-//! The task types a runtime can resume from a store, by wire name.
+//! The task types a runtime can resume from a store or receive from a peer, by wire name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::migrate::StartTask;
 use super::{driver, RuntimeInner};
 use crate::checkpoint::CheckpointKey;
-use crate::image::{self, RestoreError};
+use crate::image::{self, ImageHeader, RestoreError};
 use crate::task::{Task, TaskId};
 
-/// Resumes a task of one type from an image.
-type Resume = fn(&Arc<RuntimeInner>, TaskId, &[u8], CheckpointKey, u64) -> Result<(), RestoreError>;
+/// Resumes a task of one type from an image: (runtime, id, image, checkpoint, next sequence
+/// number, epoch).
+type Resume =
+    fn(&Arc<RuntimeInner>, TaskId, &[u8], CheckpointKey, u64, u64) -> Result<(), RestoreError>;
 
+/// Verifies and decodes an image into a task ready to start.
+type Prepare = fn(&[u8]) -> Result<(ImageHeader, StartTask), RestoreError>;
+
+/// What the runtime can do with one task type without knowing it statically.
 #[derive(Clone)]
 pub(crate) struct TaskType {
     pub(crate) resume: Resume,
+    /// Whether an image with this header would decode (a migration offer is judged by it).
+    pub(crate) check: fn(&ImageHeader) -> Result<bool, RestoreError>,
+    /// The type's current version.
+    pub(crate) version: fn() -> u32,
+    /// Verifies and decodes an image, ready to start.
+    pub(crate) prepare: Prepare,
 }
 
 /// Task types registered with the builder or spawned on this runtime.
@@ -26,6 +39,9 @@ impl TaskTypes {
     pub(crate) fn register<T: Task>(&self) {
         let entry = TaskType {
             resume: resume::<T>,
+            check: image::check_schema::<T>,
+            version: || T::VERSION,
+            prepare: prepare::<T>,
         };
         self.types
             .lock()
@@ -48,8 +64,18 @@ fn resume<T: Task>(
     bytes: &[u8],
     from: CheckpointKey,
     next_seq: u64,
+    epoch: u64,
 ) -> Result<(), RestoreError> {
     let state: T = image::restore(bytes)?;
-    driver::start(runtime, task, state, from, next_seq);
+    driver::start(runtime, task, state, from, next_seq, epoch);
     Ok(())
+}
+
+fn prepare<T: Task>(bytes: &[u8]) -> Result<(ImageHeader, StartTask), RestoreError> {
+    let header = image::inspect(bytes)?;
+    let state: T = image::restore(bytes)?;
+    let start: StartTask = Box::new(move |runtime, task, from, next_seq, epoch| {
+        driver::start(runtime, task, state, from, next_seq, epoch)
+    });
+    Ok((header, start))
 }

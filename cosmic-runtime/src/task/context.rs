@@ -10,6 +10,7 @@ pub struct StepContext {
     pub(crate) host: String,
     pub(crate) steps: u64,
     pub(crate) checkpoint_requested: bool,
+    pub(crate) move_requested: Option<String>,
 }
 
 impl StepContext {
@@ -19,6 +20,7 @@ impl StepContext {
             host,
             steps,
             checkpoint_requested: false,
+            move_requested: None,
         }
     }
 
@@ -40,5 +42,12 @@ impl StepContext {
     /// Asks for a checkpoint at the next safe point (after this step).
     pub fn request_checkpoint(&mut self) {
         self.checkpoint_requested = true;
+    }
+
+    /// Asks to move this task to the peer `host` at the next safe point (after this step). If
+    /// the move fails (the peer refuses, or cannot be reached) the task runs on here; the
+    /// failure is logged.
+    pub fn request_move(&mut self, host: impl Into<String>) {
+        self.move_requested = Some(host.into());
     }
 }

@@ -18,6 +18,11 @@ pub enum TaskStatus {
     Cancelled,
     /// The runtime shut down; the task resumes from its last checkpoint at the next start.
     Stopped,
+    /// The task moved to the named host; this host keeps a forwarding entry.
+    Moved(String),
+    /// The task is arriving here: the host holds a verified copy and waits for the source's
+    /// decision.
+    Arriving,
 }
 
 impl TaskStatus {
@@ -39,6 +44,8 @@ impl fmt::Display for TaskStatus {
             TaskStatus::Failed(message) => write!(f, "failed: {message}"),
             TaskStatus::Cancelled => f.write_str("cancelled"),
             TaskStatus::Stopped => f.write_str("stopped"),
+            TaskStatus::Moved(host) => write!(f, "moved to {host}"),
+            TaskStatus::Arriving => f.write_str("arriving"),
         }
     }
 }

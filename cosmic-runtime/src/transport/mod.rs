@@ -10,7 +10,8 @@
 //! - `noise.rs`: the Noise handshake and the per-frame encryption, through `snow`;
 //! - `handshake.rs`: TCP + Noise + the hello (protocol version and node name);
 //! - `record.rs`: how messages of any size travel in frames of at most 64 KiB;
-//! - [`SecureChannel`] (`channel.rs`) and [`SecureListener`] (`listener.rs`): the API.
+//! - [`SecureChannel`] (`channel.rs`) and [`SecureListener`] (`listener.rs`): the API;
+//! - [`protocol`]: the messages of the migration protocol that travel on channels.
 //!
 //! # The construction
 //!
@@ -57,6 +58,7 @@ mod key;
 mod listener;
 mod node;
 mod noise;
+pub mod protocol;
 mod record;
 mod sealed;
 

@@ -1,0 +1,195 @@
+//! Fault injection at the steps of the hand-off, for the fault tests: a runtime built with a
+//! [`FaultPlan`] kills its own process, stalls, drops the connection or corrupts the image at
+//! one named step. Hidden from the docs; no fault is ever injected unless asked for.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A step of the hand-off where a fault can be injected.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultPoint {
+    /// Source: the image is captured, the offer not yet sent.
+    SourceBeforeOffer,
+    /// Destination: the offer arrived, not yet answered.
+    DestAfterOffer,
+    /// Source: the image is being sent (half of it is out).
+    SourceMidTransfer,
+    /// Destination: half of the image has arrived.
+    DestMidTransfer,
+    /// Destination: its prepared copy is durable, `Prepared` not yet sent.
+    DestAfterPrepare,
+    /// Source: `Prepared` arrived, the commit record not yet written.
+    SourceAfterPrepared,
+    /// Source: the commit record is durable, `Commit` not yet sent.
+    SourceAfterCommit,
+    /// Destination: `Commit` arrived, its owner record not yet written.
+    DestAfterCommit,
+    /// Destination: the task runs, `Started` not yet sent.
+    DestAfterStart,
+}
+
+impl FaultPoint {
+    /// Every point, in protocol order.
+    pub const ALL: [FaultPoint; 9] = [
+        FaultPoint::SourceBeforeOffer,
+        FaultPoint::DestAfterOffer,
+        FaultPoint::SourceMidTransfer,
+        FaultPoint::DestMidTransfer,
+        FaultPoint::DestAfterPrepare,
+        FaultPoint::SourceAfterPrepared,
+        FaultPoint::SourceAfterCommit,
+        FaultPoint::DestAfterCommit,
+        FaultPoint::DestAfterStart,
+    ];
+
+    /// The point's name, as in `COSMIC_FAULT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultPoint::SourceBeforeOffer => "source-before-offer",
+            FaultPoint::DestAfterOffer => "dest-after-offer",
+            FaultPoint::SourceMidTransfer => "source-mid-transfer",
+            FaultPoint::DestMidTransfer => "dest-mid-transfer",
+            FaultPoint::DestAfterPrepare => "dest-after-prepare",
+            FaultPoint::SourceAfterPrepared => "source-after-prepared",
+            FaultPoint::SourceAfterCommit => "source-after-commit",
+            FaultPoint::DestAfterCommit => "dest-after-commit",
+            FaultPoint::DestAfterStart => "dest-after-start",
+        }
+    }
+
+    /// Whether the source side runs this point.
+    pub fn on_source(self) -> bool {
+        self.name().starts_with("source")
+    }
+}
+
+/// What happens at the fault point.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultAction {
+    /// SIGKILL this process.
+    Kill,
+    /// Never go on (the peer's timeouts must fire).
+    Stall,
+    /// Drop the connection.
+    Drop,
+    /// Flip a bit of the image body (source points before the transfer only).
+    Corrupt,
+}
+
+impl FaultAction {
+    /// Every action.
+    pub const ALL: [FaultAction; 4] = [
+        FaultAction::Kill,
+        FaultAction::Stall,
+        FaultAction::Drop,
+        FaultAction::Corrupt,
+    ];
+
+    /// The action's name, as in `COSMIC_FAULT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultAction::Kill => "kill",
+            FaultAction::Stall => "stall",
+            FaultAction::Drop => "drop",
+            FaultAction::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// One fault: an action at a point, injected the first time a hand-off passes it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// Where.
+    pub point: FaultPoint,
+    /// What.
+    pub action: FaultAction,
+}
+
+impl fmt::Display for FaultPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.point.name(), self.action.name())
+    }
+}
+
+/// Error returned by parsing a [`FaultPlan`] (`point=action`).
+#[doc(hidden)]
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a fault plan (point=action, e.g. dest-after-prepare=kill)")]
+pub struct ParseFaultError(String);
+
+impl FromStr for FaultPlan {
+    type Err = ParseFaultError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || ParseFaultError(text.to_owned());
+        let (point, action) = text.split_once('=').ok_or_else(error)?;
+        let point = FaultPoint::ALL
+            .into_iter()
+            .find(|p| p.name() == point)
+            .ok_or_else(error)?;
+        let action = FaultAction::ALL
+            .into_iter()
+            .find(|a| a.name() == action)
+            .ok_or_else(error)?;
+        Ok(FaultPlan { point, action })
+    }
+}
+
+/// What the protocol code must do after passing a point.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Injected {
+    /// Nothing: go on.
+    None,
+    /// End the conversation as if the connection dropped.
+    Drop,
+    /// Corrupt the image before sending it.
+    Corrupt,
+}
+
+/// Runs the plan's action if `point` is its point and it has not fired yet. Kill and stall
+/// never return.
+pub(crate) async fn at(
+    plan: Option<FaultPlan>,
+    fired: &std::sync::atomic::AtomicBool,
+    point: FaultPoint,
+) -> Injected {
+    let Some(plan) = plan.filter(|plan| plan.point == point) else {
+        return Injected::None;
+    };
+    if fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Injected::None;
+    }
+    tracing::warn!(fault = %plan, "injecting a fault");
+    match plan.action {
+        FaultAction::Kill => {
+            // SAFETY: kill(2) on our own pid with a valid signal number.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            std::future::pending().await
+        }
+        FaultAction::Stall => std::future::pending().await,
+        FaultAction::Drop => Injected::Drop,
+        FaultAction::Corrupt => Injected::Corrupt,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_parse_and_print() {
+        for point in FaultPoint::ALL {
+            for action in FaultAction::ALL {
+                let plan = FaultPlan { point, action };
+                assert_eq!(plan.to_string().parse::<FaultPlan>().unwrap(), plan);
+            }
+        }
+        assert!("nowhere=kill".parse::<FaultPlan>().is_err());
+        assert!("dest-after-offer".parse::<FaultPlan>().is_err());
+    }
+}

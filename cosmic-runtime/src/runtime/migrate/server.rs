@@ -1,0 +1,450 @@
+//! The host's listening side: accepts channels from peers and answers their requests — offers
+//! of tasks (the destination's half of the hand-off), resolutions of hand-offs in doubt, and
+//! questions about where tasks are.
+
+use std::sync::{Arc, Weak};
+
+use tokio::io::AsyncWrite;
+use tracing::Instrument;
+
+use super::arrival::{self, Arrival};
+use super::fault::{FaultPoint, Injected};
+use super::{follow, resolve};
+use crate::checkpoint::CheckpointKey;
+use crate::image::{Encoding, ImageHeader, Isa, RestoreError};
+use crate::runtime::RuntimeInner;
+use crate::state::Fingerprint;
+use crate::task::TaskId;
+use crate::transport::protocol::{
+    Decision, Offer, OfferAnswer, PrepareAnswer, Refusal, Request, Resolution, StartAnswer,
+};
+use crate::transport::{ChannelError, SecureChannel, SecureListener};
+
+/// Accepts peers until the runtime is gone.
+pub(crate) async fn listen(runtime: Weak<RuntimeInner>, mut listener: SecureListener) {
+    loop {
+        match listener.accept().await {
+            Ok((channel, peer)) => {
+                tracing::debug!(peer = %peer.node, addr = %peer.addr, "peer connected");
+                tokio::spawn(serve(runtime.clone(), channel));
+            }
+            Err(error) => {
+                tracing::error!(%error, "accepting peers failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Answers one peer's requests, one conversation at a time, until it hangs up.
+async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
+    loop {
+        let request = match channel.recv::<Request>().await {
+            Ok(request) => request,
+            Err(ChannelError::Closed { .. }) | Err(ChannelError::UnexpectedEof) => return,
+            Err(error) => {
+                tracing::warn!(peer = %channel.peer().node, %error, "ending a peer's connection");
+                return;
+            }
+        };
+        let Some(runtime) = runtime.upgrade() else {
+            return;
+        };
+        let result = match request {
+            Request::Offer(offer) => {
+                let span = tracing::info_span!(
+                    "arrival",
+                    task = %offer.task,
+                    from = %channel.peer().node,
+                    epoch = offer.epoch
+                );
+                receive(&runtime, &mut channel, offer)
+                    .instrument(span)
+                    .await
+            }
+            Request::Resolve { task, handoff } => {
+                let answer = resolution(&runtime, task, handoff).await;
+                channel.send(&answer).await
+            }
+            Request::Locate { task } => channel.send(&follow::whereabouts(&runtime, task)).await,
+            Request::AwaitOutcome { task } => {
+                let answer = follow::await_change(&runtime, task).await;
+                channel.send(&answer).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(peer = %channel.peer().node, %error, "a conversation with a peer failed");
+            return;
+        }
+    }
+}
+
+/// How hand-off `handoff` of `task` ended, from the source's point of view. The order of the
+/// checks matters: a hand-off leaves `deciding` only after its commit record is durable (or it
+/// aborted for good), so "not deciding and no record" means it never commits.
+async fn resolution(runtime: &Arc<RuntimeInner>, task: TaskId, handoff: u64) -> Resolution {
+    let Some(node) = &runtime.node else {
+        return Resolution::Aborted;
+    };
+    if node.deciding().contains(&handoff) {
+        return Resolution::Pending;
+    }
+    if let Some(shared) = runtime.task(task) {
+        if shared.forward().is_some_and(|f| f.handoff == handoff) {
+            return Resolution::Committed;
+        }
+    }
+    if let Some(catalog) = &runtime.catalog {
+        match catalog.epoch_records(task).await {
+            Ok(records) => {
+                let committed = records.iter().any(|(_, record)| {
+                    matches!(record, crate::checkpoint::EpochRecord::Moved { handoff: h, .. } if *h == handoff)
+                });
+                if committed {
+                    return Resolution::Committed;
+                }
+            }
+            // Cannot tell: let the destination ask again rather than guess.
+            Err(error) => {
+                tracing::warn!(%task, %error, "cannot read epoch records to resolve a hand-off");
+                return Resolution::Pending;
+            }
+        }
+    }
+    Resolution::Aborted
+}
+
+/// Judges an offer before any byte of the image moves.
+fn judge(
+    runtime: &Arc<RuntimeInner>,
+    offer: &Offer,
+) -> Result<crate::runtime::task_types::TaskType, Refusal> {
+    let node = runtime.node.as_ref().ok_or_else(|| Refusal::Unavailable {
+        reason: "not a host".into(),
+    })?;
+    if runtime.is_shutting_down() {
+        return Err(Refusal::Unavailable {
+            reason: "shutting down".into(),
+        });
+    }
+    if Encoding::from_code(offer.encoding) != Some(Encoding::Portable) {
+        return Err(Refusal::UnsupportedEncoding {
+            encoding: offer.encoding,
+        });
+    }
+    if offer.size > node.config.max_image_size {
+        return Err(Refusal::TooLarge {
+            size: offer.size,
+            limit: node.config.max_image_size,
+        });
+    }
+    let kind = runtime
+        .types
+        .get(&offer.type_name)
+        .ok_or_else(|| Refusal::UnknownType {
+            type_name: offer.type_name.clone(),
+        })?;
+    let header = ImageHeader {
+        encoding: Encoding::Portable,
+        isa: Isa::host(),
+        type_name: offer.type_name.clone(),
+        type_version: offer.version,
+        fingerprint: Fingerprint(offer.fingerprint),
+        versions: offer.versions.iter().cloned().collect(),
+        header_len: 0,
+        body_len: 0,
+    };
+    (kind.check)(&header).map_err(|error| match error {
+        RestoreError::VersionTooNew { .. } => Refusal::VersionTooNew {
+            type_name: offer.type_name.clone(),
+            offered: offer.version,
+            known: (kind.version)(),
+        },
+        other => Refusal::SchemaMismatch {
+            type_name: offer.type_name.clone(),
+            detail: other.to_string(),
+        },
+    })?;
+    if let Some(shared) = runtime.task(offer.task) {
+        let here = shared.forward().is_none() && !shared.status().is_finished();
+        if here || shared.epoch() >= offer.epoch {
+            return Err(Refusal::StaleEpoch {
+                offered: offer.epoch,
+                known: shared.epoch(),
+            });
+        }
+    }
+    if let Some(arrival) = node.arriving().prepared.get(&offer.task) {
+        if arrival.epoch > offer.epoch {
+            return Err(Refusal::StaleEpoch {
+                offered: offer.epoch,
+                known: arrival.epoch,
+            });
+        }
+    }
+    Ok(kind)
+}
+
+/// The destination's half of a hand-off, from the offer to the start of the task.
+async fn receive(
+    runtime: &Arc<RuntimeInner>,
+    channel: &mut SecureChannel,
+    offer: Offer,
+) -> Result<(), ChannelError> {
+    let Some(node) = &runtime.node else {
+        return Ok(());
+    };
+    let task = offer.task;
+    let from = channel.peer().node.to_string();
+    if node.fault(FaultPoint::DestAfterOffer).await == Injected::Drop {
+        return Err(ChannelError::UnexpectedEof);
+    }
+    // Judged, then counted against the capacity and claimed under one lock, so that
+    // concurrent offers cannot overfill the host.
+    let judged = judge(runtime, &offer).and_then(|kind| {
+        let mut arrivals = node.arriving();
+        let mut busy = runtime.running_task_ids();
+        busy.extend(arrivals.ids());
+        if !busy.contains(&task) && busy.len() >= node.config.max_tasks {
+            return Err(Refusal::NoCapacity {
+                running: busy.len(),
+            });
+        }
+        Ok((kind, node.claim(&mut arrivals, task)))
+    });
+    let (kind, _claim) = match judged {
+        Ok(judged) => judged,
+        Err(refusal) => {
+            tracing::info!(%refusal, "refused an offer");
+            return channel.send(&OfferAnswer::Refuse(refusal)).await;
+        }
+    };
+    channel.send(&OfferAnswer::Accept).await?;
+
+    // The size was checked against our limit in `judge`; the channel checks the announced
+    // length against its own before allocating.
+    let mut sink = ImageSink::new(offer.size, node);
+    let received = tokio::time::timeout(
+        node.config.deadline_for(offer.size),
+        channel.recv_into(&mut sink),
+    )
+    .await;
+    match received {
+        Ok(Ok(length)) if length == offer.size => {}
+        Ok(Ok(length)) => {
+            let reason = format!("image of {length} bytes, {} announced", offer.size);
+            return channel.send(&PrepareAnswer::Failed(reason)).await;
+        }
+        Ok(Err(error)) => return Err(error),
+        Err(_) => return Err(ChannelError::UnexpectedEof),
+    }
+    if sink.dropped {
+        return Err(ChannelError::UnexpectedEof);
+    }
+    let image = bytes::Bytes::from(sink.buffer);
+
+    // Verify and decode off the async workers: large states take a while.
+    let decode = kind.prepare;
+    let decoded = {
+        let image = image.clone();
+        tokio::task::spawn_blocking(move || decode(&image)).await
+    };
+    let start = match decoded {
+        Ok(Ok((header, start))) if header_matches(&header, &offer) => start,
+        Ok(Ok(_)) => {
+            let reason = "the image does not match the offer".to_owned();
+            return channel.send(&PrepareAnswer::Failed(reason)).await;
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "refused a damaged image");
+            let reason = super::error::rejected_image(&error);
+            return channel.send(&PrepareAnswer::Failed(reason)).await;
+        }
+        Err(join) => {
+            let reason = format!("decoding the image failed: {join}");
+            return channel.send(&PrepareAnswer::Failed(reason)).await;
+        }
+    };
+
+    let mut arrival = Arrival {
+        handoff: offer.handoff,
+        epoch: offer.epoch,
+        from: from.clone(),
+        from_addr: offer.source_addr.clone(),
+        type_name: offer.type_name.clone(),
+        output_type: offer.output_type.clone(),
+        checkpoint: CheckpointKey {
+            seq: 0,
+            steps: offer.steps,
+        },
+        start,
+    };
+    if let Some(catalog) = &runtime.catalog {
+        // The copy is the task's newest checkpoint here, numbered after any image of it.
+        let recorded = async {
+            let newest = catalog.checkpoints(task).await?.last().map_or(0, |k| k.seq);
+            arrival.checkpoint.seq = newest + 1;
+            catalog
+                .put_checkpoint_image(task, arrival.checkpoint, image)
+                .await?;
+            catalog
+                .put_epoch_record(task, offer.epoch, &arrival.prepared_record())
+                .await
+        }
+        .await;
+        if let Err(error) = recorded {
+            tracing::error!(%error, "could not record the prepared copy");
+            let reason = format!("could not record the copy: {error}");
+            return channel.send(&PrepareAnswer::Failed(reason)).await;
+        }
+    } else {
+        drop(image);
+    }
+    // A newer offer replaces an older arrival of the same task: its source aborted that one.
+    let replaced = node.arriving().prepared.insert(task, arrival);
+    if let Some(replaced) = replaced {
+        tracing::info!(
+            handoff = replaced.handoff,
+            "a newer offer replaced an undecided arrival"
+        );
+        if let Some(catalog) = &runtime.catalog {
+            if let Err(error) = catalog.delete_checkpoint(task, replaced.checkpoint).await {
+                tracing::warn!(%error, "could not remove the replaced copy");
+            }
+        }
+    }
+    if node.fault(FaultPoint::DestAfterPrepare).await == Injected::Drop {
+        resolve::spawn(Arc::downgrade(runtime), task);
+        return Err(ChannelError::UnexpectedEof);
+    }
+    let decision = async {
+        channel.send(&PrepareAnswer::Prepared).await?;
+        match tokio::time::timeout(node.config.step_timeout, channel.recv::<Decision>()).await {
+            Ok(decision) => decision,
+            Err(_) => Err(ChannelError::UnexpectedEof),
+        }
+    }
+    .await;
+    let decision = match decision {
+        Ok(decision) => decision,
+        Err(error) => {
+            // In doubt: the source may have committed. Ask it until it says.
+            tracing::warn!(%error, "lost the source before its decision; resolving");
+            resolve::spawn(Arc::downgrade(runtime), task);
+            return Err(error);
+        }
+    };
+    let Some((arrival, _starting)) = node.take_arrival(task, offer.handoff) else {
+        return Ok(());
+    };
+    match decision {
+        Decision::Abort => {
+            arrival::abort(runtime, task, arrival).await;
+            Ok(())
+        }
+        Decision::Commit => {
+            if node.fault(FaultPoint::DestAfterCommit).await == Injected::Drop {
+                node.arriving().prepared.insert(task, arrival);
+                resolve::spawn(Arc::downgrade(runtime), task);
+                return Err(ChannelError::UnexpectedEof);
+            }
+            match arrival::commit(runtime, task, arrival).await {
+                Ok(_) => {
+                    if node.fault(FaultPoint::DestAfterStart).await == Injected::Drop {
+                        return Err(ChannelError::UnexpectedEof);
+                    }
+                    channel.send(&StartAnswer::Started).await
+                }
+                Err((arrival, error)) => {
+                    // The source committed; our copy stays prepared, and the resolver
+                    // retries recording it.
+                    tracing::error!(%error, "could not record the ownership of an arrived task");
+                    node.arriving().prepared.insert(task, arrival);
+                    resolve::spawn(Arc::downgrade(runtime), task);
+                    channel
+                        .send(&StartAnswer::Deferred(error.to_string()))
+                        .await
+                }
+            }
+        }
+    }
+}
+
+fn header_matches(header: &ImageHeader, offer: &Offer) -> bool {
+    header.type_name == offer.type_name
+        && header.type_version == offer.version
+        && header.fingerprint.0 == offer.fingerprint
+        && header.image_len() == offer.size
+}
+
+/// Collects an incoming image into one buffer of the announced size, and injects the
+/// mid-transfer fault.
+struct ImageSink<'a> {
+    buffer: Vec<u8>,
+    half: u64,
+    node: &'a super::node::Node,
+    fault_checked: bool,
+    stalled: bool,
+    dropped: bool,
+}
+
+impl<'a> ImageSink<'a> {
+    fn new(size: u64, node: &'a super::node::Node) -> Self {
+        ImageSink {
+            // Within the node's limit, checked before: allocate once.
+            buffer: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
+            half: size / 2,
+            node,
+            fault_checked: false,
+            stalled: false,
+            dropped: false,
+        }
+    }
+}
+
+impl AsyncWrite for ImageSink<'_> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.stalled {
+            return std::task::Poll::Pending;
+        }
+        if !self.fault_checked && self.buffer.len() as u64 >= self.half {
+            let fault = self.node.fault(FaultPoint::DestMidTransfer);
+            let mut fault = std::pin::pin!(fault);
+            use std::future::Future as _;
+            match fault.as_mut().poll(cx) {
+                std::task::Poll::Ready(Injected::Drop) => {
+                    self.dropped = true;
+                    return std::task::Poll::Ready(Err(
+                        std::io::ErrorKind::ConnectionAborted.into()
+                    ));
+                }
+                std::task::Poll::Ready(_) => self.fault_checked = true,
+                // Kill and stall never finish (the future is not kept: a stall stays stalled).
+                std::task::Poll::Pending => {
+                    self.stalled = true;
+                    return std::task::Poll::Pending;
+                }
+            }
+        }
+        self.buffer.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,347 @@
+//! The source's half of a hand-off, run by the task's driver at a safe point while the task
+//! is stopped there:
+//!
+//! 1. offer the task (what it is, its size, its next epoch) and wait for the answer;
+//! 2. stream the image; wait until the destination holds a verified, durable copy;
+//! 3. write the commit record (`moved`, durable): from here on the task is the destination's;
+//! 4. tell the destination to run it, and wait for it to say it does.
+//!
+//! Any failure before step 3 leaves the task here, running on; the destination, if it
+//! prepared, learns that the hand-off aborted (told so, or by asking later). After step 3 the
+//! move stands whatever fails: the destination runs the task once it hears the decision, from
+//! us or, after a crash, by asking us.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fault::{FaultPoint, Injected};
+use super::node::Node;
+use super::{HandoffStep, MigrateError};
+use crate::checkpoint::EpochRecord;
+use crate::image;
+use crate::runtime::shared::Forward;
+use crate::runtime::RuntimeInner;
+use crate::task::TaskId;
+use crate::transport::protocol::{
+    Decision, Offer, OfferAnswer, PrepareAnswer, Request, StartAnswer,
+};
+use crate::transport::{ChannelError, SecureChannel};
+
+/// What the driver knows about the task it moves.
+pub(crate) struct Moving<'a> {
+    pub(crate) task: TaskId,
+    pub(crate) output_type: &'a str,
+    pub(crate) epoch: u64,
+    pub(crate) steps: u64,
+    /// The captured image.
+    pub(crate) image: &'a mut [u8],
+}
+
+/// Removes the hand-off from the undecided set when it ends, however it ends; after the
+/// commit record if there is one (see `server::resolution`).
+struct Deciding<'a> {
+    node: &'a Node,
+    handoff: u64,
+}
+
+impl Drop for Deciding<'_> {
+    fn drop(&mut self) {
+        self.node.deciding().remove(&self.handoff);
+    }
+}
+
+/// Moves the task to `host`. `Ok` means the commit record is durable: the task is the
+/// destination's, and the caller must stop running it.
+pub(crate) async fn hand_off(
+    runtime: &Arc<RuntimeInner>,
+    host: &str,
+    moving: Moving<'_>,
+) -> Result<Forward, MigrateError> {
+    let task = moving.task;
+    let node = runtime.node.as_ref().ok_or(MigrateError::NotAHost)?;
+    if host == runtime.host {
+        return Err(MigrateError::SameHost {
+            task,
+            host: host.to_owned(),
+        });
+    }
+    let addr = node
+        .peer_addr(host)
+        .ok_or_else(|| MigrateError::UnknownPeer {
+            host: host.to_owned(),
+        })?;
+    let header = image::inspect(moving.image).map_err(|error| MigrateError::Rejected {
+        task,
+        host: runtime.host.clone(),
+        reason: format!("the captured image does not verify: {error}"),
+    })?;
+    let handoff = crate::task::TaskId::random().0;
+    let offer = Offer {
+        task,
+        handoff,
+        epoch: moving.epoch + 1,
+        type_name: header.type_name.clone(),
+        output_type: moving.output_type.to_owned(),
+        version: header.type_version,
+        versions: header.versions.clone().into_iter().collect(),
+        fingerprint: header.fingerprint.0,
+        encoding: header.encoding.code(),
+        size: moving.image.len() as u64,
+        steps: moving.steps,
+        source_addr: node.addr.to_string(),
+    };
+    node.deciding().insert(handoff);
+    let _deciding = Deciding { node, handoff };
+    let fail = Failure {
+        task,
+        host,
+        timeout: node.config.step_timeout,
+    };
+
+    if node.fault(FaultPoint::SourceBeforeOffer).await == Injected::Corrupt {
+        // Flip a bit of the body: the destination's checksum must catch it.
+        let at = header.header_len + (moving.image.len() - header.header_len) / 2;
+        moving.image[at] ^= 0x10;
+    }
+    let (mut channel, answer) = offer_to(node, addr, &offer, &fail).await?;
+    if let OfferAnswer::Refuse(reason) = answer {
+        node.park(addr, channel);
+        return Err(MigrateError::Refused {
+            task,
+            host: host.to_owned(),
+            reason,
+        });
+    }
+
+    let size = moving.image.len() as u64;
+    let send = async {
+        let sent = if node.plans(FaultPoint::SourceMidTransfer) {
+            let reader = GatedReader {
+                image: moving.image,
+                at: 0,
+                node,
+                checked: false,
+                stalled: false,
+            };
+            channel.send_from(size, reader).await
+        } else {
+            channel.send_bytes(moving.image).await
+        };
+        sent.map_err(|e| fail.channel(HandoffStep::Transfer, e))
+    };
+    fail.within(HandoffStep::Transfer, node.config.deadline_for(size), send)
+        .await?;
+    let prepared = fail
+        .within(
+            HandoffStep::Prepare,
+            node.config.deadline_for(size),
+            async {
+                channel
+                    .recv::<PrepareAnswer>()
+                    .await
+                    .map_err(|e| fail.channel(HandoffStep::Prepare, e))
+            },
+        )
+        .await?;
+    if let PrepareAnswer::Failed(reason) = prepared {
+        node.park(addr, channel);
+        return Err(MigrateError::Rejected {
+            task,
+            host: host.to_owned(),
+            reason,
+        });
+    }
+    if node.fault(FaultPoint::SourceAfterPrepared).await == Injected::Drop {
+        return Err(fail.injected(HandoffStep::Prepare));
+    }
+
+    // The commit point.
+    let forward = Forward {
+        host: host.to_owned(),
+        addr: addr.to_string(),
+        epoch: offer.epoch,
+        handoff,
+    };
+    if let Some(catalog) = &runtime.catalog {
+        let record = EpochRecord::Moved {
+            to: forward.host.clone(),
+            to_addr: forward.addr.clone(),
+            handoff,
+        };
+        if let Err(error) = catalog.put_epoch_record(task, offer.epoch, &record).await {
+            tracing::error!(%error, "could not write the commit record; aborting the move");
+            let _ = channel.send(&Decision::Abort).await;
+            return Err(MigrateError::Store {
+                task,
+                host: host.to_owned(),
+                source: Arc::new(error),
+            });
+        }
+    }
+    tracing::info!(%task, to = %host, epoch = offer.epoch, "committed the move");
+    if node.fault(FaultPoint::SourceAfterCommit).await == Injected::Drop {
+        return Ok(forward);
+    }
+    // From here the move stands; the destination resolves with us if this part fails.
+    let started = async {
+        channel.send(&Decision::Commit).await?;
+        channel.recv::<StartAnswer>().await
+    };
+    match tokio::time::timeout(node.config.step_timeout, started).await {
+        Ok(Ok(StartAnswer::Started)) => node.park(addr, channel),
+        Ok(Ok(StartAnswer::Deferred(reason))) => {
+            tracing::warn!(%task, to = %host, %reason, "the destination will start the task later");
+            node.park(addr, channel);
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%task, to = %host, %error, "no start confirmation; the destination resolves the move with us");
+        }
+        Err(_) => {
+            tracing::warn!(%task, to = %host, "no start confirmation in time; the destination resolves the move with us");
+        }
+    }
+    Ok(forward)
+}
+
+/// Sends the offer and reads the answer. A reused channel that turns out closed by the peer
+/// (it restarted) is replaced by a fresh one, once: nothing of this hand-off reached anyone.
+async fn offer_to(
+    node: &Node,
+    addr: SocketAddr,
+    offer: &Offer,
+    fail: &Failure<'_>,
+) -> Result<(SecureChannel, OfferAnswer), MigrateError> {
+    let request = Request::Offer(offer.clone());
+    let mut retried = false;
+    loop {
+        let (mut channel, reused) = fail
+            .within(
+                HandoffStep::Connect,
+                node.channel.handshake_timeout,
+                async {
+                    node.channel(addr)
+                        .await
+                        .map_err(|source| MigrateError::Connect {
+                            task: fail.task,
+                            host: fail.host.to_owned(),
+                            source: Arc::new(source),
+                        })
+                },
+            )
+            .await?;
+        let exchange = async {
+            channel.send(&request).await?;
+            channel.recv::<OfferAnswer>().await
+        };
+        match tokio::time::timeout(fail.timeout, exchange).await {
+            Ok(Ok(answer)) => return Ok((channel, answer)),
+            Ok(Err(error)) if reused && !retried && is_stale(&error) => {
+                node.forget_idle(addr);
+                retried = true;
+            }
+            Ok(Err(error)) => return Err(fail.channel(HandoffStep::Offer, error)),
+            Err(_) => return Err(fail.timed_out(HandoffStep::Offer, fail.timeout)),
+        }
+    }
+}
+
+/// A reused channel the peer closed while it sat idle.
+fn is_stale(error: &ChannelError) -> bool {
+    matches!(
+        error,
+        ChannelError::Closed { .. } | ChannelError::UnexpectedEof | ChannelError::Io { .. }
+    )
+}
+
+/// Builds the errors of one hand-off.
+struct Failure<'a> {
+    task: TaskId,
+    host: &'a str,
+    timeout: Duration,
+}
+
+impl Failure<'_> {
+    fn channel(&self, step: HandoffStep, source: ChannelError) -> MigrateError {
+        MigrateError::Channel {
+            task: self.task,
+            host: self.host.to_owned(),
+            step,
+            source: Arc::new(source),
+        }
+    }
+
+    fn timed_out(&self, step: HandoffStep, after: Duration) -> MigrateError {
+        MigrateError::Timeout {
+            task: self.task,
+            host: self.host.to_owned(),
+            step,
+            after,
+        }
+    }
+
+    fn injected(&self, step: HandoffStep) -> MigrateError {
+        MigrateError::Injected {
+            task: self.task,
+            step,
+        }
+    }
+
+    async fn within<T>(
+        &self,
+        step: HandoffStep,
+        after: Duration,
+        work: impl std::future::Future<Output = Result<T, MigrateError>>,
+    ) -> Result<T, MigrateError> {
+        tokio::time::timeout(after, work)
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out(step, after)))
+    }
+}
+
+/// Reads the image for `send_from`, injecting the mid-transfer fault halfway (fault tests).
+struct GatedReader<'a> {
+    image: &'a [u8],
+    at: usize,
+    node: &'a Node,
+    checked: bool,
+    stalled: bool,
+}
+
+impl tokio::io::AsyncRead for GatedReader<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if self.stalled {
+            return Poll::Pending;
+        }
+        if !self.checked && self.at >= self.image.len() / 2 {
+            let fault = self.node.fault(FaultPoint::SourceMidTransfer);
+            let mut fault = std::pin::pin!(fault);
+            use std::future::Future as _;
+            match fault.as_mut().poll(cx) {
+                Poll::Ready(Injected::Drop) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()))
+                }
+                Poll::Ready(_) => self.checked = true,
+                Poll::Pending => {
+                    self.stalled = true;
+                    return Poll::Pending;
+                }
+            }
+        }
+        let end = if self.checked {
+            self.image.len()
+        } else {
+            self.image.len() / 2
+        };
+        let n = buf.remaining().min(end - self.at);
+        let at = self.at;
+        buf.put_slice(&self.image[at..at + n]);
+        self.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
