@@ -411,7 +411,14 @@ impl AsyncWrite for ImageSink<'_> {
         if self.stalled {
             return std::task::Poll::Pending;
         }
-        if !self.fault_checked && self.buffer.len() as u64 >= self.half {
+        if !self.fault_checked {
+            let short = self.half.saturating_sub(self.buffer.len() as u64);
+            if short > 0 {
+                // Take the bytes up to the middle only, so the fault point is reached exactly.
+                let n = buf.len().min(usize::try_from(short).unwrap_or(usize::MAX));
+                self.buffer.extend_from_slice(&buf[..n]);
+                return std::task::Poll::Ready(Ok(n));
+            }
             let fault = self.node.fault(FaultPoint::DestMidTransfer);
             let mut fault = std::pin::pin!(fault);
             use std::future::Future as _;

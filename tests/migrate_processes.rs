@@ -1,0 +1,291 @@
+//! Migration between hosts that are separate OS processes (`migrate_node`, a host driven on
+//! stdin) on 127.0.0.1, with a fault injected at each step of the hand-off: the host SIGKILLs
+//! itself there (source or destination, as the step belongs), stalls until the peer's timeout
+//! fires, drops the connection, or corrupts the image. A killed host is restarted on its own
+//! store, as a supervisor would, and the two hosts settle who owns the task from their durable
+//! records. After each scenario:
+//! - the task ran to completion exactly once and its output (a digest of every step, in
+//!   order) is the one an uninterrupted run gives, delivered once (one outcome record in the
+//!   two stores) and joinable from the host that spawned it;
+//! - its own step log shows every step, alpha's runs strictly before beta's (never on two
+//!   hosts at once), and no step run twice unless a host running it was killed (then steps
+//!   after its last checkpoint may run again, the documented contract).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use cosmic::runtime::migrate::{FaultAction, FaultPlan, FaultPoint};
+use cosmic_tests::counter::{check_log, expected_digest, read_log, TempDir};
+
+const TOTAL: u64 = 300;
+
+struct Node {
+    name: &'static str,
+    addr: String,
+    store: PathBuf,
+    peer: String,
+    key_file: PathBuf,
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    fn start(
+        name: &'static str,
+        addr: &str,
+        store: &Path,
+        peer: &str,
+        key_file: &Path,
+        fault: Option<FaultPlan>,
+    ) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_migrate_node"));
+        command
+            .args(["--name", name, "--listen", addr, "--store"])
+            .arg(store)
+            .args(["--peer", peer])
+            .env("COSMIC_CLUSTER_KEY_FILE", key_file)
+            .env("COSMIC_MIGRATION_TIMEOUT_MS", "1000")
+            .env_remove("COSMIC_FAULT")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if let Some(plan) = fault {
+            command.env("COSMIC_FAULT", plan.to_string());
+        }
+        let mut child = command.spawn().expect("start migrate_node");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = Node {
+            name,
+            addr: addr.to_owned(),
+            store: store.to_owned(),
+            peer: peer.to_owned(),
+            key_file: key_file.to_owned(),
+            child,
+            stdin,
+            lines,
+        };
+        let ready = node.expect("ready");
+        eprintln!("{name}: {ready}");
+        node
+    }
+
+    fn restart(self) -> Node {
+        let Node {
+            name,
+            addr,
+            store,
+            peer,
+            key_file,
+            mut child,
+            ..
+        } = self;
+        let _ = child.wait();
+        Node::start(name, &addr, &store, &peer, &key_file, None)
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("write a command");
+    }
+
+    /// The next line starting with `prefix` (others are skipped), or panics after 60 s.
+    fn expect(&mut self, prefix: &str) -> String {
+        self.try_expect(prefix, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{}: no `{prefix}` line", self.name))
+    }
+
+    fn try_expect(&mut self, prefix: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Whether the process has exited (after a kill it injected).
+    fn has_died(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    fn steps(&mut self, task: &str) -> u64 {
+        self.send(&format!("steps {task}"));
+        let line = self.expect("steps ");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    fn quit(mut self) {
+        self.send("quit");
+        let _ = self.child.wait();
+    }
+}
+
+fn outcome_files(dir: &Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            count += outcome_files(&path);
+        } else if path.file_name().is_some_and(|n| n == "outcome") {
+            count += 1;
+        }
+    }
+    count
+}
+
+/// Runs one scenario; returns what the source's `migrate` said (or "killed").
+fn scenario(plan: Option<FaultPlan>) -> String {
+    let label = plan.map_or("none".to_owned(), |p| p.to_string());
+    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "migrate-processes");
+    let key_file = dir.path().join("cluster.key");
+    std::fs::write(&key_file, b"multi-process test cluster key, 32+ bytes").unwrap();
+    let (alpha_addr, beta_addr) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let on_source = plan.is_some_and(|p| p.point.on_source());
+    let mut alpha = Node::start(
+        "alpha",
+        &alpha_addr,
+        &dir.path().join("alpha"),
+        &format!("beta={beta_addr}"),
+        &key_file,
+        plan.filter(|_| on_source),
+    );
+    let mut beta = Node::start(
+        "beta",
+        &beta_addr,
+        &dir.path().join("beta"),
+        &format!("alpha={alpha_addr}"),
+        &key_file,
+        plan.filter(|_| !on_source),
+    );
+    let log = dir.path().join("steps.log");
+    // 1 MiB of state: the image takes many frames, so mid-transfer faults fall mid-stream.
+    alpha.send(&format!("spawn {TOTAL} {} 2 1048576", log.display()));
+    let task = alpha
+        .expect("spawned ")
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    while alpha.steps(&task) < 30 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    alpha.send(&format!("migrate {task} beta"));
+    let mut killed = false;
+    let said = loop {
+        if let Some(line) = alpha.try_expect("", Duration::from_millis(50)) {
+            if line.starts_with("migrated") || line.starts_with("failed") {
+                break line;
+            }
+        }
+        if alpha.has_died() {
+            killed = true;
+            alpha = alpha.restart();
+            // Give the destination time to notice if the source had died mid-hand-off.
+            break "source killed".to_owned();
+        }
+        if beta.has_died() {
+            killed = true;
+            beta = beta.restart();
+            // The source's answer comes once it notices.
+        }
+    };
+    // A destination killed after the source answered (late, e.g. after a commit) restarts too.
+    std::thread::sleep(Duration::from_millis(50));
+    if beta.has_died() {
+        killed = true;
+        beta = beta.restart();
+    }
+
+    alpha.send(&format!("join {task}"));
+    let joined = alpha.expect(&format!("join"));
+    let expected = format!("joined {task} {}", expected_digest(TOTAL));
+    assert_eq!(joined, expected, "{label}: said `{said}`");
+    alpha.send(&format!("locate {task}"));
+    let located = alpha.expect("locate");
+    assert!(located.contains(" completed "), "{label}: {located}");
+
+    let entries = read_log(&log);
+    let runs = check_log(&entries, TOTAL, killed).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let hosts: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
+    let first_beta = hosts
+        .iter()
+        .position(|h| *h == "beta")
+        .unwrap_or(hosts.len());
+    assert!(
+        hosts[first_beta..].iter().all(|h| *h == "beta"),
+        "{label}: alpha ran the task after beta did: {runs:?}"
+    );
+    let outcomes =
+        outcome_files(&dir.path().join("alpha")) + outcome_files(&dir.path().join("beta"));
+    assert_eq!(outcomes, 1, "{label}: outcome recorded {outcomes} times");
+    let ended_on = hosts.last().copied().unwrap_or("?");
+    eprintln!("{label}: migrate said `{said}`; ran {runs:?}; ended on {ended_on}");
+    alpha.quit();
+    beta.quit();
+    format!("{said} -> ended on {ended_on}")
+}
+
+#[test]
+fn a_move_between_processes_without_faults() {
+    let said = scenario(None);
+    assert!(said.starts_with("migrated"), "{said}");
+    assert!(said.ends_with("ended on beta"), "{said}");
+}
+
+#[test]
+fn killing_either_host_at_any_step_loses_nothing_and_runs_nothing_twice() {
+    let mut summary = Vec::new();
+    for point in FaultPoint::ALL {
+        let plan = FaultPlan {
+            point,
+            action: FaultAction::Kill,
+        };
+        summary.push(format!("{plan}: {}", scenario(Some(plan))));
+    }
+    for line in &summary {
+        println!("{line}");
+    }
+}
+
+#[test]
+fn stalls_drops_and_corruption_between_processes() {
+    for plan in [
+        "dest-after-prepare=stall",
+        "dest-mid-transfer=stall",
+        "source-after-prepared=drop",
+        "dest-after-commit=drop",
+        "source-before-offer=corrupt",
+    ] {
+        let plan: FaultPlan = plan.parse().unwrap();
+        let said = scenario(Some(plan));
+        println!("{plan}: {said}");
+    }
+}

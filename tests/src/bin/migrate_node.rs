@@ -1,0 +1,129 @@
+//! A cosmic host as an OS process, driven line by line on stdin, for the multi-process
+//! migration tests (`tests/migrate_processes.rs`).
+//!
+//! `migrate_node --name NAME --listen ADDR --store DIR [--peer NAME=ADDR]...`
+//!
+//! The cluster key is read from the file named by `COSMIC_CLUSTER_KEY_FILE` (never from the
+//! command line). `COSMIC_FAULT=point=action` injects a fault into this host's hand-offs;
+//! `COSMIC_MIGRATION_TIMEOUT_MS` shortens the hand-off timeouts.
+//!
+//! Commands and answers (one line each; answers to `join` may come later, interleaved):
+//! ```text
+//! spawn TOTAL LOG STEP_MS BALLAST_BYTES -> spawned ID
+//! steps ID                 -> steps ID N
+//! migrate ID HOST          -> migrated ID | failed ID REASON
+//! join ID                  -> joined ID DIGEST | join-failed ID REASON
+//! locate ID                -> located ID HOST STATUS STEPS | locate-failed ID REASON
+//! quit                     -> (exits)
+//! ```
+
+use std::time::Duration;
+
+use cosmic::checkpoint::FileStore;
+use cosmic::runtime::migrate::FaultPlan;
+use cosmic::{ClusterKey, Policy, Runtime, TaskId};
+use cosmic_tests::counter::Counter;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let name = arg(&args, "--name").expect("--name");
+    let listen = arg(&args, "--listen").expect("--listen");
+    let store = arg(&args, "--store").expect("--store");
+    let key_file = std::env::var("COSMIC_CLUSTER_KEY_FILE").expect("COSMIC_CLUSTER_KEY_FILE");
+    let key = ClusterKey::from_file(&key_file).expect("cluster key");
+    let mut builder = Runtime::builder()
+        .host(&name)
+        .store(FileStore::open(&store).expect("store"))
+        .checkpoint(Policy::every_steps(10))
+        .listen(listen)
+        .cluster_key(key)
+        .register::<Counter>();
+    for (i, a) in args.iter().enumerate() {
+        if a == "--peer" {
+            let (peer, addr) = args[i + 1].split_once('=').expect("--peer NAME=ADDR");
+            builder = builder.peer(peer, addr);
+        }
+    }
+    if let Ok(ms) = std::env::var("COSMIC_MIGRATION_TIMEOUT_MS") {
+        builder = builder.migration_timeout(Duration::from_millis(ms.parse().expect("ms")));
+    }
+    if let Ok(plan) = std::env::var("COSMIC_FAULT") {
+        builder = builder.inject_fault(plan.parse::<FaultPlan>().expect("COSMIC_FAULT"));
+    }
+    let rt = builder.build().await.expect("build the runtime");
+    let recovery = rt.recovery();
+    println!(
+        "ready {} resumed={} moved={} in_doubt={} failed={:?}",
+        rt.local_addr().expect("listening"),
+        recovery.resumed.len(),
+        recovery.moved.len(),
+        recovery.in_doubt.len(),
+        recovery.failed
+    );
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let id = |i: usize| -> TaskId { words[i].parse().expect("task id") };
+        match words.as_slice() {
+            ["spawn", total, log, step_ms, ballast] => {
+                let mut counter = Counter::new(
+                    total.parse().expect("total"),
+                    *log,
+                    step_ms.parse().expect("step_ms"),
+                );
+                counter.ballast = vec![0x5a; ballast.parse().expect("ballast bytes")];
+                let handle = rt.spawn(counter).await.expect("spawn");
+                println!("spawned {}", handle.id());
+            }
+            ["steps", _] => {
+                let steps = rt.handle::<u64>(id(1)).map_or(0, |h| h.steps_completed());
+                println!("steps {} {steps}", id(1));
+            }
+            ["migrate", _, host] => {
+                let answer = match rt.handle::<u64>(id(1)) {
+                    Ok(handle) => handle.migrate_to(host).await.map_err(|e| e.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
+                match answer {
+                    Ok(()) => println!("migrated {}", id(1)),
+                    Err(reason) => println!("failed {} {reason}", id(1)),
+                }
+            }
+            ["join", _] => {
+                let task = id(1);
+                let handle = rt.handle::<u64>(task);
+                tokio::spawn(async move {
+                    let result = match handle {
+                        Ok(handle) => handle.join().await.map_err(|e| e.to_string()),
+                        Err(error) => Err(error.to_string()),
+                    };
+                    match result {
+                        Ok(digest) => println!("joined {task} {digest}"),
+                        Err(reason) => println!("join-failed {task} {reason}"),
+                    }
+                });
+            }
+            ["locate", _] => match rt.locate(id(1)).await {
+                Ok(at) => println!(
+                    "located {} {} {} {}",
+                    id(1),
+                    at.host,
+                    at.status.to_string().replace(' ', "_"),
+                    at.steps
+                ),
+                Err(error) => println!("locate-failed {} {error}", id(1)),
+            },
+            ["quit"] => break,
+            _ => println!("unknown command: {line}"),
+        }
+    }
+}
