@@ -73,6 +73,54 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Moving tasks between hosts
+//! A runtime that listens for peers is a host; hosts holding the same cluster key move tasks
+//! to each other over an encrypted, authenticated channel. The handle keeps working after the
+//! move: `join` follows the task to wherever it finishes.
+//!
+//! ```
+//! use cosmic::prelude::*;
+//!
+//! #[derive(Migratable)]
+//! struct Countdown { left: u32 }
+//!
+//! #[async_trait]
+//! impl Task for Countdown {
+//!     type Output = String;
+//!
+//!     async fn step(&mut self, cx: &mut StepContext) -> Result<Step<String>, TaskError> {
+//!         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+//!         self.left -= 1;
+//!         if self.left == 0 {
+//!             return Ok(Step::Done(format!("finished on {}", cx.host())));
+//!         }
+//!         Ok(Step::Continue)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // In real deployments: ClusterKey::from_file or from_env, never a literal.
+//! let key = cosmic::ClusterKey::from_bytes(b"an example key of at least 32 bytes")?;
+//! let host = |name: &str| {
+//!     cosmic::Runtime::builder()
+//!         .host(name)
+//!         .store(cosmic::MemoryStore::new())
+//!         .listen("127.0.0.1:0")
+//!         .cluster_key(key.clone())
+//!         .register::<Countdown>()
+//!         .build()
+//! };
+//! let (alpha, beta) = (host("alpha").await?, host("beta").await?);
+//! alpha.add_peer("beta", beta.local_addr().unwrap())?;
+//!
+//! let handle = alpha.spawn(Countdown { left: 50 }).await?;
+//! handle.migrate_to("beta").await?;
+//! assert_eq!(handle.status(), cosmic::TaskStatus::Moved("beta".into()));
+//! assert_eq!(handle.join().await?, "finished on beta");
+//! # Ok(()) }
+//! ```
+//!
 //! # What moves and what does not
 //! Only the struct moves. Locals inside a step, open files and sockets, threads and channels
 //! stay behind; the derive refuses such types at compile time with an error saying why. After
