@@ -225,7 +225,7 @@ fn scenario(plan: Option<FaultPlan>) -> String {
     }
 
     alpha.send(&format!("join {task}"));
-    let joined = alpha.expect(&format!("join"));
+    let joined = alpha.expect("join");
     let expected = format!("joined {task} {}", expected_digest(TOTAL));
     assert_eq!(joined, expected, "{label}: said `{said}`");
     alpha.send(&format!("locate {task}"));

@@ -122,14 +122,26 @@ async fn ask(
     let node = runtime.node.as_ref().ok_or("this runtime is not a host")?;
     let addr: std::net::SocketAddr = addr.parse().map_err(|_| format!("bad address `{addr}`"))?;
     let conversation = async {
-        let (mut channel, _) = node.channel(addr).await.map_err(|e| e.to_string())?;
-        channel.send(&request).await.map_err(|e| e.to_string())?;
-        let answer = channel
-            .recv::<Whereabouts>()
-            .await
-            .map_err(|e| e.to_string())?;
-        node.park(addr, channel);
-        Ok(answer)
+        let mut retried = false;
+        loop {
+            let (mut channel, reused) = node.channel(addr).await.map_err(|e| e.to_string())?;
+            let exchange = async {
+                channel.send(&request).await?;
+                channel.recv::<Whereabouts>().await
+            };
+            match exchange.await {
+                Ok(answer) => {
+                    node.park(addr, channel);
+                    return Ok(answer);
+                }
+                // An idle channel the peer closed meanwhile (it restarted, or timed us out).
+                Err(_) if reused && !retried => {
+                    node.forget_idle(addr);
+                    retried = true;
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
     };
     match tokio::time::timeout(deadline, conversation).await {
         Ok(Err(reason)) => {

@@ -45,6 +45,9 @@ pub(crate) struct Node {
     idle: Mutex<HashMap<SocketAddr, Vec<SecureChannel>>>,
     /// Hand-offs this host started as the source and has not decided yet.
     pub(crate) deciding: Mutex<HashSet<u64>>,
+    /// Hand-offs this host committed as the source since it started (the durable `moved`
+    /// records say the same across restarts; this also answers without a store).
+    committed: Mutex<HashSet<u64>>,
     /// Tasks arriving here.
     arriving: Mutex<Arrivals>,
     fault: Option<FaultPlan>,
@@ -122,6 +125,7 @@ impl Node {
             peers: Mutex::new(peers),
             idle: Mutex::new(HashMap::new()),
             deciding: Mutex::new(HashSet::new()),
+            committed: Mutex::new(HashSet::new()),
             arriving: Mutex::new(Arrivals::default()),
             fault,
             fault_fired: AtomicBool::new(false),
@@ -153,6 +157,15 @@ impl Node {
         let arrival = arrivals.prepared.remove(&task)?;
         let claim = self.claim(&mut arrivals, task);
         Some((arrival, claim))
+    }
+
+    /// Notes a committed hand-off; must happen before it leaves `deciding`.
+    pub(crate) fn committed(&self, handoff: u64) {
+        lock(&self.committed).insert(handoff);
+    }
+
+    pub(crate) fn has_committed(&self, handoff: u64) -> bool {
+        lock(&self.committed).contains(&handoff)
     }
 
     pub(crate) fn deciding(&self) -> MutexGuard<'_, HashSet<u64>> {

@@ -20,6 +20,10 @@ use crate::transport::protocol::{
 };
 use crate::transport::{ChannelError, SecureChannel, SecureListener};
 
+/// How long a peer's connection may sit between conversations before it is closed (peers
+/// reconnect when they need to).
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Accepts peers until the runtime is gone.
 pub(crate) async fn listen(runtime: Weak<RuntimeInner>, mut listener: SecureListener) {
     loop {
@@ -39,13 +43,20 @@ pub(crate) async fn listen(runtime: Weak<RuntimeInner>, mut listener: SecureList
 /// Answers one peer's requests, one conversation at a time, until it hangs up.
 async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
     loop {
-        let request = match channel.recv::<Request>().await {
-            Ok(request) => request,
-            Err(ChannelError::Closed { .. }) | Err(ChannelError::UnexpectedEof) => return,
-            Err(error) => {
-                tracing::warn!(peer = %channel.peer().node, %error, "ending a peer's connection");
+        let request = match tokio::time::timeout(IDLE_TIMEOUT, channel.recv::<Request>()).await {
+            Err(_) => {
+                tracing::debug!(peer = %channel.peer().node, "closing an idle peer connection");
+                let _ = channel.close().await;
                 return;
             }
+            Ok(Ok(request)) => request,
+            Ok(Err(error)) => match error {
+                ChannelError::Closed { .. } | ChannelError::UnexpectedEof => return,
+                error => {
+                    tracing::warn!(peer = %channel.peer().node, %error, "ending a peer's connection");
+                    return;
+                }
+            },
         };
         let Some(runtime) = runtime.upgrade() else {
             return;
@@ -89,10 +100,8 @@ async fn resolution(runtime: &Arc<RuntimeInner>, task: TaskId, handoff: u64) -> 
     if node.deciding().contains(&handoff) {
         return Resolution::Pending;
     }
-    if let Some(shared) = runtime.task(task) {
-        if shared.forward().is_some_and(|f| f.handoff == handoff) {
-            return Resolution::Committed;
-        }
+    if node.has_committed(handoff) {
+        return Resolution::Committed;
     }
     if let Some(catalog) = &runtime.catalog {
         match catalog.epoch_records(task).await {
@@ -166,11 +175,13 @@ fn judge(
         },
     })?;
     if let Some(shared) = runtime.task(offer.task) {
-        let here = shared.forward().is_none() && !shared.status().is_finished();
-        if here || shared.epoch() >= offer.epoch {
+        let forward = shared.forward();
+        let here = forward.is_none() && !shared.status().is_finished();
+        let known = forward.map_or(shared.epoch(), |f| f.epoch);
+        if here || known >= offer.epoch {
             return Err(Refusal::StaleEpoch {
                 offered: offer.epoch,
-                known: shared.epoch(),
+                known,
             });
         }
     }
@@ -381,6 +392,7 @@ fn header_matches(header: &ImageHeader, offer: &Offer) -> bool {
 /// mid-transfer fault.
 struct ImageSink<'a> {
     buffer: Vec<u8>,
+    size: usize,
     half: u64,
     node: &'a super::node::Node,
     fault_checked: bool,
@@ -393,6 +405,7 @@ impl<'a> ImageSink<'a> {
         ImageSink {
             // Within the node's limit, checked before: allocate once.
             buffer: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
+            size: usize::try_from(size).unwrap_or(0),
             half: size / 2,
             node,
             fault_checked: false,
@@ -436,6 +449,13 @@ impl AsyncWrite for ImageSink<'_> {
                     return std::task::Poll::Pending;
                 }
             }
+        }
+        if self.buffer.len() + buf.len() > self.size {
+            // More than offered: refuse rather than grow past the size judged acceptable.
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the image is longer than offered",
+            )));
         }
         self.buffer.extend_from_slice(buf);
         std::task::Poll::Ready(Ok(buf.len()))

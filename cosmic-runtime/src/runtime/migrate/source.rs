@@ -179,6 +179,7 @@ pub(crate) async fn hand_off(
             });
         }
     }
+    node.committed(handoff);
     tracing::info!(%task, to = %host, epoch = offer.epoch, "committed the move");
     if node.fault(FaultPoint::SourceAfterCommit).await == Injected::Drop {
         return Ok(forward);
