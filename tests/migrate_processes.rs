@@ -51,7 +51,20 @@ impl Node {
         key_file: &Path,
         fault: Option<FaultPlan>,
     ) -> Node {
+        Node::start_with(name, addr, store, peer, key_file, fault, &[])
+    }
+
+    fn start_with(
+        name: &'static str,
+        addr: &str,
+        store: &Path,
+        peer: &str,
+        key_file: &Path,
+        fault: Option<FaultPlan>,
+        env: &[(&str, &str)],
+    ) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_migrate_node"));
+        command.envs(env.iter().copied());
         command
             .args(["--name", name, "--listen", addr, "--store"])
             .arg(store)
@@ -288,4 +301,82 @@ fn stalls_drops_and_corruption_between_processes() {
         let said = scenario(Some(plan));
         println!("{plan}: {said}");
     }
+}
+
+/// The process's peak resident memory (`VmHWM`), in MiB.
+fn peak_mib(node: &Node) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024
+}
+
+/// Bounded resources: a large state moves without either host holding more than about two
+/// copies of it (the source: the state and its image; the destination: the image and the
+/// decoded state). 256 MiB by default; `COSMIC_LARGE_MIB=1024` for the 1 GiB case.
+#[test]
+fn a_large_state_moves_within_about_two_copies_on_each_side() {
+    let mib: u64 = std::env::var("COSMIC_LARGE_MIB").map_or(256, |v| v.parse().unwrap());
+    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "migrate-large");
+    let key_file = dir.path().join("cluster.key");
+    std::fs::write(&key_file, b"multi-process test cluster key, 32+ bytes").unwrap();
+    let (alpha_addr, beta_addr) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    // Checkpoints only at spawn (and on arrival): the peaks below are the move's.
+    let env = [
+        ("COSMIC_CHECKPOINT_STEPS", "1000000"),
+        ("COSMIC_MIGRATION_TIMEOUT_MS", "30000"),
+    ];
+    let mut alpha = Node::start_with(
+        "alpha",
+        &alpha_addr,
+        &dir.path().join("alpha"),
+        &format!("beta={beta_addr}"),
+        &key_file,
+        None,
+        &env,
+    );
+    let mut beta = Node::start_with(
+        "beta",
+        &beta_addr,
+        &dir.path().join("beta"),
+        &format!("alpha={alpha_addr}"),
+        &key_file,
+        None,
+        &env,
+    );
+    let log = dir.path().join("steps.log");
+    alpha.send(&format!("spawn 60 {} 20 {}", log.display(), mib << 20));
+    let task = alpha
+        .expect("spawned ")
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    alpha.send(&format!("migrate {task} beta"));
+    let said = alpha.expect("migrated");
+    let took = started.elapsed();
+    let (alpha_peak, beta_peak) = (peak_mib(&alpha), peak_mib(&beta));
+    alpha.send(&format!("join {task}"));
+    assert_eq!(
+        alpha.expect("join"),
+        format!("joined {task} {}", expected_digest(60))
+    );
+    println!(
+        "{mib} MiB state: {said} in {took:?}; peak resident memory: alpha {alpha_peak} MiB, beta {beta_peak} MiB"
+    );
+    let bound = 2 * mib + 100;
+    assert!(
+        alpha_peak <= bound,
+        "alpha peaked at {alpha_peak} MiB (> {bound})"
+    );
+    assert!(
+        beta_peak <= bound,
+        "beta peaked at {beta_peak} MiB (> {bound})"
+    );
+    alpha.quit();
+    beta.quit();
 }

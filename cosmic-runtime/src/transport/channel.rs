@@ -241,6 +241,20 @@ impl SecureChannel {
         }
     }
 
+    /// Like [`recv`](Self::recv), but refuses (before allocating) a message longer than
+    /// `limit` bytes, or than the channel's own limit if that is lower: for small control
+    /// messages on a channel that also carries large ones.
+    pub async fn recv_within<M: DeserializeOwned>(
+        &mut self,
+        limit: u64,
+    ) -> Result<M, ChannelError> {
+        let configured = self.max_message_size;
+        self.max_message_size = configured.min(limit);
+        let result = self.recv().await;
+        self.max_message_size = configured;
+        result
+    }
+
     /// Sends `payload` as one message, in frames of at most 64 KiB encrypted straight from it.
     pub async fn send_bytes(&mut self, payload: &[u8]) -> Result<(), ChannelError> {
         self.ensure_ready()?;

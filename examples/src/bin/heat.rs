@@ -2,17 +2,24 @@
 //! killed with SIGKILL while it runs, restarted, and checked to end with the same answer as a
 //! run that was never interrupted.
 //!
+//! A second phase moves the simulation between two hosts, "alpha" and "beta": separate
+//! processes on 127.0.0.1 with their own stores and a shared cluster key. Alpha starts the
+//! task and moves it to beta while it runs; beta is SIGKILLed and restarted, resumes the task
+//! from its own checkpoint, and alpha, which only keeps a forwarding entry, joins the task and
+//! gets the same answer again.
+//!
 //! ```text
 //! cargo run --release -p cosmic-examples --bin heat             # the demonstration
 //! cargo run --release -p cosmic-examples --bin heat -- --help   # options
 //! ```
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use cosmic::{FileStore, Policy, Runtime};
+use cosmic::{ClusterKey, FileStore, Policy, Runtime, TaskId, TaskStatus};
 use cosmic_examples::heat::{HeatPlate, HeatResult};
 
 struct Options {
@@ -22,22 +29,30 @@ struct Options {
     sweeps: u32,
     kills: u32,
     worker: bool,
+    /// Set for the processes of the migration phase: run as the host of this name.
+    host: Option<String>,
+    listen: Option<String>,
+    peers: Vec<(String, String)>,
 }
 
 const USAGE: &str = "usage: heat [--dir DIR] [--size CELLS] [--steps N] [--sweeps N] [--kills N]
 
 Runs a heat-diffusion task with checkpoints in DIR (default ./checkpoints/heat), kills the
 process running it N times (default 3) with SIGKILL, restarts it each time, and checks that the
-final answer equals an uninterrupted run's.";
+final answer equals an uninterrupted run's. Then moves a run between two host processes on
+127.0.0.1, kills and restarts the one it moved to, and checks the answer again.";
 
 fn parse() -> Result<Options, String> {
     let mut options = Options {
         dir: PathBuf::from("checkpoints/heat"),
         size: 192,
-        steps: 1500,
+        steps: 3000,
         sweeps: 8,
         kills: 3,
         worker: false,
+        host: None,
+        listen: None,
+        peers: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -65,6 +80,13 @@ fn parse() -> Result<Options, String> {
                     .map_err(|e| format!("--kills: {e}"))?
             }
             "--worker" => options.worker = true,
+            "--host" => options.host = Some(value("--host")?),
+            "--listen" => options.listen = Some(value("--listen")?),
+            "--peer" => {
+                let peer = value("--peer")?;
+                let (name, addr) = peer.split_once('=').ok_or("--peer needs NAME=ADDR")?;
+                options.peers.push((name.to_owned(), addr.to_owned()));
+            }
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
         }
@@ -83,7 +105,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = if options.worker {
+    let result = if let Some(name) = &options.host {
+        host(&options, name)
+    } else if options.worker {
         worker(&options)
     } else {
         demonstrate(&options)
@@ -99,17 +123,12 @@ fn main() -> ExitCode {
 
 /// Runs (or resumes) the simulation in this process, reporting progress on stdout.
 fn worker(options: &Options) -> Result<(), String> {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start tokio: {e}"))?;
-    tokio.block_on(async {
+    tokio_runtime()?.block_on(async {
         let store = FileStore::open(&options.dir).map_err(|e| e.to_string())?;
         let rt = Runtime::builder()
             .host("worker")
             .store(store)
-            .checkpoint(Policy::every(Duration::from_millis(100)))
+            .checkpoint(Policy::every(Duration::from_millis(50)))
             .register::<HeatPlate>()
             .build()
             .await
@@ -154,7 +173,16 @@ fn worker(options: &Options) -> Result<(), String> {
     })
 }
 
-/// The demonstration: reference run, then a run that is killed and restarted.
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start tokio: {e}"))
+}
+
+/// The demonstration: reference run, a run that is killed and restarted, then a run that
+/// moves between two hosts.
 fn demonstrate(options: &Options) -> Result<(), String> {
     println!(
         "cosmic heat demo: {0}x{0} plate, {1} steps of {2} sweeps, checkpoints in {3}",
@@ -176,13 +204,21 @@ fn demonstrate(options: &Options) -> Result<(), String> {
             .map_err(|e| format!("cannot clear {}: {e}", options.dir.display()))?;
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    kill_and_restart(&exe, options, &reference)?;
+    migrate_between_hosts(&exe, options, &reference)
+}
+
+/// The first phase: kills the worker `options.kills` times and restarts it each time.
+fn kill_and_restart(exe: &Path, options: &Options, reference: &HeatResult) -> Result<(), String> {
     let started = Instant::now();
+    let mut killed = 0;
     for round in 1..=options.kills + 1 {
         let last_round = round == options.kills + 1;
         // Kill each run after it made some progress of its own; let the last one finish.
         let kill_after = options.steps * u64::from(round) / u64::from(options.kills + 2);
-        match run_worker(&exe, options, (!last_round).then_some(kill_after))? {
+        match run_worker(exe, options, (!last_round).then_some(kill_after))? {
             WorkerEnd::Killed { at_step } => {
+                killed += 1;
                 println!("round {round}: SIGKILLed the worker at step ~{at_step}")
             }
             WorkerEnd::Done(line) => {
@@ -196,8 +232,7 @@ fn demonstrate(options: &Options) -> Result<(), String> {
                     ));
                 }
                 println!(
-                    "same final answer as the uninterrupted run after {} kills ({:.1?}): OK",
-                    options.kills,
+                    "same final answer as the uninterrupted run after {killed} kills ({:.1?}): OK",
                     started.elapsed()
                 );
                 return Ok(());
@@ -252,4 +287,391 @@ fn run_worker(exe: &Path, options: &Options, kill_after: Option<u64>) -> Result<
     }
     let status = child.wait().map_err(|e| e.to_string())?;
     Err(format!("the worker exited without finishing ({status})"))
+}
+
+// The second phase: migration between two hosts, each a process running `heat --host`.
+
+/// Names the cluster key file for the hosts: a key on a command line is visible to every user
+/// of the machine.
+const KEY_FILE_VAR: &str = "COSMIC_CLUSTER_KEY_FILE";
+
+/// How long the coordinator waits for any one answer from a host before giving up.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs a cosmic host, driven by one command a line on stdin, answering on stdout:
+/// ```text
+/// (at start)         resumed ID SEQ STEPS (for each task resumed from a checkpoint), then ready
+/// spawn           -> spawned ID
+/// migrate ID HOST -> migrated ID STEP MICROS | failed ID REASON
+/// join ID         -> joined ID STEPS DIGEST MEAN | join-failed ID REASON
+/// quit            -> exits (so does the end of stdin, when the coordinator dies)
+/// ```
+/// Every 20 ms it also prints `progress ID STEPS DURABLE` for each task running here, and
+/// `ended ID` once a task ended here.
+fn host(options: &Options, name: &str) -> Result<(), String> {
+    let tokio = tokio_runtime()?;
+    let rt = tokio.block_on(start_host(options, name))?;
+    for (task, from) in rt.recovery().resumed {
+        println!("resumed {task} {} {}", from.seq, from.steps);
+    }
+    println!("ready");
+    tokio.spawn(report_progress(rt.clone()));
+    // Commands run one at a time on this thread, while tokio's threads run the task.
+    for line in std::io::stdin().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["spawn"] => {
+                let plate = HeatPlate::new(options.size, options.steps, options.sweeps);
+                let handle = tokio.block_on(rt.spawn(plate)).map_err(|e| e.to_string())?;
+                println!("spawned {}", handle.id());
+            }
+            ["migrate", task, to] => match tokio.block_on(migrate(&rt, task, to)) {
+                Ok((step, took)) => println!("migrated {task} {step} {}", took.as_micros()),
+                Err(reason) => println!("failed {task} {reason}"),
+            },
+            ["join", task] => match tokio.block_on(join(&rt, task)) {
+                Ok(result) => println!(
+                    "joined {task} {} {:016x} {}",
+                    result.steps, result.digest, result.mean
+                ),
+                Err(reason) => println!("join-failed {task} {reason}"),
+            },
+            ["quit"] => break,
+            _ => return Err(format!("unknown command `{line}`")),
+        }
+    }
+    Ok(())
+}
+
+async fn start_host(options: &Options, name: &str) -> Result<Runtime, String> {
+    let listen = options.listen.as_deref().ok_or("--host needs --listen")?;
+    let key_file = std::env::var_os(KEY_FILE_VAR).ok_or(format!("{KEY_FILE_VAR} is not set"))?;
+    let key = ClusterKey::from_file(key_file).map_err(|e| e.to_string())?;
+    let store = FileStore::open(&options.dir).map_err(|e| e.to_string())?;
+    let mut builder = Runtime::builder()
+        .host(name)
+        .store(store)
+        // The task spends only a few hundred milliseconds on each host: checkpoint often
+        // enough that beta makes checkpoints of its own before it is killed.
+        .checkpoint(Policy::every(Duration::from_millis(50)))
+        .listen(listen)
+        .cluster_key(key)
+        .register::<HeatPlate>();
+    for (peer, addr) in &options.peers {
+        builder = builder.peer(peer, addr);
+    }
+    builder.build().await.map_err(|e| e.to_string())
+}
+
+/// Moves `task` to the host `to`; returns the step it moved at and how long the move took.
+async fn migrate(rt: &Runtime, task: &str, to: &str) -> Result<(u64, Duration), String> {
+    let handle = rt
+        .handle::<HeatResult>(parse_task(task)?)
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    handle.migrate_to(to).await.map_err(|e| e.to_string())?;
+    Ok((handle.steps_completed(), started.elapsed()))
+}
+
+/// Waits for `task`'s result; if the task moved away, the join follows it.
+async fn join(rt: &Runtime, task: &str) -> Result<HeatResult, String> {
+    let handle = rt
+        .handle::<HeatResult>(parse_task(task)?)
+        .map_err(|e| e.to_string())?;
+    handle.join().await.map_err(|e| e.to_string())
+}
+
+fn parse_task(task: &str) -> Result<TaskId, String> {
+    task.parse()
+        .map_err(|_| format!("`{task}` is not a task id"))
+}
+
+async fn report_progress(rt: Runtime) {
+    let mut ended = std::collections::HashSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let durable = rt.stats().checkpoints_written;
+        for (task, status) in rt.tasks() {
+            if status == TaskStatus::Running {
+                if let Ok(handle) = rt.handle::<HeatResult>(task) {
+                    println!("progress {task} {} {durable}", handle.steps_completed());
+                }
+            } else if status.is_finished() && ended.insert(task) {
+                println!("ended {task}");
+            }
+        }
+    }
+}
+
+/// The second phase: alpha starts the task and moves it to beta while it runs; beta is
+/// killed and restarted; alpha joins the task and must get the reference's answer.
+fn migrate_between_hosts(
+    exe: &Path,
+    options: &Options,
+    reference: &HeatResult,
+) -> Result<(), String> {
+    let started = Instant::now();
+    for name in ["alpha", "beta"] {
+        let store = options.dir.join(name);
+        if store.exists() {
+            std::fs::remove_dir_all(&store)
+                .map_err(|e| format!("cannot clear {}: {e}", store.display()))?;
+        }
+    }
+    let key_file = write_cluster_key(&options.dir)?;
+    let [alpha_addr, beta_addr] = free_addrs()?;
+    println!(
+        "migration between two hosts: alpha on {alpha_addr}, beta on {beta_addr}, stores in {}",
+        options.dir.join("{alpha,beta}").display()
+    );
+    let start = |name, listen: &str, peer: String| {
+        HostProcess::start(exe, options, name, listen, &peer, &key_file)
+    };
+    let mut alpha = start("alpha", &alpha_addr, format!("beta={beta_addr}"))?;
+    let mut beta = start("beta", &beta_addr, format!("alpha={alpha_addr}"))?;
+
+    alpha.send("spawn")?;
+    let task: String = field(&alpha.expect(|line| line.starts_with("spawned "))?, 1)?;
+    println!("  alpha: spawned task {task}");
+
+    // Move the task while it runs, about a third of the way through.
+    alpha.wait_for_progress(|step, _| step >= options.steps / 3)?;
+    alpha.send(&format!("migrate {task} beta"))?;
+    let answer =
+        alpha.expect(|line| line.starts_with("migrated ") || line.starts_with("failed "))?;
+    if answer.starts_with("failed ") {
+        return Err(format!("alpha could not move the task: {answer}"));
+    }
+    let moved_at: u64 = field(&answer, 2)?;
+    let took = Duration::from_micros(field(&answer, 3)?);
+    println!("migration: moved task {task} from alpha to beta at step {moved_at} in {took:.1?}");
+
+    // As in the first phase, kill beta once a checkpoint of its own made its progress durable.
+    let kill_after = options.steps * 2 / 3;
+    let mut baseline = None;
+    let killed_at = beta.wait_for_progress(|step, durable| {
+        step >= kill_after && durable > *baseline.get_or_insert(durable)
+    })?;
+    beta.kill();
+    beta = start("beta", &beta_addr, format!("alpha={alpha_addr}"))?;
+    let resumed = beta
+        .startup
+        .iter()
+        .find(|line| line.starts_with(&format!("resumed {task} ")))
+        .ok_or(format!("beta did not resume task {task} after its restart"))?;
+    let (seq, from_step): (u64, u64) = (field(resumed, 2)?, field(resumed, 3)?);
+    println!(
+        "migration: SIGKILLed beta at step ~{killed_at}; restarted: resumed task {task} from checkpoint {seq} at step {from_step}"
+    );
+
+    // Alpha only keeps a forwarding entry for the task: its join follows the task to beta.
+    alpha.send(&format!("join {task}"))?;
+    let joined =
+        alpha.expect(|line| line.starts_with("joined ") || line.starts_with("join-failed "))?;
+    println!("  alpha: {joined}");
+    let digest: String = field(&joined, 3)?;
+    let expected = format!("{:016x}", reference.digest);
+    if digest != expected {
+        return Err(format!(
+            "final digest {digest} differs from the uninterrupted run's {expected}"
+        ));
+    }
+    println!(
+        "migration: joined from alpha (forwarded to beta): same final answer as the uninterrupted run: OK ({:.1?})",
+        started.elapsed()
+    );
+    alpha.quit();
+    beta.quit();
+    Ok(())
+}
+
+/// The `index`th word of a host's answer.
+fn field<T: std::str::FromStr>(line: &str, index: usize) -> Result<T, String> {
+    line.split_whitespace()
+        .nth(index)
+        .and_then(|word| word.parse().ok())
+        .ok_or(format!("unexpected answer from a host: `{line}`"))
+}
+
+/// Two free addresses on 127.0.0.1. Both listeners stay open until both ports are known, so
+/// the two differ; they close before the hosts bind them.
+fn free_addrs() -> Result<[String; 2], String> {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string());
+    let (first, second) = (bind()?, bind()?);
+    let addr = |listener: &std::net::TcpListener| {
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| e.to_string())
+    };
+    Ok([addr(&first)?, addr(&second)?])
+}
+
+/// Writes a fresh cluster key into `dir/cluster.key`, readable only by its owner.
+fn write_cluster_key(dir: &Path) -> Result<PathBuf, String> {
+    let path = dir.join("cluster.key");
+    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    // A new file, so that the mode below applies.
+    if path.exists() {
+        std::fs::remove_file(&path).map_err(cannot)?;
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut file = open.open(&path).map_err(cannot)?;
+    writeln!(file, "{}", demo_key()).map_err(cannot)?;
+    Ok(path)
+}
+
+/// 64 hex digits for a demonstration key. std's `RandomState` is seeded from the operating
+/// system's randomness; the time and process id make each key differ further.
+fn demo_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (0..4u8)
+        .map(|part| {
+            let mut hasher = state.build_hasher();
+            hasher.write_u128(now);
+            hasher.write_u32(std::process::id());
+            hasher.write_u8(part);
+            format!("{:016x}", hasher.finish())
+        })
+        .collect()
+}
+
+/// A host process of the migration phase. Dropping it kills the process, so that no host
+/// outlives the demonstration when a step of it fails.
+struct HostProcess {
+    name: &'static str,
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    /// What it printed before `ready`.
+    startup: Vec<String>,
+}
+
+impl HostProcess {
+    fn start(
+        exe: &Path,
+        options: &Options,
+        name: &'static str,
+        listen: &str,
+        peer: &str,
+        key_file: &Path,
+    ) -> Result<HostProcess, String> {
+        let mut child = Command::new(exe)
+            .args(["--host", name, "--listen", listen, "--peer", peer, "--dir"])
+            .arg(options.dir.join(name))
+            .args(["--size", &options.size.to_string()])
+            .args(["--steps", &options.steps.to_string()])
+            .args(["--sweeps", &options.sweeps.to_string()])
+            .env(KEY_FILE_VAR, key_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no pipes to {name}"));
+        };
+        // A thread reads the host's lines, so that waiting for one can time out.
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut host = HostProcess {
+            name,
+            child,
+            stdin,
+            lines,
+            startup: Vec::new(),
+        };
+        loop {
+            match host.next_line()? {
+                line if line == "ready" => break,
+                line => host.startup.push(line),
+            }
+        }
+        Ok(host)
+    }
+
+    fn send(&mut self, command: &str) -> Result<(), String> {
+        writeln!(self.stdin, "{command}").map_err(|e| format!("cannot write to {}: {e}", self.name))
+    }
+
+    fn next_line(&mut self) -> Result<String, String> {
+        match self.lines.recv_timeout(ANSWER_TIMEOUT) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => Err(format!(
+                "{} did not answer within {ANSWER_TIMEOUT:?}",
+                self.name
+            )),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait().map_err(|e| e.to_string())?;
+                Err(format!("{} exited unexpectedly ({status})", self.name))
+            }
+        }
+    }
+
+    /// The next line `wanted` accepts; other lines (progress reports) are skipped.
+    fn expect(&mut self, wanted: impl Fn(&str) -> bool) -> Result<String, String> {
+        loop {
+            let line = self.next_line()?;
+            if wanted(&line) {
+                return Ok(line);
+            }
+        }
+    }
+
+    /// Waits for a progress report that `enough(step, durable checkpoints)` accepts; returns
+    /// its step.
+    fn wait_for_progress(
+        &mut self,
+        mut enough: impl FnMut(u64, u64) -> bool,
+    ) -> Result<u64, String> {
+        loop {
+            let line =
+                self.expect(|line| line.starts_with("progress ") || line.starts_with("ended "))?;
+            if line.starts_with("ended ") {
+                return Err(format!(
+                    "the task ended on {} before the demonstration could interrupt it (try more --steps)",
+                    self.name
+                ));
+            }
+            let (step, durable) = (field(&line, 2)?, field(&line, 3)?);
+            if enough(step, durable) {
+                return Ok(step);
+            }
+        }
+    }
+
+    /// SIGKILL: no chance to clean up or flush anything.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks the host to exit; if it has not after a moment, dropping it kills it.
+    fn quit(mut self) {
+        let _ = self.send("quit");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -5,7 +5,8 @@
 //!
 //! The cluster key is read from the file named by `COSMIC_CLUSTER_KEY_FILE` (never from the
 //! command line). `COSMIC_FAULT=point=action` injects a fault into this host's hand-offs;
-//! `COSMIC_MIGRATION_TIMEOUT_MS` shortens the hand-off timeouts.
+//! `COSMIC_MIGRATION_TIMEOUT_MS` shortens the hand-off timeouts; `COSMIC_CHECKPOINT_STEPS`
+//! sets the checkpoint interval (default every 10 steps).
 //!
 //! Commands and answers (one line each; answers to `join` may come later, interleaved):
 //! ```text
@@ -42,7 +43,10 @@ async fn main() {
     let mut builder = Runtime::builder()
         .host(&name)
         .store(FileStore::open(&store).expect("store"))
-        .checkpoint(Policy::every_steps(10))
+        .checkpoint(match std::env::var("COSMIC_CHECKPOINT_STEPS") {
+            Ok(steps) => Policy::every_steps(steps.parse().expect("steps")),
+            Err(_) => Policy::every_steps(10),
+        })
         .listen(listen)
         .cluster_key(key)
         .register::<Counter>();

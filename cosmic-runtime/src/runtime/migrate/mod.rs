@@ -31,6 +31,11 @@ use super::shared::Control;
 use super::RuntimeInner;
 use crate::task::{TaskId, TaskStatus};
 
+/// The largest protocol message other than an image or an output (an offer is well under
+/// 1 KiB plus its version table): a peer announcing more is cut off before anything is
+/// allocated.
+pub(crate) const MAX_CONTROL_SIZE: u64 = 1 << 20;
+
 /// What a drain ([`Runtime::migrate_to`](super::Runtime::migrate_to)) did with each task.
 #[derive(Debug, Default)]
 #[non_exhaustive]

@@ -76,7 +76,7 @@ async fn ask(
             .await
             .map_err(|e| e.to_string())?;
         let answer = channel
-            .recv::<Resolution>()
+            .recv_within::<Resolution>(super::MAX_CONTROL_SIZE)
             .await
             .map_err(|e| e.to_string())?;
         let _ = channel.close().await;

@@ -43,7 +43,12 @@ pub(crate) async fn listen(runtime: Weak<RuntimeInner>, mut listener: SecureList
 /// Answers one peer's requests, one conversation at a time, until it hangs up.
 async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
     loop {
-        let request = match tokio::time::timeout(IDLE_TIMEOUT, channel.recv::<Request>()).await {
+        let request = match tokio::time::timeout(
+            IDLE_TIMEOUT,
+            channel.recv_within::<Request>(super::MAX_CONTROL_SIZE),
+        )
+        .await
+        {
             Err(_) => {
                 tracing::debug!(peer = %channel.peer().node, "closing an idle peer connection");
                 let _ = channel.close().await;
@@ -330,7 +335,12 @@ async fn receive(
     }
     let decision = async {
         channel.send(&PrepareAnswer::Prepared).await?;
-        match tokio::time::timeout(node.config.step_timeout, channel.recv::<Decision>()).await {
+        match tokio::time::timeout(
+            node.config.step_timeout,
+            channel.recv_within::<Decision>(super::MAX_CONTROL_SIZE),
+        )
+        .await
+        {
             Ok(decision) => decision,
             Err(_) => Err(ChannelError::UnexpectedEof),
         }

@@ -138,7 +138,7 @@ pub(crate) async fn hand_off(
             node.config.deadline_for(size),
             async {
                 channel
-                    .recv::<PrepareAnswer>()
+                    .recv_within::<PrepareAnswer>(super::MAX_CONTROL_SIZE)
                     .await
                     .map_err(|e| fail.channel(HandoffStep::Prepare, e))
             },
@@ -187,7 +187,9 @@ pub(crate) async fn hand_off(
     // From here the move stands; the destination resolves with us if this part fails.
     let started = async {
         channel.send(&Decision::Commit).await?;
-        channel.recv::<StartAnswer>().await
+        channel
+            .recv_within::<StartAnswer>(super::MAX_CONTROL_SIZE)
+            .await
     };
     match tokio::time::timeout(node.config.step_timeout, started).await {
         Ok(Ok(StartAnswer::Started)) => node.park(addr, channel),
@@ -233,7 +235,9 @@ async fn offer_to(
             .await?;
         let exchange = async {
             channel.send(&request).await?;
-            channel.recv::<OfferAnswer>().await
+            channel
+                .recv_within::<OfferAnswer>(super::MAX_CONTROL_SIZE)
+                .await
         };
         match tokio::time::timeout(fail.timeout, exchange).await {
             Ok(Ok(answer)) => return Ok((channel, answer)),
