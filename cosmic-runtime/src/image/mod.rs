@@ -18,5 +18,5 @@ pub use limits::DecodeLimits;
 pub use reader::{inspect, restore, restore_any, restore_with_limits, RestoredState};
 pub use writer::{capture, ImageWriter};
 
-pub(crate) use reader::check_schema;
 pub(crate) use reader::decode_body as reader_decode_body;
+pub(crate) use reader::{check_schema, header_only};

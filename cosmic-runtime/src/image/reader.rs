@@ -23,6 +23,12 @@ pub fn inspect(bytes: &[u8]) -> Result<ImageHeader, RestoreError> {
     verify(bytes, &DecodeLimits::DEFAULT).map(|(header, _)| header)
 }
 
+/// Parses and checks the header only (its own checksum included), not the body: for callers
+/// that verify the body next anyway, or that wrote it themselves a moment ago.
+pub(crate) fn header_only(bytes: &[u8]) -> Result<ImageHeader, RestoreError> {
+    header::parse(bytes, &DecodeLimits::DEFAULT)
+}
+
 /// Restores a `T` from an image, with the default [`DecodeLimits`].
 ///
 /// Refuses, with an error naming the cause, any image that is not exactly a checksummed image

@@ -216,6 +216,7 @@ impl Builder {
             verify_every: self.verify_every,
             types,
             tasks: Mutex::new(HashMap::new()),
+            running: Mutex::new(std::collections::HashSet::new()),
             shutting_down: AtomicBool::new(false),
             recovery: Mutex::new(Recovery::default()),
         });

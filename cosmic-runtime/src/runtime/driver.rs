@@ -35,6 +35,7 @@ pub(crate) fn start<T: Task>(
     let (shared, control) =
         TaskShared::running(id, T::Output::type_name().into_owned(), from.steps, epoch);
     runtime.tasks().insert(id, Arc::clone(&shared));
+    runtime.running().insert(id);
     let persister = runtime.catalog.as_ref().map(|catalog| {
         let stats = Arc::clone(&runtime.stats);
         Persister::start(
@@ -75,6 +76,18 @@ struct Driver {
     paused: bool,
 }
 
+/// Removes the task from the runtime's running set when its driver ends, however it ends.
+struct RunningEntry {
+    runtime: Arc<RuntimeInner>,
+    id: TaskId,
+}
+
+impl Drop for RunningEntry {
+    fn drop(&mut self) {
+        self.runtime.running().remove(&self.id);
+    }
+}
+
 /// What the safe point decided.
 enum Next {
     Step,
@@ -86,6 +99,10 @@ enum Next {
 impl Driver {
     async fn run<T: Task>(mut self, mut task: T) {
         let id = self.shared.id;
+        let _running = RunningEntry {
+            runtime: Arc::clone(&self.runtime),
+            id,
+        };
         loop {
             match self.safe_point(&mut task).await {
                 Next::Step => {}

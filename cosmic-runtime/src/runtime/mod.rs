@@ -74,6 +74,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) types: TaskTypes,
     pub(crate) node: Option<migrate::node::Node>,
     tasks: Mutex<HashMap<TaskId, Arc<TaskShared>>>,
+    running: Mutex<std::collections::HashSet<TaskId>>,
     stats: Arc<StatsCounters>,
     shutting_down: AtomicBool,
     recovery: Mutex<Recovery>,
@@ -248,12 +249,11 @@ impl RuntimeInner {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Tasks running or paused here.
-    pub(crate) fn running_task_ids(&self) -> std::collections::HashSet<TaskId> {
-        self.tasks()
-            .values()
-            .filter(|t| matches!(t.status(), TaskStatus::Running | TaskStatus::Paused))
-            .map(|t| t.id)
-            .collect()
+    /// The tasks whose driver runs here (running or paused), kept up to date by the drivers
+    /// so that capacity checks need not walk every task the runtime knows.
+    pub(crate) fn running(&self) -> MutexGuard<'_, std::collections::HashSet<TaskId>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -72,8 +72,9 @@ fn resume<T: Task>(
 }
 
 fn prepare<T: Task>(bytes: &[u8]) -> Result<(ImageHeader, StartTask), RestoreError> {
-    let header = image::inspect(bytes)?;
+    // `restore` verifies the whole image; the header is read again for the caller.
     let state: T = image::restore(bytes)?;
+    let header = image::header_only(bytes)?;
     let start: StartTask = Box::new(move |runtime, task, from, next_seq, epoch| {
         driver::start(runtime, task, state, from, next_seq, epoch)
     });

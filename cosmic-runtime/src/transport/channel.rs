@@ -229,16 +229,7 @@ impl SecureChannel {
     /// is an error that leaves the channel usable (the whole message was read).
     pub async fn recv<M: DeserializeOwned>(&mut self) -> Result<M, ChannelError> {
         let bytes = self.recv_bytes().await?;
-        let decode_error = |source| ChannelError::Decode {
-            type_name: std::any::type_name::<M>(),
-            length: bytes.len(),
-            source,
-        };
-        match postcard::take_from_bytes(&bytes) {
-            Ok((value, [])) => Ok(value),
-            Ok((_, _)) => Err(decode_error(None)),
-            Err(error) => Err(decode_error(Some(error))),
-        }
+        decode_message(&bytes)
     }
 
     /// Like [`recv`](Self::recv), but refuses (before allocating) a message longer than
@@ -248,11 +239,10 @@ impl SecureChannel {
         &mut self,
         limit: u64,
     ) -> Result<M, ChannelError> {
-        let configured = self.max_message_size;
-        self.max_message_size = configured.min(limit);
-        let result = self.recv().await;
-        self.max_message_size = configured;
-        result
+        self.ensure_ready()?;
+        let result = self.read_bytes(limit.min(self.max_message_size)).await;
+        let bytes = self.settle(result).await?;
+        decode_message(&bytes)
     }
 
     /// Sends `payload` as one message, in frames of at most 64 KiB encrypted straight from it.
@@ -315,12 +305,12 @@ impl SecureChannel {
     /// decrypted straight into the returned buffer.
     pub async fn recv_bytes(&mut self) -> Result<Vec<u8>, ChannelError> {
         self.ensure_ready()?;
-        let result = self.read_bytes().await;
+        let result = self.read_bytes(self.max_message_size).await;
         self.settle(result).await
     }
 
-    async fn read_bytes(&mut self) -> Result<Vec<u8>, ChannelError> {
-        let length = match self.begin_receive().await? {
+    async fn read_bytes(&mut self, limit: u64) -> Result<Vec<u8>, ChannelError> {
+        let length = match self.begin_receive(limit).await? {
             Incoming::Inline(range) => return Ok(self.plain[range].to_vec()),
             Incoming::Stream(length) => length,
         };
@@ -356,7 +346,7 @@ impl SecureChannel {
         let result = async {
             let mut written = 0u64;
             let sink_error = |written, source| ChannelError::Sink { written, source };
-            match self.begin_receive().await? {
+            match self.begin_receive(self.max_message_size).await? {
                 Incoming::Inline(range) => {
                     written = range.len() as u64;
                     writer
@@ -406,24 +396,22 @@ impl SecureChannel {
         result
     }
 
-    /// Reads the first record of the next message. Cancel-safe until a frame has arrived.
-    async fn begin_receive(&mut self) -> Result<Incoming, ChannelError> {
+    /// Reads the first record of the next message, refusing one longer than `limit`.
+    /// Cancel-safe until a frame has arrived.
+    async fn begin_receive(&mut self, limit: u64) -> Result<Incoming, ChannelError> {
         let frame = self.sealed.next_frame().await;
         self.state = State::Busy;
         let frame = frame?.ok_or(ChannelError::UnexpectedEof)?;
         let len = self.sealed.open(&frame, &mut self.plain)?;
         let announced = match record::parse(&self.plain[..len])? {
             Record::Close(reason) => return Err(ChannelError::Closed { reason }),
-            Record::Inline(range) if range.len() as u64 <= self.max_message_size => {
+            Record::Inline(range) if range.len() as u64 <= limit => {
                 return Ok(Incoming::Inline(range))
             }
-            Record::Start(length) if length <= self.max_message_size => {
-                return Ok(Incoming::Stream(length))
-            }
+            Record::Start(length) if length <= limit => return Ok(Incoming::Stream(length)),
             Record::Inline(range) => range.len() as u64,
             Record::Start(length) => length,
         };
-        let limit = self.max_message_size;
         tracing::warn!(
             peer = %self.peer.addr,
             node = %self.peer.node,
@@ -616,5 +604,20 @@ mod tests {
         for line in lines.iter() {
             assert!(!line.contains("cluster key,"), "a key was logged: {line}");
         }
+    }
+}
+
+/// Decodes a whole message as `M`; a message that does not decode (or has bytes left over)
+/// is an error that leaves the channel usable.
+fn decode_message<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, ChannelError> {
+    let decode_error = |source| ChannelError::Decode {
+        type_name: std::any::type_name::<M>(),
+        length: bytes.len(),
+        source,
+    };
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, _)) => Err(decode_error(None)),
+        Err(error) => Err(decode_error(Some(error))),
     }
 }

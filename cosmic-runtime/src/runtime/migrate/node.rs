@@ -45,9 +45,9 @@ pub(crate) struct Node {
     idle: Mutex<HashMap<SocketAddr, Vec<SecureChannel>>>,
     /// Hand-offs this host started as the source and has not decided yet.
     pub(crate) deciding: Mutex<HashSet<u64>>,
-    /// Hand-offs this host committed as the source since it started (the durable `moved`
-    /// records say the same across restarts; this also answers without a store).
-    committed: Mutex<HashSet<u64>>,
+    /// The latest hand-offs this host committed as the source (the durable `moved` records
+    /// say the same across restarts, and for older ones; this also answers without a store).
+    committed: Mutex<RecentSet>,
     /// Tasks arriving here.
     arriving: Mutex<Arrivals>,
     fault: Option<FaultPlan>,
@@ -99,6 +99,35 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// How many committed hand-offs a host remembers in memory. A destination asks about a
+/// hand-off within moments of losing its source (or after restarting), not a million moves
+/// later; with a store the `moved` records answer for older ones.
+const MAX_REMEMBERED_COMMITS: usize = 1 << 20;
+
+/// A set that forgets its oldest entries beyond a bound.
+#[derive(Default)]
+struct RecentSet {
+    members: HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl RecentSet {
+    fn insert(&mut self, value: u64, bound: usize) {
+        if self.members.insert(value) {
+            self.order.push_back(value);
+        }
+        while self.order.len() > bound {
+            if let Some(oldest) = self.order.pop_front() {
+                self.members.remove(&oldest);
+            }
+        }
+    }
+
+    fn contains(&self, value: &u64) -> bool {
+        self.members.contains(value)
+    }
+}
+
 /// The most idle channels kept per peer.
 const MAX_IDLE_PER_PEER: usize = 32;
 
@@ -125,7 +154,7 @@ impl Node {
             peers: Mutex::new(peers),
             idle: Mutex::new(HashMap::new()),
             deciding: Mutex::new(HashSet::new()),
-            committed: Mutex::new(HashSet::new()),
+            committed: Mutex::new(RecentSet::default()),
             arriving: Mutex::new(Arrivals::default()),
             fault,
             fault_fired: AtomicBool::new(false),
@@ -161,7 +190,7 @@ impl Node {
 
     /// Notes a committed hand-off; must happen before it leaves `deciding`.
     pub(crate) fn committed(&self, handoff: u64) {
-        lock(&self.committed).insert(handoff);
+        lock(&self.committed).insert(handoff, MAX_REMEMBERED_COMMITS);
     }
 
     pub(crate) fn has_committed(&self, handoff: u64) -> bool {

@@ -219,12 +219,14 @@ async fn receive(
     // concurrent offers cannot overfill the host.
     let judged = judge(runtime, &offer).and_then(|kind| {
         let mut arrivals = node.arriving();
-        let mut busy = runtime.running_task_ids();
-        busy.extend(arrivals.ids());
-        if !busy.contains(&task) && busy.len() >= node.config.max_tasks {
-            return Err(Refusal::NoCapacity {
-                running: busy.len(),
-            });
+        let running = runtime.running();
+        let arriving: std::collections::HashSet<TaskId> =
+            arrivals.ids().filter(|id| !running.contains(id)).collect();
+        let busy = running.len() + arriving.len();
+        let counted = running.contains(&task) || arriving.contains(&task);
+        drop(running);
+        if !counted && busy >= node.config.max_tasks {
+            return Err(Refusal::NoCapacity { running: busy });
         }
         Ok((kind, node.claim(&mut arrivals, task)))
     });
@@ -414,7 +416,7 @@ impl<'a> ImageSink<'a> {
     fn new(size: u64, node: &'a super::node::Node) -> Self {
         ImageSink {
             // Within the node's limit, checked before: allocate once.
-            buffer: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
+            buffer: crate::memory::vec_with_capacity(usize::try_from(size).unwrap_or(0)),
             size: usize::try_from(size).unwrap_or(0),
             half: size / 2,
             node,

@@ -1,0 +1,940 @@
+//! Speed of moving tasks between hosts against their physical baselines.
+//!
+//! `cargo bench -p cosmic --bench migrate [-- --mib N --tasks N --rounds N --only SUBSTRING]`
+//!
+//! Two runtimes in this process, `alpha` and `beta`, are hosts that know each other and talk
+//! over the secure channel on 127.0.0.1. Every case times the project's operation and its
+//! baseline in this process, interleaved (rotating which goes first each round), after one
+//! untimed warm-up round, and prints the medians in the format of `docs/performance.md`:
+//!
+//! `<bench>/<case>: bytes=<n> median=<seconds>s baseline=<name> baseline_median=<seconds>s ratio=<x>`
+//!
+//! followed on the same line by extra `key=value` pairs (among them `paired_ratio`, the median of
+//! the ratios of samples taken in the same round, less disturbed by load that comes and goes
+//! on a shared machine), and by a `<bench>/<case> detail:` line with the spread (min..max) of
+//! each side. Everything that is timed runs on a worker of the 2-worker tokio runtime (also
+//! the baselines' clients), timed inside the worker task.
+//!
+//! - `migrate/small`: `TaskHandle::migrate_to` of a paused task with 1 KiB of state (a bulk
+//!   `Vec<u8>`), alpha to beta, then beta to alpha, and so on, both hosts with a
+//!   `MemoryStore`; each call returns once the move is committed and the peer answered that
+//!   the task runs there. The task arrives running; it is paused again on its new host
+//!   outside the timing. Baseline: one round trip of the image's size over a raw tokio TCP
+//!   connection on loopback (send the request, read a reply of the same size from an echo
+//!   task), kept open like the runtime's channels. Each round moves the task 20 times and does
+//!   as many round trips. Also timed in the same rounds: one round trip of the same bytes over
+//!   a `SecureChannel` (`send_bytes`, then `recv_bytes` of the echo), the unit a hand-off is
+//!   made of (offer, image, decision: three of them, and the stores' work), and the decode of
+//!   the image on tokio's blocking pool (`spawn_blocking`), as the destination does it. A move
+//!   wakes several threads (the task's driver, the peer's server, the blocking pool); on a VM
+//!   whose other vCPU is idle each wake-up costs tens of microseconds more than on a busy one,
+//!   so this median can be twice as high on an idle machine as on a loaded one.
+//! - `migrate/small-durable`: the same moves with a `FileStore` on each host (in a folder
+//!   under `CARGO_TARGET_TMPDIR`), where the hand-off's records are fsynced, 5 moves a round.
+//!   Same baseline; also timed in the same rounds, one `File::create` + `write_all` +
+//!   `sync_all` of the image in the same folder (`write_fsync_median`), to say how many fsyncs
+//!   a move costs.
+//! - `migrate/large-256m`: the same with 256 MiB of state (`--mib`), one move per round, over
+//!   the secure channel, `MemoryStore` on both sides (no disk). Baseline: a raw tokio TCP send
+//!   of the image's bytes over loopback in 256 KiB writes, timed until the receiver, reading
+//!   into a reused buffer, has all of them. Also timed in the same rounds, to split the cost:
+//!   the capture alone (`ImageWriter::capture` + `take`, as the driver does), the image's
+//!   verification alone (`image::inspect`, done by the source after the capture and by the
+//!   destination before the decode), the same bytes through a `SecureChannel` alone
+//!   (`send_bytes` into `recv_into` a new buffer of the image's size, as the destination
+//!   receives) and the decode alone (`image::restore`, which verifies once more); `parts_sum`
+//!   adds them up as a move does them, `rest` is the move's median beyond it. Memory: `VmHWM`
+//!   is reset before each move; `peak_mib` is the highest it reached during a move, `growth`
+//!   how far above the resident size before the move (in MiB and in copies of the image).
+//! - `migrate/drain-1000`: `Runtime::migrate_to` drains `--tasks` (1000) paused small tasks
+//!   from alpha to beta, 16 at a time (`drain_concurrency`); then they are paused on beta and
+//!   drained back the same way (a second sample of the round). Baseline: as many raw TCP round
+//!   trips of the image's size, over 16 connections used at once. 3 rounds.
+//!
+//! `--rounds` sets the number of timed rounds of every case selected.
+
+use std::fs::{self, File};
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cosmic::image::ImageWriter;
+use cosmic::prelude::*;
+use cosmic::transport::{ChannelConfig, NodeName, SecureChannel, SecureListener};
+use cosmic::{CheckpointStore, ClusterKey, FileStore, MemoryStore, TaskId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Mutex};
+
+const KEY: &[u8] = b"migrate bench cluster key, at least 32 bytes long";
+const HOSTS: [&str; 2] = ["alpha", "beta"];
+/// State of the small tasks, in bytes.
+const SMALL_STATE: usize = 1024;
+/// How many tasks a drain moves at once, and the baseline's connections.
+const DRAIN_CONCURRENCY: usize = 16;
+/// The size of the baseline's writes in `large`.
+const RAW_WRITE: usize = 256 << 10;
+
+// ---- the task ---------------------------------------------------------------------------
+
+/// A task that naps in each step and never ends; `data` (a `Vec<u8>`, encoded in bulk) is
+/// its size.
+#[derive(Migratable, Debug, Clone, PartialEq)]
+struct Mover {
+    id: u64,
+    step: u64,
+    /// How long each step sleeps, in milliseconds.
+    nap_ms: u64,
+    data: Vec<u8>,
+}
+
+impl Mover {
+    fn new(id: u64, bytes: usize, nap_ms: u64) -> Mover {
+        Mover {
+            id,
+            step: 0,
+            nap_ms,
+            data: (0..bytes)
+                .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+                .collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl Task for Mover {
+    type Output = u64;
+
+    async fn step(&mut self, _cx: &mut StepContext) -> Result<Step<u64>, TaskError> {
+        tokio::time::sleep(Duration::from_millis(self.nap_ms)).await;
+        if !self.data.is_empty() {
+            let at = self.step as usize % self.data.len();
+            self.data[at] = self.data[at].wrapping_add(1);
+        }
+        self.step += 1;
+        Ok(Step::Continue)
+    }
+}
+
+// ---- measuring --------------------------------------------------------------------------
+
+/// Runs every measurement once per round, rotating which goes first; round 0 is a warm-up
+/// whose samples are dropped. Each measurement returns its samples (seconds) for the round.
+fn rounds(iters: usize, measures: &mut [&mut dyn FnMut() -> Vec<f64>]) -> Vec<Vec<f64>> {
+    let mut samples = vec![Vec::new(); measures.len()];
+    for round in 0..=iters {
+        for k in 0..measures.len() {
+            let which = (round + k) % measures.len();
+            let taken = (measures[which])();
+            if round > 0 {
+                samples[which].extend(taken);
+            }
+        }
+    }
+    samples
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// The median of the ratios of samples taken in the same round (the same position), which
+/// cancels load that lasts a round on a shared machine.
+fn paired_ratio(op: &[f64], base: &[f64]) -> f64 {
+    let ratios: Vec<f64> = op.iter().zip(base).map(|(op, base)| op / base).collect();
+    median(&ratios)
+}
+
+fn spread(samples: &[f64]) -> String {
+    let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = samples.iter().copied().fold(0.0, f64::max);
+    format!("{min:.6}..{max:.6}s(n={})", samples.len())
+}
+
+/// Hands freed memory back to the kernel, so that one case's garbage is not the next one's.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// A field of `/proc/self/status` in KiB (`VmHWM`, `VmRSS`).
+fn status_kib(field: &str) -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Resets `VmHWM` to the current resident size (Linux 4.0 and later).
+fn reset_peak_memory() -> bool {
+    fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs `work` on a worker of `tokio_rt` and waits for it.
+fn on_worker<T: Send + 'static>(
+    tokio_rt: &tokio::runtime::Runtime,
+    work: impl Future<Output = T> + Send + 'static,
+) -> T {
+    tokio_rt
+        .block_on(tokio_rt.spawn(work))
+        .expect("a measurement panicked")
+}
+
+fn key() -> ClusterKey {
+    ClusterKey::from_bytes(KEY).expect("cluster key")
+}
+
+/// Two hosts, alpha and beta, that know each other, each on its own store.
+async fn hosts<S: CheckpointStore>(
+    mut store: impl FnMut(&str) -> S,
+    max_image: u64,
+) -> [Runtime; 2] {
+    let mut built = Vec::new();
+    for name in HOSTS {
+        let rt = Runtime::builder()
+            .host(name)
+            .store(store(name))
+            .checkpoint(Policy::OnDemand)
+            .listen("127.0.0.1:0")
+            .cluster_key(key())
+            .register::<Mover>()
+            .max_image_size(max_image.max(1 << 30))
+            .drain_concurrency(DRAIN_CONCURRENCY)
+            .build()
+            .await
+            .expect("build a host");
+        built.push(rt);
+    }
+    let [alpha, beta]: [Runtime; 2] = built.try_into().expect("two hosts");
+    let alpha_addr = alpha.local_addr().expect("alpha listens");
+    let beta_addr = beta.local_addr().expect("beta listens");
+    alpha.add_peer("beta", beta_addr).expect("add beta");
+    beta.add_peer("alpha", alpha_addr).expect("add alpha");
+    [alpha, beta]
+}
+
+/// Moves the paused task `id` from `hosts[from]` to the other host and returns how long
+/// `migrate_to` took. The task arrives running; it is paused on its new host afterwards,
+/// outside the timing.
+async fn move_paused(hosts: [Runtime; 2], from: usize, id: TaskId) -> f64 {
+    let to = 1 - from;
+    let handle = hosts[from]
+        .handle::<u64>(id)
+        .expect("a handle on the source");
+    let started = Instant::now();
+    handle
+        .migrate_to(HOSTS[to])
+        .await
+        .unwrap_or_else(|error| panic!("move {} -> {}: {error}", HOSTS[from], HOSTS[to]));
+    let elapsed = started.elapsed().as_secs_f64();
+    hosts[to]
+        .handle::<u64>(id)
+        .expect("a handle on the destination")
+        .pause()
+        .await
+        .expect("pause after the move");
+    elapsed
+}
+
+/// Pauses every task of `rt` that runs.
+async fn pause_all(rt: &Runtime, ids: &[TaskId]) {
+    let mut pauses = tokio::task::JoinSet::new();
+    for &id in ids {
+        let handle = rt.handle::<u64>(id).expect("a handle on the new host");
+        pauses.spawn(async move { handle.pause().await.expect("pause") });
+    }
+    while let Some(paused) = pauses.join_next().await {
+        paused.expect("pause task");
+    }
+}
+
+/// An echo server on loopback: every connection reads `size` bytes and sends them back,
+/// until it is closed.
+async fn echo_server(size: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the echo server");
+    let addr = listener.local_addr().expect("echo address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            stream.set_nodelay(true).expect("nodelay");
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; size];
+                while stream.read_exact(&mut buffer).await.is_ok() {
+                    if stream.write_all(&buffer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn tcp_connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the echo server");
+    // As the secure channel does.
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// One raw round trip: `request` out, as many bytes back.
+async fn round_trip(stream: &mut TcpStream, request: &[u8], reply: &mut [u8]) {
+    stream.write_all(request).await.expect("send the request");
+    stream.read_exact(reply).await.expect("read the reply");
+}
+
+/// A secure channel from "alpha" to a listener of "beta" on loopback, with `serve` answering
+/// on the accepted end; channel limits fit messages of `size` bytes.
+async fn secure_pair<F, Fut>(size: usize, serve: F) -> SecureChannel
+where
+    F: FnOnce(SecureChannel) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut config = ChannelConfig::default();
+    config.max_message_size = config.max_message_size.max(size as u64);
+    let beta: NodeName = "beta".parse().expect("node name");
+    let alpha: NodeName = "alpha".parse().expect("node name");
+    let loopback = "127.0.0.1:0".parse().expect("address");
+    let mut listener = SecureListener::bind(loopback, &key(), &beta, &config)
+        .await
+        .expect("bind a secure listener");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let (channel, _) = listener.accept().await.expect("accept a secure channel");
+        serve(channel).await;
+    });
+    let (channel, _) = SecureChannel::connect(addr, &key(), &alpha, &config)
+        .await
+        .expect("connect a secure channel");
+    channel
+}
+
+fn write_fsync(path: &Path, bytes: &[u8]) {
+    let mut file = File::create(path).expect("create");
+    file.write_all(bytes).expect("write");
+    file.sync_all().expect("fsync");
+}
+
+/// Whether `folder` is on tmpfs, where fsync costs nothing.
+fn on_tmpfs(folder: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(folder.as_os_str().as_bytes()).expect("path");
+        let mut stat = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+        // SAFETY: statfs fills the struct it is given; the path is NUL-terminated.
+        if unsafe { libc::statfs(path.as_ptr(), stat.as_mut_ptr()) } == 0 {
+            // SAFETY: initialised by the successful call (and zeroed before it).
+            return unsafe { stat.assume_init() }.f_type as u64 == 0x0102_1994;
+        }
+    }
+    false
+}
+
+// ---- cases ------------------------------------------------------------------------------
+
+/// `migrate/small` (`durable` false) and `migrate/small-durable`.
+fn small(config: &Config, durable: bool) {
+    let case = if durable { "small-durable" } else { "small" };
+    let (default_rounds, per_round) = if durable { (10, 5) } else { (15, 20) };
+    let rounds_count = config.rounds.unwrap_or(default_rounds);
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join("migrate-bench/durable");
+    if durable {
+        let _ = fs::remove_dir_all(&folder);
+        fs::create_dir_all(&folder).expect("create the bench folder");
+        if on_tmpfs(&folder) {
+            eprintln!(
+                "warning: {} is on tmpfs, where fsync costs nothing",
+                folder.display()
+            );
+        }
+    }
+    let tokio_rt = tokio_runtime();
+    let state = Mover::new(0, SMALL_STATE, 1);
+    let image = Arc::new(cosmic::image::capture(&state).expect("capture"));
+    let size = image.len();
+    let (hosts, id, client, secure_client) = tokio_rt.block_on(async {
+        let hosts = if durable {
+            hosts(
+                |name| FileStore::open(folder.join(name)).expect("open a store"),
+                0,
+            )
+            .await
+        } else {
+            hosts(|_| MemoryStore::new(), 0).await
+        };
+        let handle = hosts[0].spawn(state).await.expect("spawn");
+        handle.pause().await.expect("pause");
+        let client = tcp_connect(echo_server(size).await).await;
+        let secure = secure_pair(size, |mut channel| async move {
+            while let Ok(request) = channel.recv_bytes().await {
+                if channel.send_bytes(&request).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let (client, secure) = (Arc::new(Mutex::new(client)), Arc::new(Mutex::new(secure)));
+        (hosts, handle.id(), client, secure)
+    });
+
+    let mut at = 0usize;
+    let mut op = || {
+        let (hosts, first) = (hosts.clone(), at);
+        at = (at + per_round) % 2;
+        on_worker(&tokio_rt, async move {
+            let mut samples = Vec::with_capacity(per_round);
+            for k in 0..per_round {
+                samples.push(move_paused(hosts.clone(), (first + k) % 2, id).await);
+            }
+            samples
+        })
+    };
+    let mut raw = || {
+        let (client, image) = (Arc::clone(&client), Arc::clone(&image));
+        on_worker(&tokio_rt, async move {
+            let mut stream = client.lock().await;
+            let mut reply = vec![0u8; image.len()];
+            let mut samples = Vec::with_capacity(per_round);
+            for _ in 0..per_round {
+                let started = Instant::now();
+                round_trip(&mut stream, &image, &mut reply).await;
+                samples.push(started.elapsed().as_secs_f64());
+            }
+            samples
+        })
+    };
+    // The secure channel's part: one round trip of the same bytes over it.
+    let mut secure = || {
+        let (client, image) = (Arc::clone(&secure_client), Arc::clone(&image));
+        on_worker(&tokio_rt, async move {
+            let mut channel = client.lock().await;
+            let mut samples = Vec::with_capacity(per_round);
+            for _ in 0..per_round {
+                let started = Instant::now();
+                channel.send_bytes(&image).await.expect("secure send");
+                let reply = channel.recv_bytes().await.expect("secure reply");
+                samples.push(started.elapsed().as_secs_f64());
+                assert_eq!(reply.len(), image.len());
+            }
+            samples
+        })
+    };
+    // The destination's decode of the image, which it runs on tokio's blocking pool.
+    let mut blocking_decode = || {
+        let image = Arc::clone(&image);
+        on_worker(&tokio_rt, async move {
+            let mut samples = Vec::with_capacity(per_round);
+            for _ in 0..per_round {
+                let image = Arc::clone(&image);
+                let started = Instant::now();
+                let restored = tokio::task::spawn_blocking(move || {
+                    cosmic::image::restore::<Mover>(&image).expect("restore")
+                })
+                .await
+                .expect("decode task");
+                samples.push(started.elapsed().as_secs_f64());
+                drop(restored);
+            }
+            samples
+        })
+    };
+    let raw_folder = folder.join("raw");
+    let mut fsync_seq = 0u64;
+    let mut fsync = || {
+        fs::create_dir_all(&raw_folder).expect("raw folder");
+        (0..per_round)
+            .map(|_| {
+                fsync_seq += 1;
+                let path = raw_folder.join(format!("raw-{}", fsync_seq % 4));
+                let started = Instant::now();
+                write_fsync(&path, &image);
+                started.elapsed().as_secs_f64()
+            })
+            .collect()
+    };
+    let samples = if durable {
+        rounds(
+            rounds_count,
+            &mut [
+                &mut op,
+                &mut raw,
+                &mut secure,
+                &mut blocking_decode,
+                &mut fsync,
+            ],
+        )
+    } else {
+        rounds(
+            rounds_count,
+            &mut [&mut op, &mut raw, &mut secure, &mut blocking_decode],
+        )
+    };
+    let (op, raw, secure, decode) = (&samples[0], &samples[1], &samples[2], &samples[3]);
+    let extra = match samples.get(4) {
+        Some(fsync) => format!(
+            " write_fsync_median={:.6}s moves_per_write_fsync={:.2}",
+            median(fsync),
+            median(op) / median(fsync)
+        ),
+        None => String::new(),
+    };
+    println!(
+        "migrate/{case}: bytes={size} median={:.6}s baseline=tcp-round-trip baseline_median={:.6}s ratio={:.3} paired_ratio={:.3} moves={} state_bytes={SMALL_STATE} moves_per_s={:.0} secure_round_trip_median={:.6}s move_in_secure_round_trips={:.2} blocking_decode_median={:.6}s{extra}",
+        median(op),
+        median(raw),
+        median(op) / median(raw),
+        paired_ratio(op, raw),
+        op.len(),
+        1.0 / median(op),
+        median(secure),
+        median(op) / median(secure),
+        median(decode),
+    );
+    println!(
+        "migrate/{case} detail: move {} tcp-round-trip {} secure-round-trip {} blocking-decode {}{}; rounds of {per_round}",
+        spread(op),
+        spread(raw),
+        spread(secure),
+        spread(decode),
+        samples
+            .get(4)
+            .map(|fsync| format!(" write+fsync {}", spread(fsync)))
+            .unwrap_or_default(),
+    );
+    drop(hosts);
+    tokio_rt.shutdown_timeout(Duration::from_secs(5));
+    if durable {
+        let _ = fs::remove_dir_all(&folder);
+    }
+}
+
+fn large(config: &Config) {
+    let case = format!("large-{}m", config.mib);
+    let rounds_count = config.rounds.unwrap_or(5);
+    let tokio_rt = tokio_runtime();
+    // The bench's own copy of the state (for the capture alone) and of its image (for the
+    // baselines); the task gets a clone.
+    let state = Arc::new(Mover::new(0, config.mib << 20, 1));
+    let image = Arc::new(cosmic::image::capture(&*state).expect("capture"));
+    let size = image.len();
+    let image_mib = size as f64 / f64::from(1 << 20);
+    let (hosts, id) = tokio_rt.block_on(async {
+        let hosts = hosts(|_| MemoryStore::new(), size as u64).await;
+        let handle = hosts[0].spawn((*state).clone()).await.expect("spawn");
+        handle.pause().await.expect("pause");
+        (hosts, handle.id())
+    });
+
+    // The raw baseline: a receiver that reads each transfer into the same buffer and says
+    // when it has all of it.
+    let (raw_client, raw_done) = tokio_rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (done, done_rx) = mpsc::unbounded_channel::<Instant>();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut buffer = vec![0u8; size];
+            loop {
+                let mut got = 0;
+                while got < size {
+                    match stream.read(&mut buffer[got..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got += n,
+                    }
+                }
+                if done.send(Instant::now()).is_err() {
+                    return;
+                }
+            }
+        });
+        (
+            Arc::new(Mutex::new(tcp_connect(addr).await)),
+            Arc::new(Mutex::new(done_rx)),
+        )
+    });
+    // The secure channel alone: a receiver that takes each message into a new buffer of
+    // the announced size, as the destination's image sink does.
+    let (secure_client, secure_done) = tokio_rt.block_on(async {
+        let (done, done_rx) = mpsc::unbounded_channel::<Instant>();
+        let channel = secure_pair(size, move |mut channel| async move {
+            loop {
+                let mut sink = Vec::with_capacity(size);
+                if channel.recv_into(&mut sink).await.is_err() {
+                    return;
+                }
+                let arrived = Instant::now();
+                assert_eq!(sink.len(), size);
+                drop(sink);
+                if done.send(arrived).is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        (Arc::new(Mutex::new(channel)), Arc::new(Mutex::new(done_rx)))
+    });
+    release_free_memory();
+
+    let mut at = 0usize;
+    let mut peaks = Vec::new();
+    let mut growths = Vec::new();
+    let mut op = || {
+        let (hosts, from) = (hosts.clone(), at);
+        at = 1 - at;
+        release_free_memory();
+        let reset = reset_peak_memory();
+        let before = status_kib("VmRSS").unwrap_or(0);
+        let elapsed = on_worker(&tokio_rt, move_paused(hosts, from, id));
+        if reset {
+            let peak = status_kib("VmHWM").unwrap_or(0);
+            peaks.push(peak as f64 / 1024.0);
+            growths.push(peak.saturating_sub(before) as f64 / 1024.0);
+        }
+        release_free_memory();
+        vec![elapsed]
+    };
+    let mut raw = || {
+        let (client, done, image) = (
+            Arc::clone(&raw_client),
+            Arc::clone(&raw_done),
+            Arc::clone(&image),
+        );
+        vec![on_worker(&tokio_rt, async move {
+            let (mut stream, mut done) = (client.lock().await, done.lock().await);
+            let started = Instant::now();
+            for chunk in image.chunks(RAW_WRITE) {
+                stream.write_all(chunk).await.expect("raw send");
+            }
+            let arrived = done.recv().await.expect("the raw receiver ended");
+            arrived.duration_since(started).as_secs_f64()
+        })]
+    };
+    let mut secure = || {
+        let (client, done, image) = (
+            Arc::clone(&secure_client),
+            Arc::clone(&secure_done),
+            Arc::clone(&image),
+        );
+        let elapsed = on_worker(&tokio_rt, async move {
+            let (mut channel, mut done) = (client.lock().await, done.lock().await);
+            let started = Instant::now();
+            channel.send_bytes(&image).await.expect("secure send");
+            let arrived = done.recv().await.expect("the secure receiver ended");
+            arrived.duration_since(started).as_secs_f64()
+        });
+        release_free_memory();
+        vec![elapsed]
+    };
+    let mut capture = || {
+        let state = Arc::clone(&state);
+        let elapsed = on_worker(&tokio_rt, async move {
+            let mut writer = ImageWriter::new();
+            let started = Instant::now();
+            writer.capture(&*state).expect("capture");
+            let taken = writer.take();
+            let elapsed = started.elapsed().as_secs_f64();
+            drop(taken);
+            elapsed
+        });
+        release_free_memory();
+        vec![elapsed]
+    };
+    let mut verify = || {
+        let image = Arc::clone(&image);
+        vec![on_worker(&tokio_rt, async move {
+            let started = Instant::now();
+            cosmic::image::inspect(&image).expect("inspect");
+            started.elapsed().as_secs_f64()
+        })]
+    };
+    let mut decode = || {
+        let image = Arc::clone(&image);
+        let elapsed = on_worker(&tokio_rt, async move {
+            let started = Instant::now();
+            let restored: Mover = cosmic::image::restore(&image).expect("restore");
+            let elapsed = started.elapsed().as_secs_f64();
+            drop(restored);
+            elapsed
+        });
+        release_free_memory();
+        vec![elapsed]
+    };
+    let samples = rounds(
+        rounds_count,
+        &mut [
+            &mut op,
+            &mut raw,
+            &mut capture,
+            &mut verify,
+            &mut secure,
+            &mut decode,
+        ],
+    );
+    let (op, raw, capture, verify, secure, decode) = (
+        &samples[0],
+        &samples[1],
+        &samples[2],
+        &samples[3],
+        &samples[4],
+        &samples[5],
+    );
+    // The warm-up move's memory is dropped like its time.
+    let (peaks, growths) = (
+        &peaks[1.min(peaks.len())..],
+        &growths[1.min(growths.len())..],
+    );
+    let peak_mib = peaks.iter().copied().fold(0.0, f64::max);
+    let growth_mib = growths.iter().copied().fold(0.0, f64::max);
+    // What the move does in sequence: capture, verify at the source, send, verify and decode
+    // at the destination.
+    let parts = median(capture) + 2.0 * median(verify) + median(secure) + median(decode);
+    println!(
+        "migrate/{case}: bytes={size} median={:.6}s baseline=tcp-send baseline_median={:.6}s ratio={:.3} paired_ratio={:.3} mib_per_s={:.0} baseline_mib_per_s={:.0} capture_median={:.6}s verify_median={:.6}s secure_send_median={:.6}s decode_median={:.6}s parts_sum={:.6}s rest={:.6}s peak_mib={peak_mib:.0} growth_mib={growth_mib:.0} growth_copies={:.2}",
+        median(op),
+        median(raw),
+        median(op) / median(raw),
+        paired_ratio(op, raw),
+        image_mib / median(op),
+        image_mib / median(raw),
+        median(capture),
+        median(verify),
+        median(secure),
+        median(decode),
+        parts,
+        median(op) - parts,
+        growth_mib / image_mib,
+    );
+    println!(
+        "migrate/{case} detail: move {} tcp-send {} capture {} verify {} secure-send {} decode {}; peak VmHWM per move {} MiB (growth over VmRSS before {} MiB; image {image_mib:.0} MiB; resident outside the moves: the bench's state and image, the raw receive buffer, the task's state and its checkpoint in the store)",
+        spread(op),
+        spread(raw),
+        spread(capture),
+        spread(verify),
+        spread(secure),
+        spread(decode),
+        list(peaks),
+        list(growths),
+    );
+    drop((hosts, raw_client, secure_client));
+    tokio_rt.shutdown_timeout(Duration::from_secs(5));
+    release_free_memory();
+}
+
+fn list(values: &[f64]) -> String {
+    let values: Vec<String> = values.iter().map(|v| format!("{v:.0}")).collect();
+    format!("[{}]", values.join(","))
+}
+
+fn drain(config: &Config) {
+    let tasks = config.tasks.max(1);
+    let case = format!("drain-{tasks}");
+    let rounds_count = config.rounds.unwrap_or(3);
+    let tokio_rt = tokio_runtime();
+    // Long naps: the tasks that arrived run until they are paused again, and should cost
+    // little meanwhile.
+    let nap_ms = 50;
+    let image =
+        Arc::new(cosmic::image::capture(&Mover::new(0, SMALL_STATE, nap_ms)).expect("capture"));
+    let size = image.len();
+    let (hosts, clients) = tokio_rt.block_on(async {
+        let hosts = hosts(|_| MemoryStore::new(), 0).await;
+        let mut spawns = tokio::task::JoinSet::new();
+        for i in 0..tasks {
+            let rt = hosts[0].clone();
+            spawns.spawn(async move {
+                let handle = rt
+                    .spawn(Mover::new(i as u64, SMALL_STATE, nap_ms))
+                    .await
+                    .expect("spawn");
+                handle.pause().await.expect("pause");
+            });
+        }
+        while let Some(spawned) = spawns.join_next().await {
+            spawned.expect("spawn task");
+        }
+        let addr = echo_server(size).await;
+        let mut clients = Vec::new();
+        for _ in 0..DRAIN_CONCURRENCY {
+            clients.push(Mutex::new(tcp_connect(addr).await));
+        }
+        (hosts, Arc::new(clients))
+    });
+
+    let mut at = 0usize;
+    let mut op = || {
+        let mut samples = Vec::new();
+        for _ in 0..2 {
+            let hosts = hosts.clone();
+            let from = at;
+            at = 1 - at;
+            samples.push(on_worker(&tokio_rt, async move {
+                let started = Instant::now();
+                let report = hosts[from]
+                    .migrate_to(HOSTS[1 - from])
+                    .await
+                    .expect("drain");
+                let elapsed = started.elapsed().as_secs_f64();
+                assert!(
+                    report.moved.len() == tasks && report.stayed.is_empty(),
+                    "drain {} -> {}: moved {}, ended {}, stayed {:?}",
+                    HOSTS[from],
+                    HOSTS[1 - from],
+                    report.moved.len(),
+                    report.ended.len(),
+                    report.stayed.first(),
+                );
+                pause_all(&hosts[1 - from], &report.moved).await;
+                elapsed
+            }));
+        }
+        samples
+    };
+    let mut raw = || {
+        (0..2)
+            .map(|_| {
+                let (clients, image) = (Arc::clone(&clients), Arc::clone(&image));
+                on_worker(&tokio_rt, async move {
+                    let next = Arc::new(AtomicUsize::new(0));
+                    let started = Instant::now();
+                    let mut workers = tokio::task::JoinSet::new();
+                    for worker in 0..DRAIN_CONCURRENCY {
+                        let (clients, image, next) =
+                            (Arc::clone(&clients), Arc::clone(&image), Arc::clone(&next));
+                        workers.spawn(async move {
+                            let mut stream = clients[worker].lock().await;
+                            let mut reply = vec![0u8; image.len()];
+                            while next.fetch_add(1, Ordering::Relaxed) < tasks {
+                                round_trip(&mut stream, &image, &mut reply).await;
+                            }
+                        });
+                    }
+                    while let Some(worker) = workers.join_next().await {
+                        worker.expect("round trip worker");
+                    }
+                    started.elapsed().as_secs_f64()
+                })
+            })
+            .collect()
+    };
+    let samples = rounds(rounds_count, &mut [&mut op, &mut raw]);
+    let (op, raw) = (&samples[0], &samples[1]);
+    println!(
+        "migrate/{case}: bytes={} median={:.6}s baseline=tcp-round-trips baseline_median={:.6}s ratio={:.3} paired_ratio={:.3} tasks={tasks} tasks_per_s={:.0} baseline_round_trips_per_s={:.0} concurrency={DRAIN_CONCURRENCY} image_bytes={size}",
+        tasks * size,
+        median(op),
+        median(raw),
+        median(op) / median(raw),
+        paired_ratio(op, raw),
+        tasks as f64 / median(op),
+        tasks as f64 / median(raw),
+    );
+    println!(
+        "migrate/{case} detail: drain {} tcp-round-trips {}; two drains (there and back) per round",
+        spread(op),
+        spread(raw),
+    );
+    drop(hosts);
+    tokio_rt.shutdown_timeout(Duration::from_secs(5));
+    release_free_memory();
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+struct Config {
+    mib: usize,
+    tasks: usize,
+    /// Timed rounds of every case (each case has its own default).
+    rounds: Option<usize>,
+    only: Vec<String>,
+}
+
+impl Config {
+    fn from_args() -> Config {
+        let mut config = Config {
+            mib: 256,
+            tasks: 1000,
+            rounds: None,
+            only: Vec::new(),
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut number = |what: &str| -> usize {
+                args.next()
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or_else(|| panic!("{what} needs a number"))
+            };
+            match arg.as_str() {
+                "--mib" => config.mib = number("--mib").max(1),
+                "--tasks" => config.tasks = number("--tasks").max(1),
+                "--rounds" => config.rounds = Some(number("--rounds").max(1)),
+                "--only" => config
+                    .only
+                    .push(args.next().expect("--only needs a case name")),
+                // `cargo bench` passes `--bench`; other unknown arguments are ignored too.
+                _ => {}
+            }
+        }
+        config
+    }
+
+    fn wants(&self, case: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|only| case.contains(only.as_str()))
+    }
+}
+
+fn main() {
+    let config = Config::from_args();
+    eprintln!(
+        "migrate bench: --mib {} --tasks {} --rounds {}",
+        config.mib,
+        config.tasks,
+        config
+            .rounds
+            .map_or_else(|| "(per case)".to_owned(), |rounds| rounds.to_string()),
+    );
+    if config.wants("small") {
+        small(&config, false);
+    }
+    if config.wants("small-durable") {
+        small(&config, true);
+    }
+    if config.wants(&format!("large-{}m", config.mib)) {
+        large(&config);
+    }
+    if config.wants(&format!("drain-{}", config.tasks)) {
+        drain(&config);
+    }
+}
