@@ -502,6 +502,21 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     line
 }
 
+/// Decodes a whole message as `M`; a message that does not decode (or has bytes left over)
+/// is an error that leaves the channel usable.
+fn decode_message<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, ChannelError> {
+    let decode_error = |source| ChannelError::Decode {
+        type_name: std::any::type_name::<M>(),
+        length: bytes.len(),
+        source,
+    };
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, _)) => Err(decode_error(None)),
+        Err(error) => Err(decode_error(Some(error))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::fmt::Write;
@@ -604,20 +619,5 @@ mod tests {
         for line in lines.iter() {
             assert!(!line.contains("cluster key,"), "a key was logged: {line}");
         }
-    }
-}
-
-/// Decodes a whole message as `M`; a message that does not decode (or has bytes left over)
-/// is an error that leaves the channel usable.
-fn decode_message<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, ChannelError> {
-    let decode_error = |source| ChannelError::Decode {
-        type_name: std::any::type_name::<M>(),
-        length: bytes.len(),
-        source,
-    };
-    match postcard::take_from_bytes(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, _)) => Err(decode_error(None)),
-        Err(error) => Err(decode_error(Some(error))),
     }
 }
