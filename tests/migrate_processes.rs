@@ -338,7 +338,7 @@ fn a_large_state_moves_within_about_two_copies_on_each_side() {
         None,
         &env,
     );
-    let mut beta = Node::start_with(
+    let beta = Node::start_with(
         "beta",
         &beta_addr,
         &dir.path().join("beta"),
