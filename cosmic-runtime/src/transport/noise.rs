@@ -15,7 +15,7 @@ use super::frame::{FrameError, FramedStream, MAX_HANDSHAKE_FRAME, MAX_NOISE_MESS
 use super::key::ClusterKey;
 
 /// The Noise protocol name; see the module docs of [`transport`](super) for the choice.
-pub(crate) const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+pub(crate) const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_AESGCM_BLAKE2s";
 
 /// Bound into the handshake hash: a Noise peer of another application that happens to use the
 /// same key and pattern still fails the handshake.
@@ -37,7 +37,12 @@ fn handshake_state(
 ) -> Result<snow::HandshakeState, HandshakeError> {
     let noise = |source| HandshakeError::Noise { step, source };
     let params: snow::params::NoiseParams = NOISE_PARAMS.parse().map_err(noise)?;
-    let builder = snow::Builder::new(params)
+    // ring for AES-GCM; snow's pure-Rust resolver for what ring lacks (X25519, BLAKE2s).
+    let resolver = snow::resolvers::FallbackResolver::new(
+        Box::new(snow::resolvers::RingResolver),
+        Box::new(snow::resolvers::DefaultResolver),
+    );
+    let builder = snow::Builder::with_resolver(params, Box::new(resolver))
         .psk(0, key.psk())
         .map_err(noise)?
         .prologue(PROLOGUE)
