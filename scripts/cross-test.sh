@@ -2,6 +2,7 @@
 # Run `cargo test` for another ISA under user-mode QEMU, with Debian's Rust 1.85 toolchain.
 #
 #   scripts/cross-test.sh TARGET [cargo test args...]
+#   CROSS_CARGO_SUBCOMMAND=build scripts/cross-test.sh TARGET [cargo build args...]
 #
 #   TARGET: aarch64-unknown-linux-gnu (little-endian) | s390x-unknown-linux-gnu (big-endian)
 #   e.g.    scripts/cross-test.sh s390x-unknown-linux-gnu -p cosmic-tests --test image_golden
@@ -75,5 +76,6 @@ fi
 
 echo "cross-test: $("$CARGO" --version) / $(/usr/bin/rustc --version)" >&2
 echo "cross-test: target=$TARGET linker=$LINKER runner=$QEMU CARGO_TARGET_DIR=$CARGO_TARGET_DIR" >&2
-echo "cross-test: + $CARGO test --target $TARGET $*" >&2
-exec "$CARGO" test --target "$TARGET" "$@"
+SUBCOMMAND=${CROSS_CARGO_SUBCOMMAND:-test}
+echo "cross-test: + $CARGO $SUBCOMMAND --target $TARGET $*" >&2
+exec "$CARGO" "$SUBCOMMAND" --target "$TARGET" "$@"

@@ -63,7 +63,30 @@ impl Node {
         fault: Option<FaultPlan>,
         env: &[(&str, &str)],
     ) -> Node {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_migrate_node"));
+        Node::start_program(
+            name,
+            Command::new(env!("CARGO_BIN_EXE_migrate_node")),
+            addr,
+            store,
+            peer,
+            key_file,
+            fault,
+            env,
+        )
+    }
+
+    /// Starts `program` (the native node, or a foreign one under QEMU) as host `name`.
+    #[allow(clippy::too_many_arguments)]
+    fn start_program(
+        name: &'static str,
+        mut command: Command,
+        addr: &str,
+        store: &Path,
+        peer: &str,
+        key_file: &Path,
+        fault: Option<FaultPlan>,
+        env: &[(&str, &str)],
+    ) -> Node {
         command.envs(env.iter().copied());
         command
             .args(["--name", name, "--listen", addr, "--store"])
@@ -379,4 +402,82 @@ fn a_large_state_moves_within_about_two_copies_on_each_side() {
     );
     alpha.quit();
     beta.quit();
+}
+
+/// Hosts of different ISAs: alpha is this machine's (x86-64, little-endian) node; beta is the
+/// same node cross-built for big-endian s390x and for aarch64, run under QEMU. The task moves
+/// alpha -> beta -> alpha; its state crosses byte orders both ways and it finishes with the
+/// digest of an uninterrupted run, every step logged once.
+///
+/// Needs the foreign nodes: `COSMIC_FOREIGN_NODES=qemu-s390x:PATH,qemu-aarch64:PATH` (`.ci/run`
+/// builds them with `scripts/cross-test.sh` and runs this test).
+#[test]
+#[ignore = "needs cross-built nodes (COSMIC_FOREIGN_NODES); .ci/run runs it"]
+fn a_task_moves_to_another_isa_and_back() {
+    let nodes = std::env::var("COSMIC_FOREIGN_NODES")
+        .expect("COSMIC_FOREIGN_NODES=qemu-s390x:PATH,... (see the test's docs)");
+    for spec in nodes.split(',') {
+        let (runner, path) = spec.split_once(':').expect("RUNNER:PATH");
+        let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "migrate-cross-isa");
+        let key_file = dir.path().join("cluster.key");
+        std::fs::write(&key_file, b"multi-process test cluster key, 32+ bytes").unwrap();
+        let (alpha_addr, beta_addr) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        // Emulated hosts are slow: generous hand-off deadlines.
+        let env = [("COSMIC_MIGRATION_TIMEOUT_MS", "60000")];
+        let mut alpha = Node::start_with(
+            "alpha",
+            &alpha_addr,
+            &dir.path().join("alpha"),
+            &format!("beta={beta_addr}"),
+            &key_file,
+            None,
+            &env,
+        );
+        let mut foreign = Command::new(runner);
+        foreign.arg(path);
+        let mut beta = Node::start_program(
+            "beta",
+            foreign,
+            &beta_addr,
+            &dir.path().join("beta"),
+            &format!("alpha={alpha_addr}"),
+            &key_file,
+            None,
+            &env,
+        );
+        let log = dir.path().join("steps.log");
+        alpha.send(&format!("spawn 120 {} 5 4096", log.display()));
+        let task = alpha
+            .expect("spawned ")
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        while alpha.steps(&task) < 20 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        alpha.send(&format!("migrate {task} beta"));
+        let there = alpha.expect("migrated");
+        while beta.steps(&task) < 60 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        beta.send(&format!("migrate {task} alpha"));
+        let back = beta.expect("migrated");
+        alpha.send(&format!("join {task}"));
+        assert_eq!(
+            alpha.expect("join"),
+            format!("joined {task} {}", expected_digest(120)),
+            "{runner}"
+        );
+        let runs =
+            check_log(&read_log(&log), 120, false).unwrap_or_else(|e| panic!("{runner}: {e}"));
+        let hosts: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(hosts, ["alpha", "beta", "alpha"], "{runner}");
+        println!("{runner}: {there}, {back}; ran {runs:?}");
+        alpha.quit();
+        beta.quit();
+    }
 }

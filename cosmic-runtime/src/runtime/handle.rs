@@ -100,7 +100,8 @@ impl<O: Migratable> TaskHandle<O> {
     /// Moves the task to the peer `host`: at its next safe point it stops, its image goes to
     /// the peer over the secure channel, and it resumes there. Returns once the move is
     /// committed and (normally) the task runs on the peer. On error the task was not moved
-    /// and runs on here; the error says what happened.
+    /// and runs on here (a paused task stays paused); the error says what happened. A paused
+    /// task that moves arrives running.
     pub async fn migrate_to(&self, host: &str) -> Result<(), MigrateError> {
         let task = self.id();
         let (reply, answer) = oneshot::channel();
