@@ -117,10 +117,7 @@ impl Driver {
                     return;
                 }
                 Next::Migrate(to, reply) => {
-                    let result = self.migrate(&mut task, &to).await;
-                    let moved = result.is_ok();
-                    let _ = reply.send(result);
-                    if moved {
+                    if self.migrate(&mut task, &to, Some(reply)).await {
                         return;
                     }
                     // Failed: the task stays; serve the safe point again (it may be paused).
@@ -156,11 +153,8 @@ impl Driver {
                 self.checkpoint(&task, Vec::new());
             }
             if let Some(to) = cx.move_requested.take() {
-                match self.migrate(&mut task, &to).await {
-                    Ok(()) => return,
-                    Err(error) => {
-                        tracing::warn!(%error, "the move the step asked for failed; running on here")
-                    }
+                if self.migrate(&mut task, &to, None).await {
+                    return;
                 }
             }
             if let Some(every) = self.runtime.verify_every {
@@ -294,23 +288,40 @@ impl Driver {
         });
     }
 
-    /// Moves the task to `to` (see `migrate/source.rs`). On success the task is the
-    /// destination's: local checkpoints are retired, the handle becomes a forwarding entry,
-    /// and the driver must end.
-    async fn migrate<T: Task>(&mut self, task: &mut T, to: &str) -> Result<(), MigrateError> {
+    /// Moves the task to `to` (see `migrate/source.rs`) and answers `reply` as soon as the
+    /// move is decided. Returns whether it moved: then the task is the destination's, the
+    /// handle has become a forwarding entry, local checkpoints are retired, and the driver
+    /// must end. A failed move the step asked for (no `reply`) is logged.
+    async fn migrate<T: Task>(
+        &mut self,
+        task: &mut T,
+        to: &str,
+        reply: Option<oneshot::Sender<Result<(), MigrateError>>>,
+    ) -> bool {
+        let answer = |result: Result<(), MigrateError>| match (reply, result) {
+            (Some(reply), result) => {
+                let _ = reply.send(result);
+            }
+            (None, Err(error)) => {
+                tracing::warn!(%error, "the move the step asked for failed; running on here");
+            }
+            (None, Ok(())) => {}
+        };
         let id = self.shared.id;
         if self.runtime.is_shutting_down() {
-            return Err(MigrateError::ShuttingDown);
+            answer(Err(MigrateError::ShuttingDown));
+            return false;
         }
         if let Some(buffer) = self.persister.as_ref().and_then(|p| p.take_spare()) {
             self.writer.recycle(buffer);
         }
-        self.writer
-            .capture(&*task)
-            .map_err(|source| MigrateError::Capture {
+        if let Err(source) = self.writer.capture(&*task) {
+            answer(Err(MigrateError::Capture {
                 task: id,
                 source: Arc::new(source),
-            })?;
+            }));
+            return false;
+        }
         let mut image = self.writer.take();
         let moving = source::Moving {
             task: id,
@@ -322,6 +333,10 @@ impl Driver {
         match source::hand_off(&self.runtime, to, moving).await {
             Ok(forward) => {
                 drop(image);
+                tracing::info!(to = %forward.host, epoch = forward.epoch, steps = self.steps, "task moved");
+                // The move is durable (the commit record): answer now, tidy up after.
+                self.shared.set_moved(forward);
+                answer(Ok(()));
                 // No checkpoint write of ours may land after the retirement.
                 if let Some(persister) = self.persister.take() {
                     persister.close().await;
@@ -331,14 +346,13 @@ impl Driver {
                         tracing::warn!(%error, "failed to retire the checkpoints of a moved task");
                     }
                 }
-                tracing::info!(to = %forward.host, epoch = forward.epoch, steps = self.steps, "task moved");
-                self.shared.set_moved(forward);
-                Ok(())
+                true
             }
             Err(error) => {
                 tracing::warn!(%error, "move failed; the task stays here");
                 self.writer.recycle(image);
-                Err(error)
+                answer(Err(error));
+                false
             }
         }
     }

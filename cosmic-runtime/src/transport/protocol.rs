@@ -5,7 +5,7 @@
 //! hand-off (source -> destination)        resolution (destination -> source, in doubt)
 //!   Request::Offer        ->                Request::Resolve   ->
 //!                         <- OfferAnswer                       <- Resolution
-//!   image (one message)   ->
+//!   image (one message)   ->   (unless small: then it came inside the offer)
 //!                         <- PrepareAnswer  (durable copy held, or why not)
 //!   [source: commit record durable]       following a task (anyone -> a host)
 //!   Decision              ->                Request::Locate       -> <- Whereabouts
@@ -74,7 +74,13 @@ pub struct Offer {
     /// The source's address for peers, so that the destination can reach it to resolve a
     /// hand-off in doubt.
     pub source_addr: String,
+    /// The image itself when it is small (at most [`MAX_INLINE_IMAGE`] bytes), saving a round
+    /// trip; empty when it follows as its own message after [`OfferAnswer::Accept`].
+    pub inline_image: Vec<u8>,
 }
+
+/// The largest image sent inside its offer.
+pub const MAX_INLINE_IMAGE: usize = 64 << 10;
 
 /// The destination's answer to an [`Offer`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +258,7 @@ mod tests {
             size: 1 << 40,
             steps: 11,
             source_addr: "127.0.0.1:1".into(),
+            inline_image: vec![1, 2, 3],
         });
         let bytes = postcard::to_stdvec(&offer).unwrap();
         assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), offer);

@@ -20,6 +20,9 @@ use crate::transport::protocol::{
 };
 use crate::transport::{ChannelError, SecureChannel, SecureListener};
 
+/// Images up to this size are decoded on the async worker that received them.
+const INLINE_DECODE_LIMIT: usize = 256 << 10;
+
 /// How long a peer's connection may sit between conversations before it is closed (peers
 /// reconnect when they need to).
 const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -205,7 +208,7 @@ fn judge(
 async fn receive(
     runtime: &Arc<RuntimeInner>,
     channel: &mut SecureChannel,
-    offer: Offer,
+    mut offer: Offer,
 ) -> Result<(), ChannelError> {
     let Some(node) = &runtime.node else {
         return Ok(());
@@ -238,32 +241,28 @@ async fn receive(
         }
     };
     channel.send(&OfferAnswer::Accept).await?;
+    let image = if offer.inline_image.is_empty() {
+        receive_image(node, channel, offer.size).await?
+    } else if offer.inline_image.len() as u64 == offer.size {
+        Ok(bytes::Bytes::from(std::mem::take(&mut offer.inline_image)))
+    } else {
+        Err(format!(
+            "inline image of {} bytes, {} announced",
+            offer.inline_image.len(),
+            offer.size
+        ))
+    };
+    let image = match image {
+        Ok(image) => image,
+        Err(reason) => return channel.send(&PrepareAnswer::Failed(reason)).await,
+    };
 
-    // The size was checked against our limit in `judge`; the channel checks the announced
-    // length against its own before allocating.
-    let mut sink = ImageSink::new(offer.size, node);
-    let received = tokio::time::timeout(
-        node.config.deadline_for(offer.size),
-        channel.recv_into(&mut sink),
-    )
-    .await;
-    match received {
-        Ok(Ok(length)) if length == offer.size => {}
-        Ok(Ok(length)) => {
-            let reason = format!("image of {length} bytes, {} announced", offer.size);
-            return channel.send(&PrepareAnswer::Failed(reason)).await;
-        }
-        Ok(Err(error)) => return Err(error),
-        Err(_) => return Err(ChannelError::UnexpectedEof),
-    }
-    if sink.dropped {
-        return Err(ChannelError::UnexpectedEof);
-    }
-    let image = bytes::Bytes::from(sink.buffer);
-
-    // Verify and decode off the async workers: large states take a while.
+    // Large states take a while to verify and decode: off the async workers. Small ones are
+    // decoded here, which saves two thread hand-offs (most of a small move's latency).
     let decode = kind.prepare;
-    let decoded = {
+    let decoded = if image.len() <= INLINE_DECODE_LIMIT {
+        Ok(decode(&image))
+    } else {
         let image = image.clone();
         tokio::task::spawn_blocking(move || decode(&image)).await
     };
@@ -391,6 +390,30 @@ async fn receive(
             }
         }
     }
+}
+
+/// Receives an image streamed after the offer. The size was checked against our limit in
+/// `judge`; the channel checks the announced length against its own before allocating, and
+/// the sink refuses anything beyond the offered size. `Err(reason)` is an image that arrived
+/// but is not what was offered; a channel error ends the conversation.
+async fn receive_image(
+    node: &super::node::Node,
+    channel: &mut SecureChannel,
+    size: u64,
+) -> Result<Result<bytes::Bytes, String>, ChannelError> {
+    let mut sink = ImageSink::new(size, node);
+    let received =
+        tokio::time::timeout(node.config.deadline_for(size), channel.recv_into(&mut sink)).await;
+    match received {
+        Ok(Ok(length)) if length == size => {}
+        Ok(Ok(length)) => return Ok(Err(format!("image of {length} bytes, {size} announced"))),
+        Ok(Err(error)) => return Err(error),
+        Err(_) => return Err(ChannelError::UnexpectedEof),
+    }
+    if sink.dropped {
+        return Err(ChannelError::UnexpectedEof);
+    }
+    Ok(Ok(bytes::Bytes::from(sink.buffer)))
 }
 
 fn header_matches(header: &ImageHeader, offer: &Offer) -> bool {

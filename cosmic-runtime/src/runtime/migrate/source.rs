@@ -24,7 +24,7 @@ use crate::runtime::shared::Forward;
 use crate::runtime::RuntimeInner;
 use crate::task::TaskId;
 use crate::transport::protocol::{
-    Decision, Offer, OfferAnswer, PrepareAnswer, Request, StartAnswer,
+    Decision, Offer, OfferAnswer, PrepareAnswer, Request, StartAnswer, MAX_INLINE_IMAGE,
 };
 use crate::transport::{ChannelError, SecureChannel};
 
@@ -91,6 +91,15 @@ pub(crate) async fn hand_off(
         size: moving.image.len() as u64,
         steps: moving.steps,
         source_addr: node.addr.to_string(),
+        // Small images travel inside the offer (a round trip less), unless a transfer fault is
+        // to be injected.
+        inline_image: if moving.image.len() <= MAX_INLINE_IMAGE
+            && !node.plans(FaultPoint::SourceMidTransfer)
+        {
+            moving.image.to_vec()
+        } else {
+            Vec::new()
+        },
     };
     node.deciding().insert(handoff);
     let _deciding = Deciding { node, handoff };
@@ -116,7 +125,11 @@ pub(crate) async fn hand_off(
     }
 
     let size = moving.image.len() as u64;
+    let inline = !offer.inline_image.is_empty();
     let send = async {
+        if inline {
+            return Ok(());
+        }
         let sent = if node.plans(FaultPoint::SourceMidTransfer) {
             let reader = GatedReader {
                 image: moving.image,
