@@ -143,7 +143,8 @@ impl Catalog {
         }
     }
 
-    async fn epoch_record(
+    /// The record of `kind` ("prepared", "owner" or "moved") at `epoch`, if written.
+    pub async fn epoch_record(
         &self,
         task: TaskId,
         epoch: u64,
@@ -176,11 +177,22 @@ impl Catalog {
         }))
     }
 
-    /// Removes a `prepared` record (the source aborted).
-    pub async fn remove_prepared(&self, task: TaskId, epoch: u64) -> Result<(), CatalogError> {
-        self.store()
-            .delete(&epoch_key(task, epoch, "prepared"))
-            .await?;
+    /// Removes the `prepared` record at `epoch` if it is still hand-off `handoff`'s (a newer
+    /// offer at the same epoch replaces the record under the same key).
+    pub async fn remove_prepared(
+        &self,
+        task: TaskId,
+        epoch: u64,
+        handoff: u64,
+    ) -> Result<(), CatalogError> {
+        match self.epoch_record(task, epoch, "prepared").await? {
+            Some(EpochRecord::Prepared { handoff: h, .. }) if h == handoff => {
+                self.store()
+                    .delete(&epoch_key(task, epoch, "prepared"))
+                    .await?;
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -286,7 +298,10 @@ mod tests {
             checkpoint: CheckpointKey { seq: 1, steps: 1 },
         };
         catalog.put_epoch_record(task, 3, &prepared).await.unwrap();
-        catalog.remove_prepared(task, 3).await.unwrap();
+        // Another hand-off's removal leaves it; its own removes it.
+        catalog.remove_prepared(task, 3, 99).await.unwrap();
+        assert_eq!(catalog.ownership(task).await.unwrap().unwrap().0, 3);
+        catalog.remove_prepared(task, 3, 2).await.unwrap();
         assert_eq!(catalog.ownership(task).await.unwrap(), Some((1, moved)));
     }
 }

@@ -228,9 +228,14 @@ impl Builder {
             // Listening only now: a peer asking about a task finds it recovered.
             let serving = tokio::spawn(server::listen(Arc::downgrade(&inner), listener));
             *node.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(serving.abort_handle());
-            let in_doubt: Vec<TaskId> = node.arriving().prepared.keys().copied().collect();
-            for task in in_doubt {
-                resolve::spawn(Arc::downgrade(&inner), task);
+            let in_doubt: Vec<(TaskId, u64)> = node
+                .arriving()
+                .prepared
+                .iter()
+                .map(|(task, arrival)| (*task, arrival.handoff))
+                .collect();
+            for (task, handoff) in in_doubt {
+                resolve::spawn(Arc::downgrade(&inner), task, handoff);
             }
         }
         Ok(Runtime { inner })
@@ -269,6 +274,12 @@ async fn bind_node(
         Some(advertise) => parse_addr(advertise)?,
         None => bound,
     };
+    // Peers reach us, and resolve hand-offs with us, at this address.
+    if addr.ip().is_unspecified() {
+        return Err(BuildError::Address {
+            addr: format!("{addr} (listening on all interfaces: set `advertise` to an address peers can reach)"),
+        });
+    }
     let node = Node::new(name, key, channel, migration, addr, peer_addrs, fault);
     Ok((node, listener))
 }

@@ -144,6 +144,15 @@ pub enum ControlError {
         #[source]
         source: Arc<CatalogError>,
     },
+    /// The task moved to another host; control it through a handle there (see
+    /// [`TaskHandle::locate`](super::TaskHandle::locate)).
+    #[error("task {task} moved to `{host}`; control it there")]
+    Moved {
+        /// The task.
+        task: TaskId,
+        /// The host it moved to.
+        host: String,
+    },
     /// The runtime has no store, or its policy is [`Policy::Never`](crate::checkpoint::Policy::Never).
     #[error("task {task} cannot be checkpointed: {reason}")]
     CheckpointsDisabled {

@@ -137,23 +137,33 @@ impl<O: Migratable> TaskHandle<O> {
 
     /// Checkpoints the task at its next safe point; returns once the image is durable.
     pub async fn checkpoint_now(&self) -> Result<CheckpointKey, ControlError> {
-        let task = self.id();
         let (reply, answer) = oneshot::channel();
         if !self.shared.send(Control::Checkpoint(reply)) {
-            return Err(ControlError::Finished { task });
+            return Err(self.gone());
         }
-        answer.await.map_err(|_| ControlError::Finished { task })?
+        answer.await.map_err(|_| self.gone())?
+    }
+
+    /// Why a control request found no driver: the task moved away, or it ended.
+    fn gone(&self) -> ControlError {
+        let task = self.id();
+        match self.shared.forward() {
+            Some(forward) => ControlError::Moved {
+                task,
+                host: forward.host,
+            },
+            None => ControlError::Finished { task },
+        }
     }
 
     async fn request(
         &self,
         control: fn(oneshot::Sender<()>) -> Control,
     ) -> Result<(), ControlError> {
-        let task = self.id();
         let (reply, answer) = oneshot::channel();
         if !self.shared.send(control(reply)) {
-            return Err(ControlError::Finished { task });
+            return Err(self.gone());
         }
-        answer.await.map_err(|_| ControlError::Finished { task })
+        answer.await.map_err(|_| self.gone())
     }
 }

@@ -85,12 +85,13 @@ pub(crate) async fn abort(runtime: &Arc<RuntimeInner>, task: TaskId, arrival: Ar
         from,
         epoch,
         checkpoint,
+        handoff,
         ..
     } = arrival;
     tracing::info!(%task, %from, epoch, "hand-off aborted; dropping the prepared copy");
     if let Some(catalog) = &runtime.catalog {
         let removed = async {
-            catalog.remove_prepared(task, epoch).await?;
+            catalog.remove_prepared(task, epoch, handoff).await?;
             catalog.delete_checkpoint(task, checkpoint).await
         }
         .await;

@@ -162,41 +162,42 @@ pub(crate) async fn locate(
     runtime: &Arc<RuntimeInner>,
     task: TaskId,
 ) -> Result<TaskLocation, LocateError> {
+    // What this host knows, arrivals first (a task coming back keeps its old forwarding
+    // entry here until it starts).
     let local = |via: Vec<String>| -> Option<Result<TaskLocation, Forward>> {
-        let shared = runtime.task(task)?;
-        Some(match shared.forward() {
-            Some(forward) => Err(forward),
-            None => Ok(TaskLocation {
+        match whereabouts(runtime, task) {
+            Whereabouts::Here {
+                status,
+                steps,
+                epoch,
+            } => Some(Ok(TaskLocation {
                 host: runtime.host.clone(),
-                status: shared.status(),
-                steps: shared.steps(),
-                epoch: shared.epoch(),
+                status: match runtime.task(task) {
+                    Some(shared) if shared.forward().is_none() => shared.status(),
+                    _ => status_of(&status),
+                },
+                steps,
+                epoch,
                 via,
-            }),
-        })
+            })),
+            Whereabouts::MovedTo { host, addr, epoch } => Some(Err(Forward {
+                host,
+                addr,
+                epoch,
+                handoff: 0,
+            })),
+            Whereabouts::Unknown => None,
+        }
     };
     let mut via = Vec::new();
     let mut next = match local(Vec::new()) {
         Some(Ok(location)) => return Ok(location),
         Some(Err(forward)) => forward,
         None => {
-            return match whereabouts(runtime, task) {
-                Whereabouts::Here {
-                    status,
-                    steps,
-                    epoch,
-                } => Ok(TaskLocation {
-                    host: runtime.host.clone(),
-                    status: status_of(&status),
-                    steps,
-                    epoch,
-                    via,
-                }),
-                _ => Err(LocateError::Unknown {
-                    task,
-                    host: runtime.host.clone(),
-                }),
-            }
+            return Err(LocateError::Unknown {
+                task,
+                host: runtime.host.clone(),
+            })
         }
     };
     let node = runtime.node.as_ref().ok_or(LocateError::NotAHost)?;
@@ -276,12 +277,21 @@ pub(crate) async fn await_outcome(
     first: Forward,
 ) -> Result<Outcome, JoinError> {
     let node = runtime.node.as_ref().ok_or(JoinError::ShutDown { task })?;
-    let patience = node.config.step_timeout * 6;
+    let patience = node.config.step_timeout.saturating_mul(6);
     let mut next = first;
     let mut failing_since: Option<Instant> = None;
     let mut hops = 0;
     loop {
         if next.host == runtime.host {
+            // Arriving back here: wait for it to start (or for its hand-off to abort).
+            if runtime
+                .node
+                .as_ref()
+                .is_some_and(|node| node.arriving().is_arriving(task))
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             let Some(shared) = runtime.task(task) else {
                 return Err(JoinError::Unreachable {
                     task,
@@ -320,7 +330,7 @@ pub(crate) async fn await_outcome(
             runtime,
             &next.addr,
             Request::AwaitOutcome { task },
-            LONG_POLL + node.config.step_timeout,
+            LONG_POLL.saturating_add(node.config.step_timeout),
         )
         .await;
         match answer {

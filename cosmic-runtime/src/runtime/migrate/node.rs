@@ -29,7 +29,8 @@ impl MigrationConfig {
     /// A step's deadline when `bytes` travel or are processed in it: the fixed timeout plus
     /// 20 ms per MiB (50 MiB/s, far below any real link and decoder).
     pub(crate) fn deadline_for(&self, bytes: u64) -> Duration {
-        self.step_timeout + Duration::from_millis((bytes >> 20).saturating_mul(20))
+        self.step_timeout
+            .saturating_add(Duration::from_millis((bytes >> 20).saturating_mul(20)))
     }
 }
 
@@ -67,6 +68,11 @@ pub(crate) struct Arrivals {
 impl Arrivals {
     pub(crate) fn is_arriving(&self, task: TaskId) -> bool {
         self.prepared.contains_key(&task) || self.claims.contains_key(&task)
+    }
+
+    /// Whether a conversation or a resolver is acting on the task's arrival now.
+    pub(crate) fn is_claimed(&self, task: TaskId) -> bool {
+        self.claims.contains_key(&task)
     }
 
     pub(crate) fn ids(&self) -> impl Iterator<Item = TaskId> + '_ {

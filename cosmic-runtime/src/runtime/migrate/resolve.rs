@@ -12,23 +12,34 @@ use crate::runtime::RuntimeInner;
 use crate::task::TaskId;
 use crate::transport::protocol::{Request, Resolution};
 
-/// Starts asking the source of the arrival of `task` how its hand-off ended.
-pub(crate) fn spawn(runtime: Weak<RuntimeInner>, task: TaskId) {
+/// Starts asking the source of the arrival of `task` by hand-off `handoff` how it ended; gives
+/// up when that arrival is gone (settled, or replaced by a newer offer).
+pub(crate) fn spawn(runtime: Weak<RuntimeInner>, task: TaskId, handoff: u64) {
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(20);
+        // Once the source said Committed, only the local commit is retried: a source without
+        // a store that restarted meanwhile would answer Aborted to a second question.
+        let mut committed = false;
         loop {
             let Some(rt) = runtime.upgrade() else { return };
             let Some(node) = &rt.node else { return };
-            let Some((handoff, from, from_addr)) = node
+            let Some((from, from_addr)) = node
                 .arriving()
                 .prepared
                 .get(&task)
-                .map(|a| (a.handoff, a.from.clone(), a.from_addr.clone()))
+                .filter(|a| a.handoff == handoff)
+                .map(|a| (a.from.clone(), a.from_addr.clone()))
             else {
                 return;
             };
-            match ask(&rt, task, handoff, &from_addr).await {
+            let answer = if committed {
+                Ok(Resolution::Committed)
+            } else {
+                ask(&rt, task, handoff, &from, &from_addr).await
+            };
+            match answer {
                 Ok(Resolution::Committed) => {
+                    committed = true;
                     let Some((arrival, _starting)) = node.take_arrival(task, handoff) else {
                         return;
                     };
@@ -59,18 +70,54 @@ pub(crate) fn spawn(runtime: Weak<RuntimeInner>, task: TaskId) {
     });
 }
 
+/// Asks the source `from` about the hand-off, at the address its offer gave and, failing
+/// that, at the address configured for a peer of that name. Only an answer from a host that
+/// authenticated as `from` counts: any other host would answer Aborted (it never decided).
 async fn ask(
     runtime: &Arc<RuntimeInner>,
     task: TaskId,
     handoff: u64,
+    from: &str,
     from_addr: &str,
 ) -> Result<Resolution, String> {
     let node = runtime.node.as_ref().ok_or("not a host")?;
-    let addr = from_addr
-        .parse()
-        .map_err(|_| format!("bad source address `{from_addr}`"))?;
+    let mut addrs = Vec::new();
+    if let Ok(addr) = from_addr.parse::<std::net::SocketAddr>() {
+        addrs.push(addr);
+    }
+    if let Some(addr) = node.peer_addr(from).filter(|a| !addrs.contains(a)) {
+        addrs.push(addr);
+    }
+    let mut reasons = Vec::new();
+    for addr in addrs {
+        match ask_at(node, task, handoff, from, addr).await {
+            Ok(answer) => return Ok(answer),
+            Err(reason) => reasons.push(format!("{addr}: {reason}")),
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push(format!(
+            "no usable address for `{from}` (offer gave `{from_addr}`)"
+        ));
+    }
+    Err(reasons.join("; "))
+}
+
+async fn ask_at(
+    node: &super::node::Node,
+    task: TaskId,
+    handoff: u64,
+    from: &str,
+    addr: std::net::SocketAddr,
+) -> Result<Resolution, String> {
     let conversation = async {
         let mut channel = node.fresh_channel(addr).await.map_err(|e| e.to_string())?;
+        if channel.peer().node.as_str() != from {
+            return Err(format!(
+                "the host there is `{}`, not the source `{from}`",
+                channel.peer().node
+            ));
+        }
         channel
             .send(&Request::Resolve { task, handoff })
             .await

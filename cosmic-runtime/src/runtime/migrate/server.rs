@@ -223,12 +223,24 @@ async fn receive(
     let judged = judge(runtime, &offer).and_then(|kind| {
         let mut arrivals = node.arriving();
         let running = runtime.running();
+        // One conversation or resolver at a time acts on a task's arrival, and none while
+        // a driver of the task still runs here (a task that just left and is still tidying
+        // up its checkpoints, which would delete the returning copy's).
+        if arrivals.is_claimed(task) {
+            return Err(Refusal::Unavailable {
+                reason: "another hand-off of this task is in progress here".into(),
+            });
+        }
+        if running.contains(&task) {
+            return Err(Refusal::Unavailable {
+                reason: "the task is still leaving this host".into(),
+            });
+        }
         let arriving: std::collections::HashSet<TaskId> =
             arrivals.ids().filter(|id| !running.contains(id)).collect();
         let busy = running.len() + arriving.len();
-        let counted = running.contains(&task) || arriving.contains(&task);
         drop(running);
-        if !counted && busy >= node.config.max_tasks {
+        if !arriving.contains(&task) && busy >= node.config.max_tasks {
             return Err(Refusal::NoCapacity { running: busy });
         }
         Ok((kind, node.claim(&mut arrivals, task)))
@@ -320,18 +332,30 @@ async fn receive(
     // A newer offer replaces an older arrival of the same task: its source aborted that one.
     let replaced = node.arriving().prepared.insert(task, arrival);
     if let Some(replaced) = replaced {
+        // An older arrival still in doubt: its source aborted it (a source offers the task
+        // again, or the task moved on, only after that). Our prepared record is durable, so
+        // its copy, and its record if at another epoch, can go.
         tracing::info!(
             handoff = replaced.handoff,
             "a newer offer replaced an undecided arrival"
         );
         if let Some(catalog) = &runtime.catalog {
-            if let Err(error) = catalog.delete_checkpoint(task, replaced.checkpoint).await {
+            let removed = async {
+                if replaced.epoch != offer.epoch {
+                    catalog
+                        .remove_prepared(task, replaced.epoch, replaced.handoff)
+                        .await?;
+                }
+                catalog.delete_checkpoint(task, replaced.checkpoint).await
+            }
+            .await;
+            if let Err(error) = removed {
                 tracing::warn!(%error, "could not remove the replaced copy");
             }
         }
     }
     if node.fault(FaultPoint::DestAfterPrepare).await == Injected::Drop {
-        resolve::spawn(Arc::downgrade(runtime), task);
+        resolve::spawn(Arc::downgrade(runtime), task, offer.handoff);
         return Err(ChannelError::UnexpectedEof);
     }
     let decision = async {
@@ -352,11 +376,22 @@ async fn receive(
         Err(error) => {
             // In doubt: the source may have committed. Ask it until it says.
             tracing::warn!(%error, "lost the source before its decision; resolving");
-            resolve::spawn(Arc::downgrade(runtime), task);
+            resolve::spawn(Arc::downgrade(runtime), task, offer.handoff);
             return Err(error);
         }
     };
     let Some((arrival, _starting)) = node.take_arrival(task, offer.handoff) else {
+        // A resolver settled it first (it asked the source after a delay in this
+        // conversation): say what became of it.
+        if decision == Decision::Commit {
+            let answer = if runtime.task(task).is_some_and(|t| t.forward().is_none()) {
+                StartAnswer::Started
+            } else {
+                tracing::error!("commit for an arrival that is gone");
+                StartAnswer::Deferred("the prepared copy is no longer here".into())
+            };
+            return channel.send(&answer).await;
+        }
         return Ok(());
     };
     match decision {
@@ -367,7 +402,7 @@ async fn receive(
         Decision::Commit => {
             if node.fault(FaultPoint::DestAfterCommit).await == Injected::Drop {
                 node.arriving().prepared.insert(task, arrival);
-                resolve::spawn(Arc::downgrade(runtime), task);
+                resolve::spawn(Arc::downgrade(runtime), task, offer.handoff);
                 return Err(ChannelError::UnexpectedEof);
             }
             match arrival::commit(runtime, task, arrival).await {
@@ -382,7 +417,7 @@ async fn receive(
                     // retries recording it.
                     tracing::error!(%error, "could not record the ownership of an arrived task");
                     node.arriving().prepared.insert(task, arrival);
-                    resolve::spawn(Arc::downgrade(runtime), task);
+                    resolve::spawn(Arc::downgrade(runtime), task, offer.handoff);
                     channel
                         .send(&StartAnswer::Deferred(error.to_string()))
                         .await

@@ -184,13 +184,19 @@ pub(crate) async fn hand_off(
             handoff,
         };
         if let Err(error) = catalog.put_epoch_record(task, offer.epoch, &record).await {
-            tracing::error!(%error, "could not write the commit record; aborting the move");
-            let _ = channel.send(&Decision::Abort).await;
-            return Err(MigrateError::Store {
-                task,
-                host: host.to_owned(),
-                source: Arc::new(error),
-            });
+            // A failed write may still have left the record (a store can fail after making
+            // it visible): the record, not the error, decides. Until the store can say, the
+            // task stays stopped here and the hand-off stays undecided.
+            tracing::error!(%error, "the commit record's write failed; checking whether it landed");
+            if !commit_record_landed(catalog, task, offer.epoch, &record).await {
+                let _ = channel.send(&Decision::Abort).await;
+                return Err(MigrateError::Store {
+                    task,
+                    host: host.to_owned(),
+                    source: Arc::new(error),
+                });
+            }
+            tracing::warn!(%task, "the commit record landed despite the error; the move stands");
         }
     }
     node.committed(handoff);
@@ -219,6 +225,26 @@ pub(crate) async fn hand_off(
         }
     }
     Ok(forward)
+}
+
+/// Whether the commit record `record` is in the store, asking until the store answers.
+async fn commit_record_landed(
+    catalog: &crate::checkpoint::Catalog,
+    task: TaskId,
+    epoch: u64,
+    record: &EpochRecord,
+) -> bool {
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match catalog.epoch_record(task, epoch, "moved").await {
+            Ok(found) => return found.as_ref() == Some(record),
+            Err(error) => {
+                tracing::error!(%task, %error, "cannot read the commit record yet; the task waits");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// Sends the offer and reads the answer. A reused channel that turns out closed by the peer
