@@ -433,7 +433,12 @@ async fn recover_forward(
     }
     let output_type = match catalog.task_record(task).await {
         Ok(Some(record)) => record.output_type,
-        _ => String::new(),
+        // The forwarding entry still answers peers; only typed handles here cannot be made.
+        Ok(None) => String::new(),
+        Err(error) => {
+            tracing::warn!(%task, %error, "the task record of a moved task is unreadable; handles to it will not type-check");
+            String::new()
+        }
     };
     tracing::info!(%task, to = %forward.host, epoch = forward.epoch, "task moved away; keeping a forwarding entry");
     recovery.moved.push((task, forward.host.clone()));

@@ -40,7 +40,8 @@ pub(crate) const MAX_CONTROL_SIZE: u64 = 1 << 20;
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct DrainReport {
-    /// Tasks now on the destination.
+    /// Tasks now on the destination (or, for a task that asked to move itself while the
+    /// drain ran, on the host it asked for).
     pub moved: Vec<TaskId>,
     /// Tasks that stayed here, and why (refused by the destination, or a failure on the way).
     pub stayed: Vec<(TaskId, MigrateError)>,
@@ -82,14 +83,23 @@ pub(crate) async fn drain(
             } else {
                 Err(MigrateError::Finished { task: shared.id })
             };
-            (shared.id, result)
+            // A task that moved itself meanwhile (a step's request) is not "ended".
+            let moved_away = shared.forward().is_some();
+            (shared.id, result, moved_away)
         });
     }
     let mut report = DrainReport::default();
     while let Some(joined) = moves.join_next().await {
-        let Ok((task, result)) = joined else { continue };
+        let (task, result, moved_away) = match joined {
+            Ok(joined) => joined,
+            Err(error) => {
+                tracing::error!(%error, "a move of the drain ended abnormally");
+                continue;
+            }
+        };
         match result {
             Ok(()) => report.moved.push(task),
+            Err(MigrateError::Finished { .. }) if moved_away => report.moved.push(task),
             Err(MigrateError::Finished { .. }) => report.ended.push(task),
             Err(error) => report.stayed.push((task, error)),
         }
