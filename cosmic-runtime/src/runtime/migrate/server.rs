@@ -204,6 +204,40 @@ fn judge(
     Ok(kind)
 }
 
+const STILL_LEAVING: &str = "the task is still leaving this host";
+
+/// Judges the offer, then counts it against the capacity and claims the task under one lock,
+/// so that concurrent offers cannot overfill the host. One conversation or resolver at a time
+/// acts on a task's arrival, and none while a driver of the task still runs here.
+fn claim_offer<'a>(
+    runtime: &Arc<RuntimeInner>,
+    node: &'a super::node::Node,
+    offer: &Offer,
+) -> Result<(crate::runtime::task_types::TaskType, super::node::Claim<'a>), Refusal> {
+    let task = offer.task;
+    let kind = judge(runtime, offer)?;
+    let mut arrivals = node.arriving();
+    let running = runtime.running();
+    if arrivals.is_claimed(task) {
+        return Err(Refusal::Unavailable {
+            reason: "another hand-off of this task is in progress here".into(),
+        });
+    }
+    if running.contains(&task) {
+        return Err(Refusal::Unavailable {
+            reason: STILL_LEAVING.into(),
+        });
+    }
+    let arriving: std::collections::HashSet<TaskId> =
+        arrivals.ids().filter(|id| !running.contains(id)).collect();
+    let busy = running.len() + arriving.len();
+    drop(running);
+    if !arriving.contains(&task) && busy >= node.config.max_tasks {
+        return Err(Refusal::NoCapacity { running: busy });
+    }
+    Ok((kind, node.claim(&mut arrivals, task)))
+}
+
 /// The destination's half of a hand-off, from the offer to the start of the task.
 async fn receive(
     runtime: &Arc<RuntimeInner>,
@@ -218,33 +252,19 @@ async fn receive(
     if node.fault(FaultPoint::DestAfterOffer).await == Injected::Drop {
         return Err(ChannelError::UnexpectedEof);
     }
-    // Judged, then counted against the capacity and claimed under one lock, so that
-    // concurrent offers cannot overfill the host.
-    let judged = judge(runtime, &offer).and_then(|kind| {
-        let mut arrivals = node.arriving();
-        let running = runtime.running();
-        // One conversation or resolver at a time acts on a task's arrival, and none while
-        // a driver of the task still runs here (a task that just left and is still tidying
-        // up its checkpoints, which would delete the returning copy's).
-        if arrivals.is_claimed(task) {
-            return Err(Refusal::Unavailable {
-                reason: "another hand-off of this task is in progress here".into(),
-            });
+    // A task that just left this host may still be tidying up here (retiring its
+    // checkpoints, which would delete the returning copy's): give it a moment.
+    let leaving_deadline = std::time::Instant::now() + node.config.step_timeout / 2;
+    let judged = loop {
+        match claim_offer(runtime, node, &offer) {
+            Err(Refusal::Unavailable { ref reason })
+                if reason == STILL_LEAVING && std::time::Instant::now() < leaving_deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            judged => break judged,
         }
-        if running.contains(&task) {
-            return Err(Refusal::Unavailable {
-                reason: "the task is still leaving this host".into(),
-            });
-        }
-        let arriving: std::collections::HashSet<TaskId> =
-            arrivals.ids().filter(|id| !running.contains(id)).collect();
-        let busy = running.len() + arriving.len();
-        drop(running);
-        if !arriving.contains(&task) && busy >= node.config.max_tasks {
-            return Err(Refusal::NoCapacity { running: busy });
-        }
-        Ok((kind, node.claim(&mut arrivals, task)))
-    });
+    };
     let (kind, _claim) = match judged {
         Ok(judged) => judged,
         Err(refusal) => {
