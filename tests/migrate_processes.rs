@@ -42,42 +42,72 @@ fn free_port() -> u16 {
         .port()
 }
 
-impl Node {
-    fn start(
-        name: &'static str,
-        addr: &str,
-        store: &Path,
-        peer: &str,
-        key_file: &Path,
-        fault: Option<FaultPlan>,
-    ) -> Node {
-        Node::start_with(name, addr, store, peer, key_file, fault, &[])
+/// The node built for this machine.
+fn native() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_migrate_node"))
+}
+
+/// Two hosts, alpha and beta, as processes: a folder for their stores, the cluster key file
+/// and the task's step log, and two free ports on 127.0.0.1.
+struct Pair {
+    dir: TempDir,
+    key_file: PathBuf,
+    alpha_addr: String,
+    beta_addr: String,
+}
+
+impl Pair {
+    fn new(label: &str) -> Pair {
+        let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), label);
+        let key_file = dir.path().join("cluster.key");
+        std::fs::write(&key_file, b"multi-process test cluster key, 32+ bytes").unwrap();
+        Pair {
+            dir,
+            key_file,
+            alpha_addr: format!("127.0.0.1:{}", free_port()),
+            beta_addr: format!("127.0.0.1:{}", free_port()),
+        }
     }
 
-    fn start_with(
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("steps.log")
+    }
+
+    fn store(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts host `name` ("alpha" or "beta") from `program`, the other one as its peer.
+    fn start(
+        &self,
         name: &'static str,
-        addr: &str,
-        store: &Path,
-        peer: &str,
-        key_file: &Path,
+        program: Command,
         fault: Option<FaultPlan>,
         env: &[(&str, &str)],
     ) -> Node {
-        Node::start_program(
+        let (addr, peer) = if name == "alpha" {
+            (&self.alpha_addr, format!("beta={}", self.beta_addr))
+        } else {
+            (&self.beta_addr, format!("alpha={}", self.alpha_addr))
+        };
+        Node::start(
             name,
-            Command::new(env!("CARGO_BIN_EXE_migrate_node")),
+            program,
             addr,
-            store,
-            peer,
-            key_file,
+            &self.store(name),
+            &peer,
+            &self.key_file,
             fault,
             env,
         )
     }
+}
 
-    /// Starts `program` (the native node, or a foreign one under QEMU) as host `name`.
+impl Node {
+    /// Starts `command` (the native node, or a foreign one under QEMU) as host `name`; `env`
+    /// overrides the defaults (1 s hand-off timeouts, no fault).
     #[allow(clippy::too_many_arguments)]
-    fn start_program(
+    fn start(
         name: &'static str,
         mut command: Command,
         addr: &str,
@@ -87,7 +117,6 @@ impl Node {
         fault: Option<FaultPlan>,
         env: &[(&str, &str)],
     ) -> Node {
-        command.envs(env.iter().copied());
         command
             .args(["--name", name, "--listen", addr, "--store"])
             .arg(store)
@@ -95,6 +124,7 @@ impl Node {
             .env("COSMIC_CLUSTER_KEY_FILE", key_file)
             .env("COSMIC_MIGRATION_TIMEOUT_MS", "1000")
             .env_remove("COSMIC_FAULT")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         if let Some(plan) = fault {
@@ -138,7 +168,7 @@ impl Node {
             ..
         } = self;
         let _ = child.wait();
-        Node::start(name, &addr, &store, &peer, &key_file, None)
+        Node::start(name, native(), &addr, &store, &peer, &key_file, None, &[])
     }
 
     fn send(&mut self, command: &str) {
@@ -180,6 +210,11 @@ impl Node {
     }
 }
 
+/// The task id of a `spawned ID` line.
+fn spawned_task(line: &str) -> String {
+    line.split(' ').nth(1).expect("spawned ID").to_owned()
+}
+
 fn outcome_files(dir: &Path) -> usize {
     let mut count = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -196,39 +231,14 @@ fn outcome_files(dir: &Path) -> usize {
 /// Runs one scenario; returns what the source's `migrate` said (or "killed").
 fn scenario(plan: Option<FaultPlan>) -> String {
     let label = plan.map_or("none".to_owned(), |p| p.to_string());
-    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "migrate-processes");
-    let key_file = dir.path().join("cluster.key");
-    std::fs::write(&key_file, b"multi-process test cluster key, 32+ bytes").unwrap();
-    let (alpha_addr, beta_addr) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
+    let pair = Pair::new("migrate-processes");
     let on_source = plan.is_some_and(|p| p.point.on_source());
-    let mut alpha = Node::start(
-        "alpha",
-        &alpha_addr,
-        &dir.path().join("alpha"),
-        &format!("beta={beta_addr}"),
-        &key_file,
-        plan.filter(|_| on_source),
-    );
-    let mut beta = Node::start(
-        "beta",
-        &beta_addr,
-        &dir.path().join("beta"),
-        &format!("alpha={alpha_addr}"),
-        &key_file,
-        plan.filter(|_| !on_source),
-    );
-    let log = dir.path().join("steps.log");
+    let mut alpha = pair.start("alpha", native(), plan.filter(|_| on_source), &[]);
+    let mut beta = pair.start("beta", native(), plan.filter(|_| !on_source), &[]);
+    let log = pair.log();
     // 1 MiB of state: the image takes many frames, so mid-transfer faults fall mid-stream.
     alpha.send(&format!("spawn {TOTAL} {} 2 1048576", log.display()));
-    let task = alpha
-        .expect("spawned ")
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let task = spawned_task(&alpha.expect("spawned "));
     while alpha.steps(&task) < 30 {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -279,8 +289,7 @@ fn scenario(plan: Option<FaultPlan>) -> String {
         hosts[first_beta..].iter().all(|h| *h == "beta"),
         "{label}: alpha ran the task after beta did: {runs:?}"
     );
-    let outcomes =
-        outcome_files(&dir.path().join("alpha")) + outcome_files(&dir.path().join("beta"));
+    let outcomes = outcome_files(&pair.store("alpha")) + outcome_files(&pair.store("beta"));
     assert_eq!(outcomes, 1, "{label}: outcome recorded {outcomes} times");
     let ended_on = hosts.last().copied().unwrap_or("?");
     eprintln!("{label}: migrate said `{said}`; ran {runs:?}; ended on {ended_on}");
@@ -340,44 +349,22 @@ fn peak_mib(node: &Node) -> u64 {
 #[test]
 fn a_large_state_moves_within_about_two_copies_on_each_side() {
     let mib: u64 = std::env::var("COSMIC_LARGE_MIB").map_or(256, |v| v.parse().unwrap());
-    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "migrate-large");
-    let key_file = dir.path().join("cluster.key");
-    std::fs::write(&key_file, b"multi-process test cluster key, 32+ bytes").unwrap();
-    let (alpha_addr, beta_addr) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
+    let pair = Pair::new("migrate-large");
     // Checkpoints only at spawn (and on arrival): the peaks below are the move's.
     let env = [
         ("COSMIC_CHECKPOINT_STEPS", "1000000"),
         ("COSMIC_MIGRATION_TIMEOUT_MS", "30000"),
     ];
-    let mut alpha = Node::start_with(
-        "alpha",
-        &alpha_addr,
-        &dir.path().join("alpha"),
-        &format!("beta={beta_addr}"),
-        &key_file,
-        None,
-        &env,
-    );
-    let beta = Node::start_with(
-        "beta",
-        &beta_addr,
-        &dir.path().join("beta"),
-        &format!("alpha={alpha_addr}"),
-        &key_file,
-        None,
-        &env,
-    );
-    let log = dir.path().join("steps.log");
+    let mut alpha = pair.start("alpha", native(), None, &env);
+    let beta = pair.start("beta", native(), None, &env);
+    let log = pair.log();
     // Debug builds move a GiB slowly: wait as long as it takes (up to 10 minutes).
     let patience = Duration::from_secs(600);
     // Just under the size in MiB, so that 1024 fits the default 1 GiB image limit.
     let ballast = (mib << 20) - (64 << 10);
     alpha.send(&format!("spawn 60 {} 20 {ballast}", log.display()));
     let spawned = alpha.try_expect("spawned ", patience).expect("spawned");
-    let task = spawned.split(' ').nth(1).unwrap().to_owned();
+    let task = spawned_task(&spawned);
     let started = Instant::now();
     alpha.send(&format!("migrate {task} beta"));
     let said = alpha
@@ -421,44 +408,16 @@ fn a_task_moves_to_another_isa_and_back() {
         .expect("COSMIC_FOREIGN_NODES=qemu-s390x:PATH,... (see the test's docs)");
     for spec in nodes.split(',') {
         let (runner, path) = spec.split_once(':').expect("RUNNER:PATH");
-        let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "migrate-cross-isa");
-        let key_file = dir.path().join("cluster.key");
-        std::fs::write(&key_file, b"multi-process test cluster key, 32+ bytes").unwrap();
-        let (alpha_addr, beta_addr) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-        );
+        let pair = Pair::new("migrate-cross-isa");
         // Emulated hosts are slow: generous hand-off deadlines.
         let env = [("COSMIC_MIGRATION_TIMEOUT_MS", "60000")];
-        let mut alpha = Node::start_with(
-            "alpha",
-            &alpha_addr,
-            &dir.path().join("alpha"),
-            &format!("beta={beta_addr}"),
-            &key_file,
-            None,
-            &env,
-        );
+        let mut alpha = pair.start("alpha", native(), None, &env);
         let mut foreign = Command::new(runner);
         foreign.arg(path);
-        let mut beta = Node::start_program(
-            "beta",
-            foreign,
-            &beta_addr,
-            &dir.path().join("beta"),
-            &format!("alpha={alpha_addr}"),
-            &key_file,
-            None,
-            &env,
-        );
-        let log = dir.path().join("steps.log");
+        let mut beta = pair.start("beta", foreign, None, &env);
+        let log = pair.log();
         alpha.send(&format!("spawn 120 {} 5 4096", log.display()));
-        let task = alpha
-            .expect("spawned ")
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .to_owned();
+        let task = spawned_task(&alpha.expect("spawned "));
         while alpha.steps(&task) < 20 {
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -18,6 +18,11 @@
 //! medians of its CPU time and its page faults per run go to stderr, to show how noisy the
 //! run was and where the time went; with `COSMIC_BENCH_SAMPLES=1` every sample too.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{median, release_free_memory};
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -173,17 +178,6 @@ fn minor_faults() -> i64 {
     0
 }
 
-/// Hands freed memory back to the kernel, so that the next run's allocations get fresh pages
-/// (glibc would otherwise serve them from an already-touched free heap region, for example
-/// the one the mixed records leave behind).
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// `--op-only`: skip the baselines (for profiling the project's side alone).
 static OP_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -250,17 +244,6 @@ fn interleave<A, B>(
         }
     }
     samples
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
 }
 
 /// Seconds with six decimals, or nine for sub-millisecond times (small `--mixed-records`).

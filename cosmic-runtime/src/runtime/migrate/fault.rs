@@ -177,6 +177,77 @@ pub(crate) async fn at(
     }
 }
 
+/// A fault point in the middle of a stream (the image as it is sent or received): the stream
+/// lets bytes through up to the midpoint, then passes the point before letting more through.
+pub(crate) struct Midpoint<'a> {
+    node: &'a super::node::Node,
+    point: FaultPoint,
+    at: u64,
+    state: MidpointState,
+}
+
+enum MidpointState {
+    Before,
+    Passed,
+    /// Stalled (or killed): nothing passes any more. The fault's future is not kept, so the
+    /// stall has to be remembered.
+    Stalled,
+}
+
+impl<'a> Midpoint<'a> {
+    /// The midpoint of a stream of `total` bytes; already passed unless a fault is planned there.
+    pub(crate) fn new(node: &'a super::node::Node, point: FaultPoint, total: u64) -> Self {
+        let state = if node.plans(point) {
+            MidpointState::Before
+        } else {
+            MidpointState::Passed
+        };
+        Midpoint {
+            node,
+            point,
+            at: total / 2,
+            state,
+        }
+    }
+
+    /// How many of `wanted` bytes at stream position `position` may pass now: all of them
+    /// once the point is passed, only those up to the midpoint before it. Fails with
+    /// `ConnectionAborted` for an injected drop; pending forever for a stall.
+    pub(crate) fn poll_allow(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        position: u64,
+        wanted: usize,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        match self.state {
+            MidpointState::Passed => return Poll::Ready(Ok(wanted)),
+            MidpointState::Stalled => return Poll::Pending,
+            MidpointState::Before => {}
+        }
+        let short = self.at.saturating_sub(position);
+        if short > 0 {
+            return Poll::Ready(Ok(wanted.min(usize::try_from(short).unwrap_or(usize::MAX))));
+        }
+        let fault = self.node.fault(self.point);
+        let mut fault = std::pin::pin!(fault);
+        match fault.as_mut().poll(cx) {
+            Poll::Ready(Injected::Drop) => {
+                Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()))
+            }
+            Poll::Ready(_) => {
+                self.state = MidpointState::Passed;
+                Poll::Ready(Ok(wanted))
+            }
+            Poll::Pending => {
+                self.state = MidpointState::Stalled;
+                Poll::Pending
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use tokio::io::AsyncWrite;
 use tracing::Instrument;
 
 use super::arrival::{self, Arrival};
-use super::fault::{FaultPoint, Injected};
+use super::fault::{FaultPoint, Injected, Midpoint};
 use super::{follow, resolve};
 use crate::checkpoint::CheckpointKey;
 use crate::image::{Encoding, ImageHeader, Isa, RestoreError};
@@ -465,9 +465,6 @@ async fn receive_image(
         Ok(Err(error)) => return Err(error),
         Err(_) => return Err(ChannelError::UnexpectedEof),
     }
-    if sink.dropped {
-        return Err(ChannelError::UnexpectedEof);
-    }
     Ok(Ok(bytes::Bytes::from(sink.buffer)))
 }
 
@@ -478,29 +475,22 @@ fn header_matches(header: &ImageHeader, offer: &Offer) -> bool {
         && header.image_len() == offer.size
 }
 
-/// Collects an incoming image into one buffer of the announced size, and injects the
-/// mid-transfer fault.
+/// Collects an incoming image into one buffer of the offered size, refusing more, and passes
+/// the mid-transfer fault point halfway.
 struct ImageSink<'a> {
     buffer: Vec<u8>,
     size: usize,
-    half: u64,
-    node: &'a super::node::Node,
-    fault_checked: bool,
-    stalled: bool,
-    dropped: bool,
+    midpoint: Midpoint<'a>,
 }
 
 impl<'a> ImageSink<'a> {
     fn new(size: u64, node: &'a super::node::Node) -> Self {
+        let size_usize = usize::try_from(size).unwrap_or(0);
         ImageSink {
             // Within the node's limit, checked before: allocate once.
-            buffer: crate::memory::vec_with_capacity(usize::try_from(size).unwrap_or(0)),
-            size: usize::try_from(size).unwrap_or(0),
-            half: size / 2,
-            node,
-            fault_checked: false,
-            stalled: false,
-            dropped: false,
+            buffer: crate::memory::vec_with_capacity(size_usize),
+            size: size_usize,
+            midpoint: Midpoint::new(node, FaultPoint::DestMidTransfer, size),
         }
     }
 }
@@ -511,44 +501,23 @@ impl AsyncWrite for ImageSink<'_> {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.stalled {
-            return std::task::Poll::Pending;
-        }
-        if !self.fault_checked {
-            let short = self.half.saturating_sub(self.buffer.len() as u64);
-            if short > 0 {
-                // Take the bytes up to the middle only, so the fault point is reached exactly.
-                let n = buf.len().min(usize::try_from(short).unwrap_or(usize::MAX));
-                self.buffer.extend_from_slice(&buf[..n]);
-                return std::task::Poll::Ready(Ok(n));
-            }
-            let fault = self.node.fault(FaultPoint::DestMidTransfer);
-            let mut fault = std::pin::pin!(fault);
-            use std::future::Future as _;
-            match fault.as_mut().poll(cx) {
-                std::task::Poll::Ready(Injected::Drop) => {
-                    self.dropped = true;
-                    return std::task::Poll::Ready(Err(
-                        std::io::ErrorKind::ConnectionAborted.into()
-                    ));
-                }
-                std::task::Poll::Ready(_) => self.fault_checked = true,
-                // Kill and stall never finish (the future is not kept: a stall stays stalled).
-                std::task::Poll::Pending => {
-                    self.stalled = true;
-                    return std::task::Poll::Pending;
-                }
-            }
-        }
-        if self.buffer.len() + buf.len() > self.size {
+        let this = &mut *self;
+        let allowed = match this
+            .midpoint
+            .poll_allow(cx, this.buffer.len() as u64, buf.len())
+        {
+            std::task::Poll::Ready(Ok(allowed)) => allowed,
+            other => return other,
+        };
+        if this.buffer.len() + allowed > this.size {
             // More than offered: refuse rather than grow past the size judged acceptable.
             return std::task::Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "the image is longer than offered",
             )));
         }
-        self.buffer.extend_from_slice(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
+        this.buffer.extend_from_slice(&buf[..allowed]);
+        std::task::Poll::Ready(Ok(allowed))
     }
 
     fn poll_flush(

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fault::{FaultPoint, Injected};
+use super::fault::{FaultPoint, Injected, Midpoint};
 use super::node::Node;
 use super::{HandoffStep, MigrateError};
 use crate::checkpoint::EpochRecord;
@@ -134,9 +134,7 @@ pub(crate) async fn hand_off(
             let reader = GatedReader {
                 image: moving.image,
                 at: 0,
-                node,
-                checked: false,
-                stalled: false,
+                midpoint: Midpoint::new(node, FaultPoint::SourceMidTransfer, size),
             };
             channel.send_from(size, reader).await
         } else {
@@ -344,13 +342,11 @@ impl Failure<'_> {
     }
 }
 
-/// Reads the image for `send_from`, injecting the mid-transfer fault halfway (fault tests).
+/// Reads the image for `send_from`, passing the mid-transfer fault point halfway (fault tests).
 struct GatedReader<'a> {
     image: &'a [u8],
     at: usize,
-    node: &'a Node,
-    checked: bool,
-    stalled: bool,
+    midpoint: Midpoint<'a>,
 }
 
 impl tokio::io::AsyncRead for GatedReader<'_> {
@@ -359,34 +355,16 @@ impl tokio::io::AsyncRead for GatedReader<'_> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        if self.stalled {
-            return Poll::Pending;
-        }
-        if !self.checked && self.at >= self.image.len() / 2 {
-            let fault = self.node.fault(FaultPoint::SourceMidTransfer);
-            let mut fault = std::pin::pin!(fault);
-            use std::future::Future as _;
-            match fault.as_mut().poll(cx) {
-                Poll::Ready(Injected::Drop) => {
-                    return Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()))
-                }
-                Poll::Ready(_) => self.checked = true,
-                Poll::Pending => {
-                    self.stalled = true;
-                    return Poll::Pending;
-                }
+        let this = &mut *self;
+        let wanted = buf.remaining().min(this.image.len() - this.at);
+        match this.midpoint.poll_allow(cx, this.at as u64, wanted) {
+            std::task::Poll::Ready(Ok(n)) => {
+                buf.put_slice(&this.image[this.at..this.at + n]);
+                this.at += n;
+                std::task::Poll::Ready(Ok(()))
             }
+            std::task::Poll::Ready(Err(error)) => std::task::Poll::Ready(Err(error)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
         }
-        let end = if self.checked {
-            self.image.len()
-        } else {
-            self.image.len() / 2
-        };
-        let n = buf.remaining().min(end - self.at);
-        let at = self.at;
-        buf.put_slice(&self.image[at..at + n]);
-        self.at += n;
-        Poll::Ready(Ok(()))
     }
 }
