@@ -153,6 +153,24 @@ pub enum Refusal {
         /// Why.
         reason: String,
     },
+    /// An older copy of this task from the same source is in doubt there: the source says
+    /// how hand-off `handoff` ended, then offers again.
+    #[error("an older copy of the task (hand-off {handoff:016x}) is still being settled there")]
+    Settling {
+        /// The older hand-off.
+        handoff: u64,
+    },
+    /// The task finished there: a finished task never runs again.
+    #[error("the task has finished there; a finished task never runs again")]
+    Finished,
+    /// Too many copies are arriving there at once (count and bytes now); try later.
+    #[error("busy: {arriving} copies ({bytes} bytes) are arriving there")]
+    Busy {
+        /// Copies arriving now.
+        arriving: usize,
+        /// Their bytes.
+        bytes: u64,
+    },
 }
 
 /// The destination's answer once it has the image.

@@ -1,0 +1,507 @@
+//! The receiving side of a hand-off: judge the offer against what this host knows of the
+//! task, take the image, make the copy durable (`prepared`), and run the task once the
+//! source has committed (`owner`), asking the source if the decision did not arrive.
+
+use std::time::Duration;
+
+use super::command::Command;
+use super::event::{Body, Envelope, HandoffId, Timer, TimerKind, WriteResult};
+use super::phase::{ArriveStep, Arriving, Phase, Prior};
+use super::{not_applicable, Entry, Host, StepError, Write};
+use crate::task::TaskId;
+use crate::transport::protocol::{Refusal, Resolution};
+
+/// How long before writing an `owner` record again after its write failed.
+const OWNER_RETRY: Duration = Duration::from_millis(50);
+
+impl Host {
+    /// The arriving side of `task` if `handoff` is its current hand-off from `peer`.
+    fn arrival(
+        &self,
+        task: TaskId,
+        handoff: HandoffId,
+        peer: &str,
+    ) -> Result<&Arriving, StepError> {
+        let entry = self.entry(task)?;
+        let Phase::Arriving(arriving) = &entry.phase else {
+            return Err(StepError::StaleHandoff { task, handoff });
+        };
+        if arriving.handoff != handoff {
+            return Err(StepError::StaleHandoff { task, handoff });
+        }
+        if arriving.from != peer {
+            return Err(StepError::WrongPeer {
+                task,
+                handoff,
+                from: peer.to_owned(),
+                peer: arriving.from.clone(),
+            });
+        }
+        Ok(arriving)
+    }
+
+    fn arrival_mut(&mut self, task: TaskId) -> &mut Arriving {
+        match &mut self.entry_mut(task).phase {
+            Phase::Arriving(arriving) => arriving,
+            // Callers checked the phase in the same transition.
+            _ => unreachable!("arrival_mut on a task that is not arriving"),
+        }
+    }
+
+    /// Judges an offer against what this host knows of the task (the driver has already
+    /// judged what does not depend on it: type, versions, schema, size limit).
+    pub(super) fn offered(
+        &mut self,
+        from: &str,
+        task: TaskId,
+        handoff: HandoffId,
+        epoch: u64,
+        size: u64,
+    ) -> Result<Vec<Command>, StepError> {
+        let refuse = |refusal| {
+            Ok(vec![Command::Send {
+                to: from.to_owned(),
+                envelope: Envelope {
+                    task,
+                    handoff,
+                    body: Body::Refuse(refusal),
+                },
+            }])
+        };
+        if from == self.name() {
+            return refuse(Refusal::Unavailable {
+                reason: "an offer from this very host".into(),
+            });
+        }
+        let prior = match self.entry(task).ok() {
+            None => None,
+            Some(entry) => match &entry.phase {
+                Phase::Running | Phase::Leaving(_) => {
+                    return refuse(Refusal::StaleEpoch {
+                        offered: epoch,
+                        known: entry.epoch,
+                    })
+                }
+                Phase::Finished => return refuse(Refusal::Finished),
+                Phase::Moved { .. } if epoch <= entry.epoch => {
+                    return refuse(Refusal::StaleEpoch {
+                        offered: epoch,
+                        known: entry.epoch,
+                    })
+                }
+                Phase::Moved { to, handoff: h } => Some(Prior {
+                    epoch: entry.epoch,
+                    to: to.clone(),
+                    handoff: *h,
+                }),
+                Phase::Arriving(arriving) if arriving.handoff == handoff => {
+                    return Err(not_applicable(task, &entry.phase, "a repeated Offer"));
+                }
+                Phase::Arriving(arriving) => {
+                    // A prepared copy is never replaced by another offer: it waits for its
+                    // own source's decision. That source, if it offers again, first tells us
+                    // how the older hand-off ended.
+                    if arriving.from != from {
+                        return refuse(Refusal::Unavailable {
+                            reason: format!(
+                                "a copy of this task from `{}` is in doubt here",
+                                arriving.from
+                            ),
+                        });
+                    }
+                    return match arriving.step {
+                        ArriveStep::Prepared | ArriveStep::InDoubt => refuse(Refusal::Settling {
+                            handoff: arriving.handoff,
+                        }),
+                        _ => refuse(Refusal::Unavailable {
+                            reason: "another hand-off of this task is in progress here".into(),
+                        }),
+                    };
+                }
+            },
+        };
+        let occupied = self.occupied();
+        if occupied >= self.config().max_tasks {
+            return refuse(Refusal::NoCapacity { running: occupied });
+        }
+        let (arriving, bytes) = self.arriving();
+        if arriving >= self.config().max_arriving
+            || bytes.saturating_add(size) > self.config().max_arriving_bytes
+        {
+            return refuse(Refusal::Busy { arriving, bytes });
+        }
+        let entry_epoch = prior.as_ref().map_or(0, |p| p.epoch);
+        let commits = self
+            .entry(task)
+            .map(|e| e.commits.clone())
+            .unwrap_or_default();
+        self.insert(
+            task,
+            Entry {
+                phase: Phase::Arriving(Arriving {
+                    handoff,
+                    from: from.to_owned(),
+                    epoch,
+                    size,
+                    step: ArriveStep::Receiving,
+                    prior,
+                    backoff_ms: 0,
+                }),
+                epoch: entry_epoch,
+                commits,
+            },
+        );
+        Ok(vec![
+            Command::Send {
+                to: from.to_owned(),
+                envelope: Envelope {
+                    task,
+                    handoff,
+                    body: Body::Accept,
+                },
+            },
+            self.arrival_timer_cmd(task, handoff, self.config().deadline_for(size)),
+        ])
+    }
+
+    pub(super) fn image_checked(
+        &mut self,
+        task: TaskId,
+        handoff: HandoffId,
+        result: Result<(), String>,
+    ) -> Result<Vec<Command>, StepError> {
+        let entry = self.entry(task)?;
+        let Phase::Arriving(arriving) = &entry.phase else {
+            return Err(StepError::StaleHandoff { task, handoff });
+        };
+        if arriving.handoff != handoff || arriving.step != ArriveStep::Receiving {
+            return Err(not_applicable(task, &entry.phase, "ImageChecked"));
+        }
+        let from = arriving.from.clone();
+        match result {
+            Ok(()) => {
+                let write = Write::Prepared {
+                    epoch: arriving.epoch,
+                    handoff,
+                    from: from.clone(),
+                };
+                self.arrival_mut(task).step = ArriveStep::Recording;
+                #[cfg(cosmic_mutation = "prepared-early")]
+                let early = vec![Command::Send {
+                    to: from,
+                    envelope: Envelope {
+                        task,
+                        handoff,
+                        body: Body::Prepared,
+                    },
+                }];
+                #[cfg(not(cosmic_mutation = "prepared-early"))]
+                let early = Vec::new();
+                Ok([early, vec![Command::Write { task, write }]].concat())
+            }
+            Err(reason) => {
+                self.back_to_prior(task);
+                Ok(vec![Command::Send {
+                    to: from,
+                    envelope: Envelope {
+                        task,
+                        handoff,
+                        body: Body::PrepareFailed(reason),
+                    },
+                }])
+            }
+        }
+    }
+
+    pub(super) fn prepared_written(
+        &mut self,
+        task: TaskId,
+        epoch: u64,
+        handoff: HandoffId,
+        result: WriteResult,
+    ) -> Result<Vec<Command>, StepError> {
+        let current = match self.entry(task).map(|e| &e.phase) {
+            Ok(Phase::Arriving(a)) => a.handoff == handoff && a.step == ArriveStep::Recording,
+            _ => false,
+        };
+        if !current {
+            // The hand-off was given up while its copy was being written (aborted, timed
+            // out): whatever landed goes.
+            return Ok(vec![Command::DiscardCopy {
+                task,
+                epoch,
+                handoff,
+            }]);
+        }
+        let from = self.arrival_mut(task).from.clone();
+        let send = |body| Command::Send {
+            to: from.clone(),
+            envelope: Envelope {
+                task,
+                handoff,
+                body,
+            },
+        };
+        match result {
+            WriteResult::Durable => {
+                self.arrival_mut(task).step = ArriveStep::Prepared;
+                let timer = self.arrival_timer_cmd(task, handoff, self.config().step_timeout);
+                Ok(vec![send(Body::Prepared), timer])
+            }
+            WriteResult::Failed => {
+                self.back_to_prior(task);
+                Ok(vec![
+                    Command::DiscardCopy {
+                        task,
+                        epoch,
+                        handoff,
+                    },
+                    send(Body::PrepareFailed("could not record the copy".into())),
+                ])
+            }
+        }
+    }
+
+    /// `Commit` or `Abort` from the source.
+    pub(super) fn decided(
+        &mut self,
+        from: &str,
+        task: TaskId,
+        handoff: HandoffId,
+        commit: bool,
+    ) -> Result<Vec<Command>, StepError> {
+        let arriving = self.arrival(task, handoff, from)?;
+        let step = arriving.step;
+        let epoch = arriving.epoch;
+        if commit {
+            if !matches!(step, ArriveStep::Prepared | ArriveStep::InDoubt) {
+                return Err(not_applicable(task, &self.entry(task)?.phase, "Commit"));
+            }
+            self.arrival_mut(task).step = ArriveStep::Committing;
+            return Ok(vec![Command::Write {
+                task,
+                write: Write::Owner { epoch, handoff },
+            }]);
+        }
+        match step {
+            ArriveStep::Receiving | ArriveStep::Prepared | ArriveStep::InDoubt => {
+                self.back_to_prior(task);
+                let mut commands = Vec::new();
+                if step != ArriveStep::Receiving {
+                    commands.push(Command::DiscardCopy {
+                        task,
+                        epoch,
+                        handoff,
+                    });
+                }
+                Ok(commands)
+            }
+            // The copy is being written: `prepared_written` discards it when it lands.
+            ArriveStep::Recording => {
+                self.back_to_prior(task);
+                Ok(Vec::new())
+            }
+            ArriveStep::Committing | ArriveStep::CommitRetry => {
+                Err(not_applicable(task, &self.entry(task)?.phase, "Abort"))
+            }
+        }
+    }
+
+    /// The source says how a hand-off ended (asked, or unasked before a newer offer).
+    pub(super) fn resolution(
+        &mut self,
+        from: &str,
+        task: TaskId,
+        handoff: HandoffId,
+        answer: Resolution,
+    ) -> Result<Vec<Command>, StepError> {
+        let arriving = self.arrival(task, handoff, from)?;
+        if !matches!(arriving.step, ArriveStep::Prepared | ArriveStep::InDoubt) {
+            return Err(not_applicable(task, &self.entry(task)?.phase, "Resolution"));
+        }
+        match answer {
+            Resolution::Committed => self.decided(from, task, handoff, true),
+            Resolution::Aborted => self.decided(from, task, handoff, false),
+            // Still deciding: the resolve timer asks again.
+            Resolution::Pending => Ok(Vec::new()),
+        }
+    }
+
+    pub(super) fn arrival_peer_lost(
+        &mut self,
+        peer: &str,
+        task: TaskId,
+        handoff: HandoffId,
+    ) -> Result<Vec<Command>, StepError> {
+        let step = self.arrival(task, handoff, peer)?.step;
+        match step {
+            ArriveStep::Receiving => {
+                self.back_to_prior(task);
+                Ok(Vec::new())
+            }
+            ArriveStep::Prepared => Ok(self.start_resolving(task)),
+            // Writes in flight, or already asking: they go on without the conversation.
+            ArriveStep::Recording
+            | ArriveStep::InDoubt
+            | ArriveStep::Committing
+            | ArriveStep::CommitRetry => Ok(Vec::new()),
+        }
+    }
+
+    pub(super) fn arrival_timer(&mut self, timer: Timer) -> Result<Vec<Command>, StepError> {
+        let Timer {
+            task,
+            handoff,
+            kind,
+        } = timer;
+        let entry = self.entry(task)?;
+        let Phase::Arriving(arriving) = &entry.phase else {
+            return Err(StepError::StaleHandoff { task, handoff });
+        };
+        if arriving.handoff != handoff {
+            return Err(StepError::StaleHandoff { task, handoff });
+        }
+        match (kind, arriving.step) {
+            (TimerKind::Arrival, ArriveStep::Receiving) => {
+                // The image did not arrive in time (a stalled or vanished sender).
+                self.back_to_prior(task);
+                Ok(Vec::new())
+            }
+            (TimerKind::Arrival, ArriveStep::Prepared) => Ok(self.start_resolving(task)),
+            (TimerKind::Resolve, ArriveStep::InDoubt) => Ok(self.ask_source(task)),
+            (TimerKind::OwnerRetry, ArriveStep::CommitRetry) => {
+                let epoch = arriving.epoch;
+                self.arrival_mut(task).step = ArriveStep::Committing;
+                Ok(vec![Command::Write {
+                    task,
+                    write: Write::Owner { epoch, handoff },
+                }])
+            }
+            _ => Err(not_applicable(task, &entry.phase, "a stale timer")),
+        }
+    }
+
+    pub(super) fn owner_written(
+        &mut self,
+        task: TaskId,
+        handoff: HandoffId,
+        result: WriteResult,
+    ) -> Result<Vec<Command>, StepError> {
+        let entry = self.entry(task)?;
+        let Phase::Arriving(arriving) = &entry.phase else {
+            return Err(StepError::StaleHandoff { task, handoff });
+        };
+        if arriving.handoff != handoff || arriving.step != ArriveStep::Committing {
+            return Err(not_applicable(task, &entry.phase, "Wrote(owner)"));
+        }
+        let (from, epoch) = (arriving.from.clone(), arriving.epoch);
+        match result {
+            WriteResult::Durable => {
+                let entry = self.entry_mut(task);
+                entry.phase = Phase::Running;
+                entry.epoch = epoch;
+                Ok(vec![
+                    Command::StartTask {
+                        task,
+                        handoff,
+                        epoch,
+                    },
+                    Command::Send {
+                        to: from,
+                        envelope: Envelope {
+                            task,
+                            handoff,
+                            body: Body::Started,
+                        },
+                    },
+                ])
+            }
+            WriteResult::Failed => {
+                // The source committed: the copy stays until the record is written.
+                self.arrival_mut(task).step = ArriveStep::CommitRetry;
+                Ok(vec![
+                    Command::Send {
+                        to: from,
+                        envelope: Envelope {
+                            task,
+                            handoff,
+                            body: Body::Deferred,
+                        },
+                    },
+                    self.timer_cmd(task, handoff, TimerKind::OwnerRetry, OWNER_RETRY),
+                ])
+            }
+        }
+    }
+
+    /// After a restart, a copy in doubt: ask its source until it says.
+    pub(super) fn start_resolving_after_restart(&mut self, task: TaskId) -> Vec<Command> {
+        self.start_resolving(task)
+    }
+
+    /// The conversation ended before the decision: ask the source until it says.
+    fn start_resolving(&mut self, task: TaskId) -> Vec<Command> {
+        let min = self.config().resolve_min.as_millis() as u64;
+        let arriving = self.arrival_mut(task);
+        arriving.step = ArriveStep::InDoubt;
+        arriving.backoff_ms = min.max(1);
+        self.ask_source(task)
+    }
+
+    fn ask_source(&mut self, task: TaskId) -> Vec<Command> {
+        let max = self.config().resolve_max.as_millis() as u64;
+        let arriving = self.arrival_mut(task);
+        let (from, handoff, delay) = (arriving.from.clone(), arriving.handoff, arriving.backoff_ms);
+        arriving.backoff_ms = delay.saturating_mul(2).min(max.max(1));
+        vec![
+            Command::Send {
+                to: from,
+                envelope: Envelope {
+                    task,
+                    handoff,
+                    body: Body::Resolve,
+                },
+            },
+            self.timer_cmd(
+                task,
+                handoff,
+                TimerKind::Resolve,
+                Duration::from_millis(delay),
+            ),
+        ]
+    }
+
+    /// The hand-off aborted: the task is what it was here before the offer.
+    fn back_to_prior(&mut self, task: TaskId) {
+        let prior = self.arrival_mut(task).prior.take();
+        match prior {
+            None => self.remove(task),
+            Some(Prior { epoch, to, handoff }) => {
+                let entry = self.entry_mut(task);
+                entry.phase = Phase::Moved { to, handoff };
+                entry.epoch = epoch;
+            }
+        }
+    }
+
+    fn arrival_timer_cmd(&self, task: TaskId, handoff: HandoffId, after: Duration) -> Command {
+        self.timer_cmd(task, handoff, TimerKind::Arrival, after)
+    }
+
+    fn timer_cmd(
+        &self,
+        task: TaskId,
+        handoff: HandoffId,
+        kind: TimerKind,
+        after: Duration,
+    ) -> Command {
+        Command::ArmTimer {
+            timer: Timer {
+                task,
+                handoff,
+                kind,
+            },
+            after,
+        }
+    }
+}
