@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::migrate::node::{MigrationConfig, Node};
-use super::migrate::{resolve, server, Arrival, FaultPlan};
+#[cfg(feature = "fault-injection")]
+use super::migrate::FaultPlan;
+use super::migrate::{resolve, server, Arrival};
 use super::shared::{Forward, TaskShared};
 use super::stats::StatsCounters;
 use super::task_types::TaskTypes;
@@ -33,6 +35,7 @@ pub struct Builder {
     cluster_key: Option<ClusterKey>,
     channel: ChannelConfig,
     migration: MigrationConfig,
+    #[cfg(feature = "fault-injection")]
     fault: Option<FaultPlan>,
 }
 
@@ -57,6 +60,7 @@ impl Builder {
                 max_image_size: 1 << 30,
                 drain_concurrency: 16,
             },
+            #[cfg(feature = "fault-injection")]
             fault: None,
         }
     }
@@ -171,7 +175,9 @@ impl Builder {
         self
     }
 
-    /// Fault tests: inject `plan` into this runtime's hand-offs.
+    /// Fault tests: inject `plan` into this runtime's hand-offs. Only with the
+    /// `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fn inject_fault(mut self, plan: FaultPlan) -> Self {
         self.fault = Some(plan);
@@ -200,9 +206,10 @@ impl Builder {
                     &self.peers,
                     self.channel.clone(),
                     self.migration.clone(),
-                    self.fault,
                 )
                 .await?;
+                #[cfg(feature = "fault-injection")]
+                let node = node.with_fault(self.fault);
                 (Some(node), Some(listener))
             }
         };
@@ -243,7 +250,6 @@ impl Builder {
 }
 
 /// Checks the host settings and binds the listener.
-#[allow(clippy::too_many_arguments)]
 async fn bind_node(
     listen: &str,
     advertise: Option<&str>,
@@ -252,7 +258,6 @@ async fn bind_node(
     peers: &[(String, String)],
     channel: ChannelConfig,
     migration: MigrationConfig,
-    fault: Option<FaultPlan>,
 ) -> Result<(Node, SecureListener), BuildError> {
     let key = key.ok_or(BuildError::NoClusterKey)?;
     let name = NodeName::new(host).map_err(BuildError::HostName)?;
@@ -280,7 +285,7 @@ async fn bind_node(
             addr: format!("{addr} (listening on all interfaces: set `advertise` to an address peers can reach)"),
         });
     }
-    let node = Node::new(name, key, channel, migration, addr, peer_addrs, fault);
+    let node = Node::new(name, key, channel, migration, addr, peer_addrs);
     Ok((node, listener))
 }
 

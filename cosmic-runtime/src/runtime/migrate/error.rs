@@ -146,7 +146,8 @@ pub enum MigrateError {
         #[source]
         source: Arc<CatalogError>,
     },
-    /// A fault was injected (fault tests only).
+    /// A fault was injected (fault tests only: the `fault-injection` feature).
+    #[cfg(feature = "fault-injection")]
     #[error("injected fault: dropped the connection during the {step} step of moving task {task}")]
     Injected {
         /// The task.

@@ -12,6 +12,7 @@
 
 mod arrival;
 mod error;
+#[cfg(feature = "fault-injection")]
 pub(crate) mod fault;
 pub(crate) mod follow;
 pub(crate) mod node;
@@ -22,6 +23,7 @@ pub(crate) mod source;
 use std::sync::Arc;
 
 pub use error::{HandoffStep, LocateError, MigrateError};
+#[cfg(feature = "fault-injection")]
 pub use fault::{FaultAction, FaultPlan, FaultPoint};
 pub use follow::TaskLocation;
 

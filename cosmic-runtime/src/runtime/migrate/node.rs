@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::arrival::Arrival;
-use super::fault::{self, FaultPlan, FaultPoint, Injected};
+#[cfg(feature = "fault-injection")]
+use super::fault::{FaultPlan, FaultPoint, Injected, Injector};
 use crate::task::TaskId;
 use crate::transport::{ChannelConfig, ClusterKey, ConnectError, NodeName, SecureChannel};
 
@@ -51,8 +51,9 @@ pub(crate) struct Node {
     committed: Mutex<RecentSet>,
     /// Tasks arriving here.
     arriving: Mutex<Arrivals>,
-    fault: Option<FaultPlan>,
-    fault_fired: AtomicBool,
+    /// The fault tests' planned fault.
+    #[cfg(feature = "fault-injection")]
+    fault: Injector,
     pub(crate) listener: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -149,7 +150,6 @@ impl Node {
         config: MigrationConfig,
         addr: SocketAddr,
         peers: HashMap<String, SocketAddr>,
-        fault: Option<FaultPlan>,
     ) -> Node {
         Node {
             name,
@@ -162,8 +162,8 @@ impl Node {
             deciding: Mutex::new(HashSet::new()),
             committed: Mutex::new(RecentSet::default()),
             arriving: Mutex::new(Arrivals::default()),
-            fault,
-            fault_fired: AtomicBool::new(false),
+            #[cfg(feature = "fault-injection")]
+            fault: Injector::default(),
             listener: Mutex::new(None),
         }
     }
@@ -249,13 +249,23 @@ impl Node {
         lock(&self.idle).remove(&addr);
     }
 
-    /// Whether a fault is planned at `point` (so that the code path with the hook is taken).
-    pub(crate) fn plans(&self, point: FaultPoint) -> bool {
-        self.fault.is_some_and(|plan| plan.point == point)
+    /// Plans a fault in this host's hand-offs (fault tests).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn with_fault(mut self, plan: Option<FaultPlan>) -> Node {
+        self.fault = Injector::new(plan);
+        self
     }
 
+    /// Whether a fault is planned at `point` (so that the code path with the hook is taken).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn plans(&self, point: FaultPoint) -> bool {
+        self.fault.plans(point)
+    }
+
+    /// Passes fault point `point`: runs the planned fault if it is there.
+    #[cfg(feature = "fault-injection")]
     pub(crate) async fn fault(&self, point: FaultPoint) -> Injected {
-        fault::at(self.fault, &self.fault_fired, point).await
+        self.fault.at(point).await
     }
 }
 

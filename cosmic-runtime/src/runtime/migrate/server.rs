@@ -8,7 +8,8 @@ use tokio::io::AsyncWrite;
 use tracing::Instrument;
 
 use super::arrival::{self, Arrival};
-use super::fault::{FaultPoint, Injected, Midpoint};
+#[cfg(feature = "fault-injection")]
+use super::fault::{FaultPoint, GatedWriter, Injected};
 use super::{follow, resolve};
 use crate::checkpoint::CheckpointKey;
 use crate::image::{Encoding, ImageHeader, Isa, RestoreError};
@@ -249,6 +250,7 @@ async fn receive(
     };
     let task = offer.task;
     let from = channel.peer().node.to_string();
+    #[cfg(feature = "fault-injection")]
     if node.fault(FaultPoint::DestAfterOffer).await == Injected::Drop {
         return Err(ChannelError::UnexpectedEof);
     }
@@ -374,6 +376,7 @@ async fn receive(
             }
         }
     }
+    #[cfg(feature = "fault-injection")]
     if node.fault(FaultPoint::DestAfterPrepare).await == Injected::Drop {
         resolve::spawn(Arc::downgrade(runtime), task, offer.handoff);
         return Err(ChannelError::UnexpectedEof);
@@ -420,6 +423,7 @@ async fn receive(
             Ok(())
         }
         Decision::Commit => {
+            #[cfg(feature = "fault-injection")]
             if node.fault(FaultPoint::DestAfterCommit).await == Injected::Drop {
                 node.arriving().prepared.insert(task, arrival);
                 resolve::spawn(Arc::downgrade(runtime), task, offer.handoff);
@@ -427,6 +431,7 @@ async fn receive(
             }
             match arrival::commit(runtime, task, arrival).await {
                 Ok(_) => {
+                    #[cfg(feature = "fault-injection")]
                     if node.fault(FaultPoint::DestAfterStart).await == Injected::Drop {
                         return Err(ChannelError::UnexpectedEof);
                     }
@@ -456,9 +461,12 @@ async fn receive_image(
     channel: &mut SecureChannel,
     size: u64,
 ) -> Result<Result<bytes::Bytes, String>, ChannelError> {
-    let mut sink = ImageSink::new(size, node);
-    let received =
-        tokio::time::timeout(node.config.deadline_for(size), channel.recv_into(&mut sink)).await;
+    let mut sink = ImageSink::new(size);
+    let received = {
+        #[cfg(feature = "fault-injection")]
+        let mut sink = GatedWriter::new(node, FaultPoint::DestMidTransfer, size, &mut sink);
+        tokio::time::timeout(node.config.deadline_for(size), channel.recv_into(&mut sink)).await
+    };
     match received {
         Ok(Ok(length)) if length == size => {}
         Ok(Ok(length)) => return Ok(Err(format!("image of {length} bytes, {size} announced"))),
@@ -475,40 +483,31 @@ fn header_matches(header: &ImageHeader, offer: &Offer) -> bool {
         && header.image_len() == offer.size
 }
 
-/// Collects an incoming image into one buffer of the offered size, refusing more, and passes
-/// the mid-transfer fault point halfway.
-struct ImageSink<'a> {
+/// Collects an incoming image into one buffer of the offered size, refusing more.
+struct ImageSink {
     buffer: Vec<u8>,
     size: usize,
-    midpoint: Midpoint<'a>,
 }
 
-impl<'a> ImageSink<'a> {
-    fn new(size: u64, node: &'a super::node::Node) -> Self {
+impl ImageSink {
+    fn new(size: u64) -> Self {
         let size_usize = usize::try_from(size).unwrap_or(0);
         ImageSink {
             // Within the node's limit, checked before: allocate once.
             buffer: crate::memory::vec_with_capacity(size_usize),
             size: size_usize,
-            midpoint: Midpoint::new(node, FaultPoint::DestMidTransfer, size),
         }
     }
 }
 
-impl AsyncWrite for ImageSink<'_> {
+impl AsyncWrite for ImageSink {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        _: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        let allowed = match this
-            .midpoint
-            .poll_allow(cx, this.buffer.len() as u64, buf.len())
-        {
-            std::task::Poll::Ready(Ok(allowed)) => allowed,
-            other => return other,
-        };
+        let allowed = buf.len();
         if this.buffer.len() + allowed > this.size {
             // More than offered: refuse rather than grow past the size judged acceptable.
             return std::task::Poll::Ready(Err(std::io::Error::new(

@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fault::{FaultPoint, Injected, Midpoint};
+#[cfg(feature = "fault-injection")]
+use super::fault::{FaultPoint, GatedReader, Injected};
 use super::node::Node;
 use super::{HandoffStep, MigrateError};
 use crate::checkpoint::EpochRecord;
@@ -78,6 +79,11 @@ pub(crate) async fn hand_off(
         reason: format!("the captured image does not parse: {error}"),
     })?;
     let handoff = crate::task::TaskId::random().0;
+    // Small images travel inside the offer (a round trip less), unless a transfer fault is to
+    // be injected.
+    let send_inline = moving.image.len() <= MAX_INLINE_IMAGE;
+    #[cfg(feature = "fault-injection")]
+    let send_inline = send_inline && !node.plans(FaultPoint::SourceMidTransfer);
     let offer = Offer {
         task,
         handoff,
@@ -91,11 +97,7 @@ pub(crate) async fn hand_off(
         size: moving.image.len() as u64,
         steps: moving.steps,
         source_addr: node.addr.to_string(),
-        // Small images travel inside the offer (a round trip less), unless a transfer fault is
-        // to be injected.
-        inline_image: if moving.image.len() <= MAX_INLINE_IMAGE
-            && !node.plans(FaultPoint::SourceMidTransfer)
-        {
+        inline_image: if send_inline {
             moving.image.to_vec()
         } else {
             Vec::new()
@@ -109,6 +111,7 @@ pub(crate) async fn hand_off(
         timeout: node.config.step_timeout,
     };
 
+    #[cfg(feature = "fault-injection")]
     if node.fault(FaultPoint::SourceBeforeOffer).await == Injected::Corrupt {
         // Flip a bit of the body: the destination's checksum must catch it.
         let at = header.header_len + (moving.image.len() - header.header_len) / 2;
@@ -130,16 +133,13 @@ pub(crate) async fn hand_off(
         if inline {
             return Ok(());
         }
-        let sent = if node.plans(FaultPoint::SourceMidTransfer) {
-            let reader = GatedReader {
-                image: moving.image,
-                at: 0,
-                midpoint: Midpoint::new(node, FaultPoint::SourceMidTransfer, size),
-            };
-            channel.send_from(size, reader).await
-        } else {
-            channel.send_bytes(moving.image).await
-        };
+        #[cfg(feature = "fault-injection")]
+        if node.plans(FaultPoint::SourceMidTransfer) {
+            let reader = GatedReader::new(node, FaultPoint::SourceMidTransfer, moving.image);
+            let sent = channel.send_from(size, reader).await;
+            return sent.map_err(|e| fail.channel(HandoffStep::Transfer, e));
+        }
+        let sent = channel.send_bytes(moving.image).await;
         sent.map_err(|e| fail.channel(HandoffStep::Transfer, e))
     };
     fail.within(HandoffStep::Transfer, node.config.deadline_for(size), send)
@@ -164,6 +164,7 @@ pub(crate) async fn hand_off(
             reason,
         });
     }
+    #[cfg(feature = "fault-injection")]
     if node.fault(FaultPoint::SourceAfterPrepared).await == Injected::Drop {
         return Err(fail.injected(HandoffStep::Prepare));
     }
@@ -199,6 +200,7 @@ pub(crate) async fn hand_off(
     }
     node.committed(handoff);
     tracing::info!(%task, to = %host, epoch = offer.epoch, "committed the move");
+    #[cfg(feature = "fault-injection")]
     if node.fault(FaultPoint::SourceAfterCommit).await == Injected::Drop {
         return Ok(forward);
     }
@@ -323,6 +325,7 @@ impl Failure<'_> {
         }
     }
 
+    #[cfg(feature = "fault-injection")]
     fn injected(&self, step: HandoffStep) -> MigrateError {
         MigrateError::Injected {
             task: self.task,
@@ -339,32 +342,5 @@ impl Failure<'_> {
         tokio::time::timeout(after, work)
             .await
             .unwrap_or_else(|_| Err(self.timed_out(step, after)))
-    }
-}
-
-/// Reads the image for `send_from`, passing the mid-transfer fault point halfway (fault tests).
-struct GatedReader<'a> {
-    image: &'a [u8],
-    at: usize,
-    midpoint: Midpoint<'a>,
-}
-
-impl tokio::io::AsyncRead for GatedReader<'_> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        let wanted = buf.remaining().min(this.image.len() - this.at);
-        match this.midpoint.poll_allow(cx, this.at as u64, wanted) {
-            std::task::Poll::Ready(Ok(n)) => {
-                buf.put_slice(&this.image[this.at..this.at + n]);
-                this.at += n;
-                std::task::Poll::Ready(Ok(()))
-            }
-            std::task::Poll::Ready(Err(error)) => std::task::Poll::Ready(Err(error)),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
     }
 }
