@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod image;
+mod log_limit;
 mod memory;
 pub mod runtime;
 pub mod state;

@@ -112,6 +112,13 @@ pub enum HandshakeError {
         /// The configured limit.
         after: Duration,
     },
+    /// The peer sent no valid first handshake message in time: a connection that proved
+    /// nothing, dropped before anything was sent to it.
+    #[error("the peer sent no first handshake message within {after:?}")]
+    FirstMessageTimeout {
+        /// [`ChannelConfig::first_message_timeout`](super::ChannelConfig::first_message_timeout).
+        after: Duration,
+    },
     /// The peer's handshake message failed authentication: the peer does not hold this cluster
     /// key (or is not a cosmic node at all).
     #[error("the {step} failed authentication: the peer does not hold this cluster key")]
@@ -137,7 +144,7 @@ pub enum HandshakeError {
         reason: String,
     },
     /// Both sides hold the key but speak different protocol versions.
-    #[error("protocol version mismatch: this node speaks version {local}, the peer speaks version {peer}")]
+    #[error("protocol version mismatch: the peer speaks cosmic protocol version {peer}, this node speaks version {local}")]
     VersionMismatch {
         /// Ours.
         local: u32,
