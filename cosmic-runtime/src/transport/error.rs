@@ -22,6 +22,19 @@ pub enum KeyError {
         #[source]
         source: io::Error,
     },
+    /// The key file's mode lets the group or other users read or change it (Unix): the key
+    /// is refused, as ssh refuses such private keys.
+    #[error(
+        "the cluster key file {} has mode {mode:03o}: other users may read or change it; restrict it to its owner with `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    SharedFile {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The environment variable is not set.
     #[error("environment variable `{var}` (the cluster key) is not set")]
     EnvMissing {
