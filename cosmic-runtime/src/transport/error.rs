@@ -76,8 +76,38 @@ pub enum KeyError {
 pub struct NodeNameError {
     /// The refused name.
     pub name: String,
-    /// Why.
-    pub reason: &'static str,
+    /// Which rule it breaks.
+    pub reason: NodeNameRule,
+}
+
+/// The rule of [`NodeName`](super::NodeName) that a name breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeNameRule {
+    /// The name is empty.
+    #[error("node names are not empty")]
+    Empty,
+    /// The name is longer than [`MAX_NODE_NAME_LEN`](super::MAX_NODE_NAME_LEN).
+    #[error("node names are at most {max} bytes long; this one is {length}")]
+    TooLong {
+        /// Its length in bytes.
+        length: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The name is `.` or `..`, which mean folders in paths.
+    #[error("node names are not `.` or `..`")]
+    DotName,
+    /// A character that is not allowed in a name.
+    #[error("character {character:?} at position {position} is {what}")]
+    Character {
+        /// The character.
+        character: char,
+        /// Its position in the name, in characters from 0.
+        position: usize,
+        /// What kind of character it is ("a path separator", "a control character"...).
+        what: &'static str,
+    },
 }
 
 /// The step of the handshake at which it failed.

@@ -76,7 +76,7 @@ pub use channel::SecureChannel;
 pub use config::{ChannelConfig, PROTOCOL_VERSION};
 pub use error::{
     AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, KeyError, ListenError,
-    NodeNameError,
+    NodeNameError, NodeNameRule,
 };
 pub use key::{ClusterKey, MIN_KEY_LEN};
 pub use listener::SecureListener;
