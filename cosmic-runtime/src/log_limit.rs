@@ -285,7 +285,10 @@ mod tests {
             Verdict::Log { suppressed: 0 }
         );
         for source in 4..100 {
-            assert_eq!(limiter.observe(("refused", source), start), Verdict::Suppress);
+            assert_eq!(
+                limiter.observe(("refused", source), start),
+                Verdict::Suppress
+            );
         }
         assert_eq!(limiter.windows.len(), 2);
         let owed = limiter.flush();

@@ -40,7 +40,10 @@ type Proof = (
 );
 
 /// What the second half gives back.
-type Completion = (SocketAddr, Result<(SecureChannel, PeerInfo), HandshakeError>);
+type Completion = (
+    SocketAddr,
+    Result<(SecureChannel, PeerInfo), HandshakeError>,
+);
 
 /// A connection in the unauthenticated budget: how to drop it, and who it is.
 #[derive(Debug)]

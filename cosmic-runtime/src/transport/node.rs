@@ -181,14 +181,54 @@ mod tests {
             ("del\u{7f}", '\u{7f}', 3, "a control character"),
             ("é\u{85}", '\u{85}', 1, "a control character"),
             ("nb\u{a0}sp", '\u{a0}', 2, "whitespace"),
-            ("evil\u{202E}txt.exe", '\u{202E}', 4, "a Unicode bidirectional control"),
-            ("\u{2066}x", '\u{2066}', 0, "a Unicode bidirectional control"),
-            ("a\u{2069}", '\u{2069}', 1, "a Unicode bidirectional control"),
-            ("a\u{200E}", '\u{200E}', 1, "a Unicode bidirectional control"),
-            ("a\u{200F}", '\u{200F}', 1, "a Unicode bidirectional control"),
-            ("a\u{061C}", '\u{061C}', 1, "a Unicode bidirectional control"),
-            ("zero\u{200B}width", '\u{200B}', 4, "an invisible zero-width character"),
-            ("\u{FEFF}bom", '\u{FEFF}', 0, "an invisible zero-width character"),
+            (
+                "evil\u{202E}txt.exe",
+                '\u{202E}',
+                4,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "\u{2066}x",
+                '\u{2066}',
+                0,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "a\u{2069}",
+                '\u{2069}',
+                1,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "a\u{200E}",
+                '\u{200E}',
+                1,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "a\u{200F}",
+                '\u{200F}',
+                1,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "a\u{061C}",
+                '\u{061C}',
+                1,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "zero\u{200B}width",
+                '\u{200B}',
+                4,
+                "an invisible zero-width character",
+            ),
+            (
+                "\u{FEFF}bom",
+                '\u{FEFF}',
+                0,
+                "an invisible zero-width character",
+            ),
         ] {
             let err = NodeName::new(name).unwrap_err();
             assert_eq!(
@@ -203,7 +243,10 @@ mod tests {
             // Escaped in the message, so the message itself reads safely.
             let message = err.to_string();
             assert!(message.contains(&format!("{character:?}")), "{message}");
-            assert!(!message.contains(character) || character.is_ascii_graphic(), "{message:?}");
+            assert!(
+                !message.contains(character) || character.is_ascii_graphic(),
+                "{message:?}"
+            );
         }
         assert_eq!(
             NodeName::new("a/b").unwrap_err().to_string(),
@@ -214,7 +257,10 @@ mod tests {
     #[test]
     fn dot_names_are_refused() {
         for name in [".", ".."] {
-            assert_eq!(NodeName::new(name).unwrap_err().reason, NodeNameRule::DotName);
+            assert_eq!(
+                NodeName::new(name).unwrap_err().reason,
+                NodeNameRule::DotName
+            );
         }
     }
 }
