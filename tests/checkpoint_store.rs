@@ -415,6 +415,51 @@ async fn file_store_ignores_temporaries_and_open_removes_them() {
 }
 
 #[tokio::test]
+async fn file_store_creates_files_and_folders_only_their_owner_can_open() {
+    let dir = TempDir::new("store-modes");
+    // The store's own folder is created by `open`, with its missing parents.
+    let root = dir.path().join("store").join("root");
+    let store = FileStore::open(&root).unwrap();
+    store
+        .put("tasks/a/ckpt/1", value("image"), PutMode::Overwrite)
+        .await
+        .unwrap();
+    store
+        .put("tasks/a/task", value("record"), PutMode::Create)
+        .await
+        .unwrap();
+    store
+        .put("tasks/a/ckpt/1", value("newer image"), PutMode::Overwrite)
+        .await
+        .unwrap();
+    let mut folders = vec![dir.path().join("store"), root.clone()];
+    let mut files = Vec::new();
+    let mut pending = vec![root.clone()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path.clone());
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(folders.len(), 5, "{folders:?}");
+    // Whatever the umask: no bit for the group or others (a umask can only remove bits, and
+    // no usual one removes the owner's).
+    for (paths, owner) in [(&files, 0o600), (&folders, 0o700)] {
+        for path in paths {
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:03o}", path.display());
+            assert_eq!(mode & owner, owner, "{} is {mode:03o}", path.display());
+        }
+    }
+}
+
+#[tokio::test]
 async fn file_store_treats_keys_below_a_value_as_missing() {
     // `a/one` holds a value, so the file store has a file where the folder of `a/one/x`
     // would be. `a/one/x` is still just a missing key, as it is in every other store.

@@ -61,6 +61,13 @@ impl Pair {
         let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), label);
         let key_file = dir.path().join("cluster.key");
         std::fs::write(&key_file, b"multi-process test cluster key, 32+ bytes").unwrap();
+        // Hosts refuse key files other users can read.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let owner_only = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(&key_file, owner_only).unwrap();
+        }
         Pair {
             dir,
             key_file,

@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod handoff;
 pub mod image;
+mod log_limit;
 mod memory;
 pub mod runtime;
 pub mod state;

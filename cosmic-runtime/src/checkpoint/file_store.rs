@@ -4,6 +4,10 @@
 //! (or hard-links it, for [`PutMode::Create`], which fails if the file exists) and fsyncs the
 //! folder, so after a crash the key holds the old value or the new one, never a torn file.
 //! Temporary files start with `.` and are ignored, and removed by [`FileStore::open`].
+//!
+//! Images may hold secrets (whatever the tasks' state holds), so on Unix every file the store
+//! creates is readable only by its owner (0600) and every folder it creates is 0700, whatever
+//! the umask. Folders that existed before are left as they are.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -33,7 +37,10 @@ impl FileStore {
             path: root.clone(),
             source,
         };
-        fs::create_dir_all(&root).map_err(io_error)?;
+        private_folder_builder()
+            .recursive(true)
+            .create(&root)
+            .map_err(io_error)?;
         remove_temporaries(&root).map_err(io_error)?;
         Ok(FileStore {
             root: Arc::new(root),
@@ -169,10 +176,7 @@ fn write_atomically(path: &Path, value: &[u8], mode: PutMode) -> io::Result<()> 
         crate::task::TaskId::random().0
     ));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temporary)?;
+        let mut file = private_file_options().open(&temporary)?;
         file.write_all(value)?;
         file.sync_all()?;
         drop(file);
@@ -199,12 +203,29 @@ fn create_folder_durably(folder: &Path) -> io::Result<()> {
     if let Some(parent) = folder.parent() {
         create_folder_durably(parent)?;
     }
-    match fs::create_dir(folder) {
+    match private_folder_builder().create(folder) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(error) => return Err(error),
     }
     sync_parent(folder)
+}
+
+/// Options that create a new file only its owner can read and write.
+fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// A builder of folders only their owner can enter.
+fn private_folder_builder() -> fs::DirBuilder {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {

@@ -9,16 +9,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::config::ChannelConfig;
 use super::error::{AcceptError, ChannelError, ConnectError, HandshakeError};
 use super::frame::MAX_NOISE_MESSAGE;
-use super::handshake::{self, Role};
+use super::handshake;
 use super::key::ClusterKey;
 use super::node::{NodeName, PeerInfo};
 use super::noise::{MAX_PLAINTEXT, TAG_LEN};
 use super::record::{self, Record, MAX_INLINE};
 use super::sealed::SealedStream;
+use super::warnings::{self, Side};
 
 /// An encrypted, authenticated, ordered channel to a peer holding the same
 /// [`ClusterKey`], over one TCP connection.
@@ -102,7 +104,8 @@ impl SecureChannel {
     /// Connects to `addr`, runs the handshake, and returns the channel and what the peer told
     /// about itself. The connect and the handshake together are bounded by
     /// [`ChannelConfig::handshake_timeout`]. A failure is also logged (`warn`), with the
-    /// peer's address.
+    /// peer's address; repeated failures to reach the same address are counted into one line
+    /// every 10 seconds.
     pub async fn connect(
         addr: SocketAddr,
         key: &ClusterKey,
@@ -113,7 +116,7 @@ impl SecureChannel {
             let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|source| ConnectError::Tcp { addr, source })?;
-            handshake::establish(stream, addr, Role::Initiator, key, local, config)
+            handshake::initiate(stream, addr, key, local, config)
                 .await
                 .map_err(|source| ConnectError::Handshake { addr, source })
         };
@@ -133,22 +136,30 @@ impl SecureChannel {
                 Ok((SecureChannel::new(sealed, &peer, local, config), peer))
             }
             Err(error) => {
-                tracing::warn!(
-                    peer = %addr,
-                    local_node = %local,
-                    reason = %error_chain(&error),
-                    "failed to open a secure channel"
-                );
+                let reason = error_chain(&error);
+                match &error {
+                    ConnectError::Handshake { source, .. } => {
+                        warnings::channel_failed(Side::Connect, local, addr, source, &reason);
+                    }
+                    ConnectError::Tcp { .. } => tracing::warn!(
+                        peer = %addr,
+                        local_node = %local,
+                        %reason,
+                        "failed to open a secure channel"
+                    ),
+                }
                 Err(error)
             }
         }
     }
 
     /// Runs the responder's side of the handshake on a connection accepted from a TCP
-    /// listener, bounded by [`ChannelConfig::handshake_timeout`]. A peer without the key, with
-    /// another protocol version, or sending anything but a handshake is refused: the error is
-    /// returned, logged (`warn`, with the peer's address), and the connection dropped, the
-    /// peer having received nothing but, at most, our half of the handshake.
+    /// listener, bounded by [`ChannelConfig::handshake_timeout`] (and the first message by
+    /// [`ChannelConfig::first_message_timeout`]). A peer without the key, with another
+    /// protocol version, or sending anything but a handshake is refused: the error is
+    /// returned, logged (`warn`, with the peer's address; repeated refusals from one address
+    /// are counted into one line every 10 seconds), and the connection dropped, the peer
+    /// having received nothing but, at most, our half of the handshake.
     pub async fn accept(
         stream: TcpStream,
         key: &ClusterKey,
@@ -156,29 +167,20 @@ impl SecureChannel {
         config: &ChannelConfig,
     ) -> Result<(SecureChannel, PeerInfo), AcceptError> {
         let addr = stream.peer_addr().map_err(AcceptError::PeerAddress)?;
-        let outcome = tokio::time::timeout(
-            config.handshake_timeout,
-            handshake::establish(stream, addr, Role::Responder, key, local, config),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(HandshakeError::Timeout {
-                after: config.handshake_timeout,
-            })
-        });
+        let deadline = Instant::now() + config.handshake_timeout;
+        let outcome = async {
+            let proven = await_proof(stream, addr, key, config).await?;
+            finish_accept(proven, local, config, deadline).await
+        }
+        .await;
         match outcome {
-            Ok((sealed, peer)) => {
-                tracing::debug!(peer = %addr, node = %peer.node, local_node = %local, "secure channel accepted");
-                Ok((SecureChannel::new(sealed, &peer, local, config), peer))
-            }
+            Ok(opened) => Ok(opened),
             Err(source) => {
                 let error = AcceptError::Handshake { addr, source };
-                tracing::warn!(
-                    peer = %addr,
-                    local_node = %local,
-                    reason = %error_chain(&error),
-                    "refused an incoming connection"
-                );
+                if let Some(source) = error.handshake_error() {
+                    let reason = error_chain(&error);
+                    warnings::channel_failed(Side::Accept, local, addr, source, &reason);
+                }
                 Err(error)
             }
         }
@@ -490,8 +492,41 @@ impl fmt::Debug for SecureChannel {
     }
 }
 
+/// The first half of accepting: waits, at most [`ChannelConfig::first_message_timeout`]
+/// (and never beyond the whole handshake's deadline), for the peer to prove the key.
+pub(crate) async fn await_proof(
+    stream: TcpStream,
+    addr: SocketAddr,
+    key: &ClusterKey,
+    config: &ChannelConfig,
+) -> Result<handshake::ProvenConnection, HandshakeError> {
+    let limit = config.first_message_timeout.min(config.handshake_timeout);
+    tokio::time::timeout(limit, handshake::await_proof(stream, addr, key))
+        .await
+        .unwrap_or(Err(HandshakeError::FirstMessageTimeout { after: limit }))
+}
+
+/// The second half of accepting, by `deadline` (the whole handshake's, counted from the
+/// connection's arrival): our Noise message and the hellos.
+pub(crate) async fn finish_accept(
+    proven: handshake::ProvenConnection,
+    local: &NodeName,
+    config: &ChannelConfig,
+    deadline: Instant,
+) -> Result<(SecureChannel, PeerInfo), HandshakeError> {
+    let addr = proven.addr();
+    let (sealed, peer) =
+        tokio::time::timeout_at(deadline, handshake::respond(proven, local, config))
+            .await
+            .unwrap_or(Err(HandshakeError::Timeout {
+                after: config.handshake_timeout,
+            }))?;
+    tracing::debug!(peer = %addr, node = %peer.node, local_node = %local, "secure channel accepted");
+    Ok((SecureChannel::new(sealed, &peer, local, config), peer))
+}
+
 /// An error and its sources, joined with ": ", for one log line.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -576,8 +611,10 @@ mod tests {
                 let server = tokio::spawn(async move {
                     let (stream, client_addr) = listener.accept().await.unwrap();
                     let key = ClusterKey::from_bytes(KEY.as_bytes()).unwrap();
+                    // A name no other test uses: refusals are counted per local node and
+                    // source, process-wide, and only the first is logged.
                     let refused =
-                        SecureChannel::accept(stream, &key, &"beta".parse().unwrap(), &config)
+                        SecureChannel::accept(stream, &key, &"beta-logs".parse().unwrap(), &config)
                             .await;
                     assert!(refused.is_err());
                     client_addr

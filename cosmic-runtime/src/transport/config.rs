@@ -1,5 +1,5 @@
-//! The knobs of a secure channel: size limits, the handshake's deadline and the protocol
-//! version spoken.
+//! The knobs of a secure channel: size limits, the handshake's deadlines, the listener's
+//! budgets, the protocol version spoken and how often repeated warnings are logged.
 
 use std::time::Duration;
 
@@ -31,9 +31,24 @@ pub struct ChannelConfig {
     /// The protocol version announced in the hello. Leave it at [`PROTOCOL_VERSION`]; it is
     /// settable so that tests can play an older or newer peer.
     pub protocol_version: u32,
-    /// How many incoming handshakes a [`SecureListener`](super::SecureListener) runs at once;
-    /// further connections wait in the kernel's backlog. Default: 64.
+    /// How long a peer has, from the moment its connection is accepted, to send the first
+    /// Noise message, which proves that it holds the cluster key (an honest peer sends it
+    /// right after connecting). A connection that proves nothing in this time is dropped.
+    /// Bounded by `handshake_timeout`. Default: 1 second.
+    pub first_message_timeout: Duration,
+    /// How many accepted connections a [`SecureListener`](super::SecureListener) holds that
+    /// have not yet proved the key. When a new connection finds them all taken, the oldest
+    /// is dropped to make room, so connections that prove nothing cannot keep honest peers
+    /// waiting. Default: 256.
+    pub max_unauthenticated_connections: usize,
+    /// How many handshakes of connections that proved the key a
+    /// [`SecureListener`](super::SecureListener) completes at once (the hello exchange).
+    /// Further proven connections wait, still counted as unauthenticated. Default: 64.
     pub max_pending_handshakes: usize,
+    /// Warnings about connections that repeat (refusals from one address, failures to reach
+    /// one peer) are logged the first time, then at most once per this interval with the
+    /// number suppressed. Default: 10 seconds.
+    pub warning_interval: Duration,
 }
 
 impl ChannelConfig {
@@ -42,7 +57,10 @@ impl ChannelConfig {
         max_message_size: 1 << 30,
         handshake_timeout: Duration::from_secs(10),
         protocol_version: PROTOCOL_VERSION,
+        first_message_timeout: Duration::from_secs(1),
+        max_unauthenticated_connections: 256,
         max_pending_handshakes: 64,
+        warning_interval: Duration::from_secs(10),
     };
 }
 

@@ -22,6 +22,19 @@ pub enum KeyError {
         #[source]
         source: io::Error,
     },
+    /// The key file's mode lets the group or other users read or change it (Unix): the key
+    /// is refused, as ssh refuses such private keys.
+    #[error(
+        "the cluster key file {} has mode {mode:03o}: other users may read or change it; restrict it to its owner with `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    SharedFile {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The environment variable is not set.
     #[error("environment variable `{var}` (the cluster key) is not set")]
     EnvMissing {
@@ -63,8 +76,38 @@ pub enum KeyError {
 pub struct NodeNameError {
     /// The refused name.
     pub name: String,
-    /// Why.
-    pub reason: &'static str,
+    /// Which rule it breaks.
+    pub reason: NodeNameRule,
+}
+
+/// The rule of [`NodeName`](super::NodeName) that a name breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeNameRule {
+    /// The name is empty.
+    #[error("node names are not empty")]
+    Empty,
+    /// The name is longer than [`MAX_NODE_NAME_LEN`](super::MAX_NODE_NAME_LEN).
+    #[error("node names are at most {max} bytes long; this one is {length}")]
+    TooLong {
+        /// Its length in bytes.
+        length: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The name is `.` or `..`, which mean folders in paths.
+    #[error("node names are not `.` or `..`")]
+    DotName,
+    /// A character that is not allowed in a name.
+    #[error("character {character:?} at position {position} is {what}")]
+    Character {
+        /// The character.
+        character: char,
+        /// Its position in the name, in characters from 0.
+        position: usize,
+        /// What kind of character it is ("a path separator", "a control character"...).
+        what: &'static str,
+    },
 }
 
 /// The step of the handshake at which it failed.
@@ -112,6 +155,13 @@ pub enum HandshakeError {
         /// The configured limit.
         after: Duration,
     },
+    /// The peer sent no valid first handshake message in time: a connection that proved
+    /// nothing, dropped before anything was sent to it.
+    #[error("the peer sent no first handshake message within {after:?}")]
+    FirstMessageTimeout {
+        /// [`ChannelConfig::first_message_timeout`](super::ChannelConfig::first_message_timeout).
+        after: Duration,
+    },
     /// The peer's handshake message failed authentication: the peer does not hold this cluster
     /// key (or is not a cosmic node at all).
     #[error("the {step} failed authentication: the peer does not hold this cluster key")]
@@ -137,7 +187,7 @@ pub enum HandshakeError {
         reason: String,
     },
     /// Both sides hold the key but speak different protocol versions.
-    #[error("protocol version mismatch: this node speaks version {local}, the peer speaks version {peer}")]
+    #[error("protocol version mismatch: the peer speaks cosmic protocol version {peer}, this node speaks version {local}")]
     VersionMismatch {
         /// Ours.
         local: u32,

@@ -1,5 +1,7 @@
 //! Opening a channel: TCP, then the Noise handshake, then the hello exchange (protocol version
-//! and node name, the first encrypted message each way), all under one deadline.
+//! and node name, the first encrypted message each way). The responder's side is in two
+//! halves, waiting for the proof of the key ([`await_proof`]) and the rest ([`respond`]), so
+//! that a listener can keep connections that proved nothing apart, under a shorter deadline.
 //!
 //! The responder speaks last at every step: it sends its Noise message only after the
 //! initiator's has proved the key, and its hello only after the initiator's hello has proved
@@ -17,7 +19,7 @@ use tokio::net::TcpStream;
 
 use super::config::ChannelConfig;
 use super::error::{ChannelError, HandshakeError, HandshakeStep};
-use super::frame::{self, MAX_HELLO_FRAME};
+use super::frame::{self, FramedStream, MAX_HELLO_FRAME};
 use super::key::ClusterKey;
 use super::node::{NodeName, PeerInfo};
 use super::noise::{self, TAG_LEN};
@@ -33,30 +35,89 @@ struct Hello {
 
 /// Which side of the handshake this node plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+enum Role {
     /// Opened the connection.
     Initiator,
     /// Accepted it.
     Responder,
 }
 
-/// Runs the Noise handshake and the hellos on a fresh connection.
-pub(crate) async fn establish(
+/// Runs the initiator's side on a fresh connection: the Noise handshake, then the hellos.
+pub(crate) async fn initiate(
     stream: TcpStream,
     addr: SocketAddr,
-    role: Role,
     key: &ClusterKey,
     local: &NodeName,
     config: &ChannelConfig,
 ) -> Result<(SealedStream, PeerInfo), HandshakeError> {
+    let mut framed = framing(stream);
+    let transport = noise::initiate(&mut framed, key).await?;
+    exchange_hellos(framed, transport, addr, Role::Initiator, local, config).await
+}
+
+/// An incoming connection whose first Noise message proved the cluster key; nothing has been
+/// sent to it yet.
+pub(crate) struct ProvenConnection {
+    framed: FramedStream,
+    initiation: noise::ProvenInitiation,
+    addr: SocketAddr,
+}
+
+impl ProvenConnection {
+    /// The peer's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// The first half of the responder's side: waits for the initiator's first message (which
+/// proves the key) and sends nothing. A listener holds connections in this state in a
+/// budget of their own, since anyone can open them.
+pub(crate) async fn await_proof(
+    stream: TcpStream,
+    addr: SocketAddr,
+    key: &ClusterKey,
+) -> Result<ProvenConnection, HandshakeError> {
+    let mut framed = framing(stream);
+    let initiation = noise::await_initiation(&mut framed, key).await?;
+    Ok(ProvenConnection {
+        framed,
+        initiation,
+        addr,
+    })
+}
+
+/// The second half of the responder's side: our Noise message, then the hellos.
+pub(crate) async fn respond(
+    proven: ProvenConnection,
+    local: &NodeName,
+    config: &ChannelConfig,
+) -> Result<(SealedStream, PeerInfo), HandshakeError> {
+    let ProvenConnection {
+        mut framed,
+        initiation,
+        addr,
+    } = proven;
+    let transport = noise::respond(&mut framed, initiation).await?;
+    exchange_hellos(framed, transport, addr, Role::Responder, local, config).await
+}
+
+fn framing(stream: TcpStream) -> FramedStream {
     // Latency matters more than packet count for request/response exchanges; bulk transfers
     // are batched by the framed writer anyway.
     let _ = stream.set_nodelay(true);
-    let mut framed = frame::handshake_framing(stream);
-    let transport = match role {
-        Role::Initiator => noise::initiate(&mut framed, key).await?,
-        Role::Responder => noise::respond(&mut framed, key).await?,
-    };
+    frame::handshake_framing(stream)
+}
+
+/// The hellos, the first encrypted message each way, once the Noise handshake is done.
+async fn exchange_hellos(
+    mut framed: FramedStream,
+    transport: noise::NoiseTransport,
+    addr: SocketAddr,
+    role: Role,
+    local: &NodeName,
+    config: &ChannelConfig,
+) -> Result<(SealedStream, PeerInfo), HandshakeError> {
     frame::set_max_frame(&mut framed, MAX_HELLO_FRAME);
     let mut sealed = SealedStream::new(framed, transport);
 
@@ -76,6 +137,7 @@ pub(crate) async fn establish(
             theirs
         }
     };
+    // Checked on both sides, each having the other's hello: each names both versions.
     if theirs.protocol_version != config.protocol_version {
         return Err(HandshakeError::VersionMismatch {
             local: config.protocol_version,

@@ -52,8 +52,9 @@ impl ClusterKey {
         ClusterKey::from_material(bytes, || "bytes given by the program".to_owned())
     }
 
-    /// A key read from a file. On Unix, a file that other users may read is accepted with a
-    /// warning in the log.
+    /// A key read from a file. On Unix, a file whose mode gives the group or other users any
+    /// access (`mode & 0o077 != 0`) is refused with [`KeyError::SharedFile`]: make it
+    /// `chmod 600`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<ClusterKey, KeyError> {
         let path = path.as_ref();
         let read_error = |source| KeyError::Read {
@@ -61,7 +62,13 @@ impl ClusterKey {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_error)?;
-        warn_if_shared(path, &file);
+        // The mode of the file opened, not of the path (which could be swapped meanwhile).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file.metadata().map_err(read_error)?.permissions().mode();
+            refuse_shared(path, mode)?;
+        }
         let mut bytes = Zeroizing::new(Vec::new());
         file.take(MAX_KEY_LEN as u64 + 1)
             .read_to_end(&mut bytes)
@@ -135,23 +142,18 @@ fn trim_text_key(raw: &[u8]) -> &[u8] {
     }
 }
 
+/// Refuses a key file that the group or other users may read or write.
 #[cfg(unix)]
-fn warn_if_shared(path: &Path, file: &std::fs::File) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(metadata) = file.metadata() {
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format_args!("{mode:03o}"),
-                "the cluster key file can be read by other users; restrict it to its owner (chmod 600)"
-            );
-        }
+fn refuse_shared(path: &Path, mode: u32) -> Result<(), KeyError> {
+    let permissions = mode & 0o777;
+    if permissions & 0o077 != 0 {
+        return Err(KeyError::SharedFile {
+            path: path.to_owned(),
+            mode: permissions,
+        });
     }
+    Ok(())
 }
-
-#[cfg(not(unix))]
-fn warn_if_shared(_path: &Path, _file: &std::fs::File) {}
 
 #[cfg(test)]
 mod tests {
@@ -210,19 +212,70 @@ mod tests {
         assert_ne!(&a.psk()[..], KEY);
     }
 
+    /// Writes a key file only its owner can read, as deployments must.
+    fn write_private(path: &Path, bytes: &[u8]) {
+        std::fs::write(path, bytes).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_others_can_open_are_refused() {
+        let path = Path::new("/etc/cosmic/cluster.key");
+        for mode in [0o600, 0o400, 0o700, 0o100600] {
+            assert!(refuse_shared(path, mode).is_ok(), "{mode:o}");
+        }
+        for mode in [0o644, 0o640, 0o604, 0o602, 0o620, 0o610, 0o666, 0o100644] {
+            let err = refuse_shared(path, mode).unwrap_err();
+            assert!(
+                matches!(err, KeyError::SharedFile { mode: m, .. } if m == mode & 0o777),
+                "{err:?}"
+            );
+        }
+        let message = refuse_shared(path, 0o100644).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "the cluster key file /etc/cosmic/cluster.key has mode 644: other users may read or \
+             change it; restrict it to its owner with `chmod 600 /etc/cosmic/cluster.key`"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused_when_loaded() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("cosmic-key-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster.key");
+        write_private(&path, KEY);
+        assert!(ClusterKey::from_file(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = ClusterKey::from_file(&path).unwrap_err();
+        assert!(
+            matches!(&err, KeyError::SharedFile { mode: 0o640, path: p } if p == &path),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn keys_load_from_files_and_the_environment() {
         let dir = std::env::temp_dir().join(format!("cosmic-key-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("cluster.key");
-        std::fs::write(&path, [KEY, b"\n"].concat()).unwrap();
+        write_private(&path, &[KEY, b"\n"].concat());
         let from_file = ClusterKey::from_file(&path).unwrap();
         assert_eq!(from_file.psk(), ClusterKey::from_bytes(KEY).unwrap().psk());
 
         let missing = ClusterKey::from_file(dir.join("missing.key")).unwrap_err();
         assert!(matches!(missing, KeyError::Read { .. }), "{missing:?}");
 
-        std::fs::write(&path, vec![b'k'; MAX_KEY_LEN + 1]).unwrap();
+        write_private(&path, &vec![b'k'; MAX_KEY_LEN + 1]);
         let huge = ClusterKey::from_file(&path).unwrap_err();
         assert!(matches!(huge, KeyError::TooLong { .. }), "{huge:?}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -11,6 +11,8 @@
 //! - `handshake.rs`: TCP + Noise + the hello (protocol version and node name);
 //! - `record.rs`: how messages of any size travel in frames of at most 64 KiB;
 //! - [`SecureChannel`] (`channel.rs`) and [`SecureListener`] (`listener.rs`): the API;
+//! - `budget.rs`: the listener's budget of connections that have not proved the key yet;
+//! - `warnings.rs`: warnings about single connections, aggregated per source and interval;
 //! - [`protocol`]: the messages of the migration protocol that travel on channels.
 //!
 //! # The construction
@@ -55,6 +57,7 @@
 //! is not bound into the handshake, so that mismatched peers can still name each other's
 //! version in the error rather than fail as if the key were wrong.
 
+mod budget;
 mod channel;
 mod config;
 mod error;
@@ -67,12 +70,13 @@ mod noise;
 pub mod protocol;
 mod record;
 mod sealed;
+mod warnings;
 
 pub use channel::SecureChannel;
 pub use config::{ChannelConfig, PROTOCOL_VERSION};
 pub use error::{
     AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, KeyError, ListenError,
-    NodeNameError,
+    NodeNameError, NodeNameRule,
 };
 pub use key::{ClusterKey, MIN_KEY_LEN};
 pub use listener::SecureListener;

@@ -4,14 +4,22 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use super::error::NodeNameError;
+use super::error::{NodeNameError, NodeNameRule};
 
 /// The longest node name, in bytes.
 pub const MAX_NODE_NAME_LEN: usize = 128;
 
 /// The name of a host in a cluster ("alpha", "node-7.rack-2"): 1 to [`MAX_NODE_NAME_LEN`]
-/// bytes of UTF-8 with no whitespace and no control characters, so that it reads safely in
-/// logs. Peers exchange names in the hello, inside the encrypted channel.
+/// bytes of UTF-8 that read safely in logs and can name a file:
+/// - no whitespace and no control characters;
+/// - no path separators (`/`, `\\`), and neither `.` nor `..`;
+/// - no invisible characters that change how text around them reads: the Unicode
+///   bidirectional controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), and
+///   the zero-width characters U+200B to U+200D, U+2060 and U+FEFF.
+///
+/// A name that breaks a rule gets a [`NodeNameError`] naming the rule, and for a character,
+/// the character (escaped) and its position. Peers exchange names in the hello, inside the
+/// encrypted channel, and the same rules apply to the names they announce.
 ///
 /// ```
 /// use cosmic_runtime::transport::NodeName;
@@ -19,6 +27,11 @@ pub const MAX_NODE_NAME_LEN: usize = 128;
 /// let name: NodeName = "alpha".parse()?;
 /// assert_eq!(name.as_str(), "alpha");
 /// assert!(NodeName::new("two words").is_err());
+/// let error = NodeName::new("../etc").unwrap_err();
+/// assert_eq!(
+///     error.to_string(),
+///     r#"invalid node name "../etc": character '/' at position 2 is a path separator"#
+/// );
 /// # Ok::<(), cosmic_runtime::transport::NodeNameError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,18 +41,9 @@ impl NodeName {
     /// Checks and wraps a name.
     pub fn new(name: impl Into<String>) -> Result<NodeName, NodeNameError> {
         let name = name.into();
-        let reason = if name.is_empty() {
-            Some("node names are not empty")
-        } else if name.len() > MAX_NODE_NAME_LEN {
-            Some("node names are at most 128 bytes long")
-        } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            Some("node names have no whitespace or control characters")
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => Err(NodeNameError { name, reason }),
-            None => Ok(NodeName(name)),
+        match check(&name) {
+            Err(reason) => Err(NodeNameError { name, reason }),
+            Ok(()) => Ok(NodeName(name)),
         }
     }
 
@@ -85,6 +89,50 @@ impl TryFrom<&str> for NodeName {
     }
 }
 
+/// The rules of [`NodeName`], in the order they are checked.
+fn check(name: &str) -> Result<(), NodeNameRule> {
+    if name.is_empty() {
+        return Err(NodeNameRule::Empty);
+    }
+    if name.len() > MAX_NODE_NAME_LEN {
+        return Err(NodeNameRule::TooLong {
+            length: name.len(),
+            max: MAX_NODE_NAME_LEN,
+        });
+    }
+    for (position, character) in name.chars().enumerate() {
+        if let Some(what) = forbidden(character) {
+            return Err(NodeNameRule::Character {
+                character,
+                position,
+                what,
+            });
+        }
+    }
+    if name == "." || name == ".." {
+        return Err(NodeNameRule::DotName);
+    }
+    Ok(())
+}
+
+/// What kind of forbidden character `c` is, if it is one.
+fn forbidden(c: char) -> Option<&'static str> {
+    if c == '/' || c == '\\' {
+        Some("a path separator")
+    } else if c.is_control() {
+        Some("a control character")
+    } else if c.is_whitespace() {
+        Some("whitespace")
+    } else if matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    {
+        Some("a Unicode bidirectional control")
+    } else if matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}') {
+        Some("an invisible zero-width character")
+    } else {
+        None
+    }
+}
+
 /// What a channel learned about its peer during the handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -107,11 +155,112 @@ mod tests {
         assert!(NodeName::new("alpha").is_ok());
         assert!(NodeName::new("node-7.rack_2:east").is_ok());
         assert!(NodeName::new("ünïcode").is_ok());
-        for bad in ["", "a b", "tab\there", "bell\u{7}", "line\n"] {
+        assert!(NodeName::new("...").is_ok());
+        assert!(NodeName::new(".hidden").is_ok());
+        for bad in ["", "a b", "tab\there", "bell\u{7}", "line\n", ".", ".."] {
             let err = NodeName::new(bad).unwrap_err();
             assert_eq!(err.name, bad);
         }
         assert!(NodeName::new("x".repeat(MAX_NODE_NAME_LEN)).is_ok());
-        assert!(NodeName::new("x".repeat(MAX_NODE_NAME_LEN + 1)).is_err());
+        let err = NodeName::new("x".repeat(MAX_NODE_NAME_LEN + 1)).unwrap_err();
+        assert_eq!(
+            err.reason,
+            NodeNameRule::TooLong {
+                length: MAX_NODE_NAME_LEN + 1,
+                max: MAX_NODE_NAME_LEN
+            }
+        );
+    }
+
+    #[test]
+    fn a_forbidden_character_is_named_with_its_position() {
+        for (name, character, position, what) in [
+            ("a/b", '/', 1, "a path separator"),
+            ("..\\x", '\\', 2, "a path separator"),
+            ("nul\0", '\0', 3, "a control character"),
+            ("del\u{7f}", '\u{7f}', 3, "a control character"),
+            ("é\u{85}", '\u{85}', 1, "a control character"),
+            ("nb\u{a0}sp", '\u{a0}', 2, "whitespace"),
+            (
+                "evil\u{202E}txt.exe",
+                '\u{202E}',
+                4,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "\u{2066}x",
+                '\u{2066}',
+                0,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "a\u{2069}",
+                '\u{2069}',
+                1,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "a\u{200E}",
+                '\u{200E}',
+                1,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "a\u{200F}",
+                '\u{200F}',
+                1,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "a\u{061C}",
+                '\u{061C}',
+                1,
+                "a Unicode bidirectional control",
+            ),
+            (
+                "zero\u{200B}width",
+                '\u{200B}',
+                4,
+                "an invisible zero-width character",
+            ),
+            (
+                "\u{FEFF}bom",
+                '\u{FEFF}',
+                0,
+                "an invisible zero-width character",
+            ),
+        ] {
+            let err = NodeName::new(name).unwrap_err();
+            assert_eq!(
+                err.reason,
+                NodeNameRule::Character {
+                    character,
+                    position,
+                    what
+                },
+                "{name:?}"
+            );
+            // Escaped in the message, so the message itself reads safely.
+            let message = err.to_string();
+            assert!(message.contains(&format!("{character:?}")), "{message}");
+            assert!(
+                !message.contains(character) || character.is_ascii_graphic(),
+                "{message:?}"
+            );
+        }
+        assert_eq!(
+            NodeName::new("a/b").unwrap_err().to_string(),
+            r#"invalid node name "a/b": character '/' at position 1 is a path separator"#
+        );
+    }
+
+    #[test]
+    fn dot_names_are_refused() {
+        for name in [".", ".."] {
+            assert_eq!(
+                NodeName::new(name).unwrap_err().reason,
+                NodeNameRule::DotName
+            );
+        }
     }
 }

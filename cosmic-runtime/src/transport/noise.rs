@@ -65,14 +65,29 @@ pub(crate) async fn initiate(
     into_transport(state, HandshakeStep::NoiseResponse)
 }
 
-/// Runs the responder's side of the handshake. Nothing is sent until the initiator's first
-/// message has proved that it holds the key.
-pub(crate) async fn respond(
+/// The responder's handshake after the initiator's first message proved the key, before
+/// anything was sent back.
+pub(crate) struct ProvenInitiation {
+    state: snow::HandshakeState,
+}
+
+/// Runs the first half of the responder's side: reads the initiator's first message, which
+/// proves that it holds the key. Nothing is sent.
+pub(crate) async fn await_initiation(
     framed: &mut FramedStream,
     key: &ClusterKey,
-) -> Result<NoiseTransport, HandshakeError> {
+) -> Result<ProvenInitiation, HandshakeError> {
     let mut state = handshake_state(key, false, HandshakeStep::NoiseInitiation)?;
     read_handshake_message(framed, &mut state, HandshakeStep::NoiseInitiation).await?;
+    Ok(ProvenInitiation { state })
+}
+
+/// Runs the second half of the responder's side: `<- e, ee`.
+pub(crate) async fn respond(
+    framed: &mut FramedStream,
+    proven: ProvenInitiation,
+) -> Result<NoiseTransport, HandshakeError> {
+    let mut state = proven.state;
     write_handshake_message(framed, &mut state, HandshakeStep::NoiseResponse).await?;
     into_transport(state, HandshakeStep::NoiseResponse)
 }
