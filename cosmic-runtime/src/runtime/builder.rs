@@ -8,15 +8,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::migrate::node::{MigrationConfig, Node};
+use super::migrate::server;
 #[cfg(feature = "fault-injection")]
 use super::migrate::FaultPlan;
-use super::migrate::{resolve, server, Arrival};
-use super::shared::{Forward, TaskShared};
 use super::stats::StatsCounters;
 use super::task_types::TaskTypes;
 use super::{BuildError, Recovery, Runtime, RuntimeInner};
-use crate::checkpoint::{Catalog, CheckpointStore, Clock, EpochRecord, Policy, SystemClock};
-use crate::task::{Task, TaskId};
+use crate::checkpoint::{Catalog, CheckpointStore, Clock, Policy, SystemClock};
+use crate::task::Task;
 use crate::transport::{ChannelConfig, ClusterKey, ListenError, NodeName, SecureListener};
 
 /// Configures a [`Runtime`], like `tokio::runtime::Builder`.
@@ -59,6 +58,8 @@ impl Builder {
                 max_tasks: 100_000,
                 max_image_size: 1 << 30,
                 drain_concurrency: 16,
+                max_arriving: 64,
+                max_arriving_bytes: 2 << 30,
             },
             #[cfg(feature = "fault-injection")]
             fault: None,
@@ -169,6 +170,17 @@ impl Builder {
         self
     }
 
+    /// The most copies of tasks this host receives at once, counting copies that wait for
+    /// their source's decision (default 64); and the most bytes of them (default 2 GiB, and
+    /// never less than [`max_image_size`](Self::max_image_size)). Offers beyond are refused
+    /// with [`Refusal::Busy`](crate::transport::protocol::Refusal::Busy) before anything is
+    /// allocated.
+    pub fn max_arriving(mut self, copies: usize, bytes: u64) -> Self {
+        self.migration.max_arriving = copies.max(1);
+        self.migration.max_arriving_bytes = bytes;
+        self
+    }
+
     /// How many tasks a drain moves at once (default 16).
     pub fn drain_concurrency(mut self, tasks: usize) -> Self {
         self.migration.drain_concurrency = tasks.max(1);
@@ -227,23 +239,18 @@ impl Builder {
             shutting_down: AtomicBool::new(false),
             recovery: Mutex::new(Recovery::default()),
         });
+        let mut settle = Vec::new();
         if let Some(catalog) = inner.catalog.clone() {
-            let recovery = recover(&inner, &catalog).await?;
+            let (recovery, commands) = super::recovery::recover(&inner, &catalog).await?;
             *inner.recovery.lock().unwrap_or_else(|p| p.into_inner()) = recovery;
+            settle = commands;
         }
         if let (Some(node), Some(listener)) = (&inner.node, listener) {
             // Listening only now: a peer asking about a task finds it recovered.
             let serving = tokio::spawn(server::listen(Arc::downgrade(&inner), listener));
             *node.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(serving.abort_handle());
-            let in_doubt: Vec<(TaskId, u64)> = node
-                .arriving()
-                .prepared
-                .iter()
-                .map(|(task, arrival)| (*task, arrival.handoff))
-                .collect();
-            for (task, handoff) in in_doubt {
-                resolve::spawn(Arc::downgrade(&inner), task, handoff);
-            }
+            // Copies in doubt: ask their sources how the hand-offs ended.
+            super::migrate::carry_out(&inner, settle);
         }
         Ok(Runtime { inner })
     }
@@ -293,229 +300,4 @@ fn parse_addr(addr: &str) -> Result<SocketAddr, BuildError> {
     addr.parse().map_err(|_| BuildError::Address {
         addr: addr.to_owned(),
     })
-}
-
-async fn recover(inner: &Arc<RuntimeInner>, catalog: &Catalog) -> Result<Recovery, BuildError> {
-    let mut recovery = Recovery::default();
-    for task in catalog.tasks().await.map_err(BuildError::Recovery)? {
-        // Epoch records first: they say whether the task is here at all.
-        let epoch = match catalog.ownership(task).await {
-            Ok(None) => 0,
-            Ok(Some((epoch, EpochRecord::Owner { .. }))) => epoch,
-            Ok(Some((
-                epoch,
-                EpochRecord::Moved {
-                    to,
-                    to_addr,
-                    handoff,
-                },
-            ))) => {
-                let forward = Forward {
-                    host: to,
-                    addr: to_addr,
-                    epoch,
-                    handoff,
-                };
-                recover_forward(inner, catalog, task, forward, &mut recovery).await;
-                continue;
-            }
-            Ok(Some((epoch, prepared @ EpochRecord::Prepared { .. }))) => {
-                recover_arrival(inner, catalog, task, epoch, prepared, &mut recovery).await;
-                continue;
-            }
-            Err(error) => {
-                tracing::error!(%task, %error, "epoch records are unreadable");
-                recovery.failed.push((task, error.to_string()));
-                continue;
-            }
-        };
-        let record = match catalog.task_record(task).await {
-            Ok(Some(record)) => record,
-            Ok(None) if epoch > 0 => {
-                recovery
-                    .failed
-                    .push((task, "owned here, but its task record is missing".into()));
-                continue;
-            }
-            Ok(None) => {
-                // An image without a record: a spawn that never returned. Nobody holds its id.
-                tracing::info!(%task, "removing the leftovers of an unfinished spawn");
-                if let Err(error) = catalog.remove_task(task).await {
-                    tracing::warn!(%task, %error, "could not remove an unfinished spawn");
-                }
-                continue;
-            }
-            Err(error) => {
-                tracing::error!(%task, %error, "task record is unreadable");
-                recovery.failed.push((task, error.to_string()));
-                continue;
-            }
-        };
-        match catalog.outcome(task).await {
-            Ok(Some(outcome)) => {
-                // Finished: a crash may have come between the outcome and the retirement.
-                if let Err(error) = catalog.retire_checkpoints(task).await {
-                    tracing::warn!(%task, %error, "could not retire the checkpoints of a finished task");
-                }
-                let shared = TaskShared::finished(task, record.output_type, outcome);
-                inner.tasks().insert(task, shared);
-                recovery.finished.push(task);
-                continue;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                recovery.failed.push((task, error.to_string()));
-                continue;
-            }
-        }
-        let Some(task_type) = inner.types.get(&record.type_name) else {
-            let reason = format!(
-                "task type `{}` is not registered with this runtime (Builder::register)",
-                record.type_name
-            );
-            tracing::error!(%task, "{reason}");
-            recovery.failed.push((task, reason));
-            continue;
-        };
-        let checkpoints = match catalog.checkpoints(task).await {
-            Ok(checkpoints) => checkpoints,
-            Err(error) => {
-                recovery.failed.push((task, error.to_string()));
-                continue;
-            }
-        };
-        let next_seq = checkpoints.last().map_or(0, |newest| newest.seq) + 1;
-        let mut problems = Vec::new();
-        let mut resumed = None;
-        for key in checkpoints.into_iter().rev() {
-            let result = match catalog.checkpoint(task, key).await {
-                Ok(Some(bytes)) => (task_type.resume)(inner, task, &bytes, key, next_seq, epoch)
-                    .map_err(|e| e.to_string()),
-                Ok(None) => Err("removed while reading".to_owned()),
-                Err(error) => Err(error.to_string()),
-            };
-            match result {
-                Ok(()) => {
-                    resumed = Some(key);
-                    break;
-                }
-                Err(reason) => {
-                    tracing::warn!(%task, seq = key.seq, %reason, "checkpoint unusable; trying an older one");
-                    problems.push(format!("checkpoint {}: {reason}", key.seq));
-                }
-            }
-        }
-        match resumed {
-            Some(key) => {
-                tracing::info!(%task, seq = key.seq, steps = key.steps, "resumed");
-                recovery.resumed.push((task, key));
-            }
-            None => {
-                let reason = if problems.is_empty() {
-                    "no checkpoint in the store".to_owned()
-                } else {
-                    problems.join("; ")
-                };
-                tracing::error!(%task, %reason, "task cannot be resumed");
-                recovery.failed.push((task, reason));
-            }
-        }
-    }
-    Ok(recovery)
-}
-
-/// A task that moved away: keep a forwarding entry, drop leftover images.
-async fn recover_forward(
-    inner: &Arc<RuntimeInner>,
-    catalog: &Catalog,
-    task: TaskId,
-    forward: Forward,
-    recovery: &mut Recovery,
-) {
-    // A crash between the commit record and the retirement leaves images behind.
-    if let Err(error) = catalog.retire_checkpoints(task).await {
-        tracing::warn!(%task, %error, "could not retire the checkpoints of a moved task");
-    }
-    let output_type = match catalog.task_record(task).await {
-        Ok(Some(record)) => record.output_type,
-        // The forwarding entry still answers peers; only typed handles here cannot be made.
-        Ok(None) => String::new(),
-        Err(error) => {
-            tracing::warn!(%task, %error, "the task record of a moved task is unreadable; handles to it will not type-check");
-            String::new()
-        }
-    };
-    tracing::info!(%task, to = %forward.host, epoch = forward.epoch, "task moved away; keeping a forwarding entry");
-    recovery.moved.push((task, forward.host.clone()));
-    inner
-        .tasks()
-        .insert(task, TaskShared::moved(task, output_type, forward));
-}
-
-/// A task that was arriving when the host stopped: hold the prepared copy again and ask the
-/// source how the hand-off ended (once listening).
-async fn recover_arrival(
-    inner: &Arc<RuntimeInner>,
-    catalog: &Catalog,
-    task: TaskId,
-    epoch: u64,
-    prepared: EpochRecord,
-    recovery: &mut Recovery,
-) {
-    let EpochRecord::Prepared {
-        from,
-        from_addr,
-        handoff,
-        type_name,
-        output_type,
-        checkpoint,
-    } = prepared
-    else {
-        return;
-    };
-    let Some(node) = &inner.node else {
-        let reason = format!(
-            "arriving from `{from}`, in doubt; build the runtime with `listen` to settle it"
-        );
-        recovery.failed.push((task, reason));
-        return;
-    };
-    let Some(task_type) = inner.types.get(&type_name) else {
-        let reason =
-            format!("arriving task type `{type_name}` is not registered (Builder::register)");
-        recovery.failed.push((task, reason));
-        return;
-    };
-    let start = match catalog.checkpoint(task, checkpoint).await {
-        Ok(Some(bytes)) => (task_type.prepare)(&bytes)
-            .map(|(_, start)| start)
-            .map_err(|e| e.to_string()),
-        Ok(None) => Err("its prepared copy is missing".to_owned()),
-        Err(error) => Err(error.to_string()),
-    };
-    match start {
-        Ok(start) => {
-            tracing::info!(%task, %from, epoch, "a hand-off was in doubt; asking the source");
-            recovery.in_doubt.push(task);
-            node.arriving().prepared.insert(
-                task,
-                Arrival {
-                    handoff,
-                    epoch,
-                    from,
-                    from_addr,
-                    type_name,
-                    output_type,
-                    checkpoint,
-                    start,
-                },
-            );
-        }
-        Err(reason) => {
-            tracing::error!(%task, %reason, "a prepared copy is unusable");
-            recovery
-                .failed
-                .push((task, format!("prepared copy from `{from}`: {reason}")));
-        }
-    }
 }

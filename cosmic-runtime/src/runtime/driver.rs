@@ -326,7 +326,6 @@ impl Driver {
         let moving = source::Moving {
             task: id,
             output_type: &self.shared.output_type,
-            epoch: self.shared.epoch(),
             steps: self.steps,
             image: &mut image,
         };
@@ -379,6 +378,10 @@ impl Driver {
             }
         }
         tracing::info!(status = ?outcome_status(&outcome), steps = self.steps, "task ended");
+        if let Some(node) = &self.runtime.node {
+            // A tombstone: an offer of this task is refused from now on.
+            node.step(crate::handoff::Event::Finished { task: id });
+        }
         self.shared.finish(outcome);
     }
 

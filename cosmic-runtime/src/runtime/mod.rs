@@ -6,6 +6,7 @@ mod driver;
 mod error;
 mod handle;
 pub mod migrate;
+mod recovery;
 mod shared;
 mod stats;
 mod task_types;
@@ -137,6 +138,9 @@ impl Runtime {
                 )
                 .await
                 .map_err(store_error)?;
+        }
+        if let Some(node) = &self.inner.node {
+            node.step(crate::handoff::Event::Spawned { task: id });
         }
         let shared = driver::start(&self.inner, id, task, first, first.seq + 1, 0);
         Ok(TaskHandle::new(shared, Arc::downgrade(&self.inner)))

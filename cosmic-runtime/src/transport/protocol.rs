@@ -42,6 +42,17 @@ pub enum Request {
         /// The task.
         task: TaskId,
     },
+    /// The source of an older hand-off says how it ended, unasked, because a copy of it in
+    /// doubt at the destination blocks the source's newer offer (`Refusal::Settling`). No
+    /// answer; the newer offer follows.
+    Settle {
+        /// The task.
+        task: TaskId,
+        /// The older hand-off.
+        handoff: u64,
+        /// How it ended.
+        resolution: Resolution,
+    },
 }
 
 /// What a source says about a task it wants to move. Everything the destination needs to

@@ -1,6 +1,6 @@
 //! A task arriving at the destination: a verified, decoded copy held (and, with a store,
-//! durably recorded as prepared) until the source decides. Committing starts it; aborting
-//! forgets it.
+//! durably recorded as prepared) until the source decides, and the store work the hand-off
+//! machine asks for on it: record it, record its ownership, start it, discard it.
 
 use std::sync::Arc;
 
@@ -39,64 +39,112 @@ impl Arrival {
     }
 }
 
-/// The source committed: record the ownership durably, then run the task.
-pub(crate) async fn commit(
+/// Stores the verified image as the task's newest checkpoint (numbered after any image of it
+/// here), then the `prepared` record. Returns where the copy went.
+pub(crate) async fn record_prepared(
     runtime: &Arc<RuntimeInner>,
     task: TaskId,
-    arrival: Arrival,
-) -> Result<Arc<TaskShared>, (Arrival, CatalogError)> {
-    if let Some(catalog) = &runtime.catalog {
-        let record = TaskRecord {
-            type_name: arrival.type_name.clone(),
-            output_type: arrival.output_type.clone(),
-        };
-        let recorded = async {
-            catalog.create_task(task, &record).await?;
-            catalog
-                .put_epoch_record(
-                    task,
-                    arrival.epoch,
-                    &EpochRecord::Owner {
-                        handoff: arrival.handoff,
-                    },
-                )
-                .await
-        }
-        .await;
-        if let Err(error) = recorded {
-            return Err((arrival, error));
-        }
-    }
-    let next_seq = arrival.checkpoint.seq + 1;
-    tracing::info!(%task, from = %arrival.from, epoch = arrival.epoch, steps = arrival.checkpoint.steps, "task arrived");
-    Ok((arrival.start)(
-        runtime,
-        task,
-        arrival.checkpoint,
-        next_seq,
-        arrival.epoch,
-    ))
+    arrival: &mut Arrival,
+    image: bytes::Bytes,
+) -> Result<(), CatalogError> {
+    let Some(catalog) = &runtime.catalog else {
+        return Ok(());
+    };
+    let newest = catalog.checkpoints(task).await?.last().map_or(0, |k| k.seq);
+    arrival.checkpoint.seq = newest + 1;
+    catalog
+        .put_checkpoint_image(task, arrival.checkpoint, image)
+        .await?;
+    catalog
+        .put_epoch_record(task, arrival.epoch, &arrival.prepared_record())
+        .await
 }
 
-/// The source kept the task: forget the prepared copy (the record first, so that a crash in
-/// between leaves at most an image without a record, which the next start removes).
-pub(crate) async fn abort(runtime: &Arc<RuntimeInner>, task: TaskId, arrival: Arrival) {
-    let Arrival {
-        from,
-        epoch,
-        checkpoint,
-        handoff,
-        ..
-    } = arrival;
-    tracing::info!(%task, %from, epoch, "hand-off aborted; dropping the prepared copy");
-    if let Some(catalog) = &runtime.catalog {
-        let removed = async {
-            catalog.remove_prepared(task, epoch, handoff).await?;
-            catalog.delete_checkpoint(task, checkpoint).await
+/// What recording an arrived task's ownership needs (an `Arrival` holds its decoded state,
+/// which need not be `Sync`, so it is not borrowed across the writes).
+pub(crate) struct Ownership {
+    record: TaskRecord,
+    epoch: u64,
+    handoff: u64,
+}
+
+impl Arrival {
+    /// What recording its ownership needs.
+    pub(crate) fn ownership(&self) -> Ownership {
+        Ownership {
+            record: TaskRecord {
+                type_name: self.type_name.clone(),
+                output_type: self.output_type.clone(),
+            },
+            epoch: self.epoch,
+            handoff: self.handoff,
         }
-        .await;
-        if let Err(error) = removed {
-            tracing::warn!(%task, %error, "could not remove an aborted prepared copy; the next start retries");
+    }
+}
+
+/// The source committed: record the task and its ownership here durably.
+pub(crate) async fn record_owner(
+    runtime: &Arc<RuntimeInner>,
+    task: TaskId,
+    ownership: Ownership,
+) -> Result<(), CatalogError> {
+    let Some(catalog) = &runtime.catalog else {
+        return Ok(());
+    };
+    catalog.create_task(task, &ownership.record).await?;
+    catalog
+        .put_epoch_record(
+            task,
+            ownership.epoch,
+            &EpochRecord::Owner {
+                handoff: ownership.handoff,
+            },
+        )
+        .await
+}
+
+/// Runs the arrived task (its ownership is recorded).
+pub(crate) fn start(runtime: &Arc<RuntimeInner>, task: TaskId, arrival: Arrival) {
+    let next_seq = arrival.checkpoint.seq + 1;
+    tracing::info!(%task, from = %arrival.from, epoch = arrival.epoch, steps = arrival.checkpoint.steps, "task arrived");
+    (arrival.start)(runtime, task, arrival.checkpoint, next_seq, arrival.epoch);
+}
+
+/// Forgets a copy that will not run: its `prepared` record first (if still this hand-off's),
+/// then its image, so that a crash in between leaves at most an image without a record, which
+/// the next start removes.
+pub(crate) async fn discard(
+    runtime: &Arc<RuntimeInner>,
+    task: TaskId,
+    epoch: u64,
+    handoff: u64,
+    checkpoint: Option<CheckpointKey>,
+) {
+    tracing::info!(%task, epoch, "hand-off aborted; dropping the copy");
+    let Some(catalog) = &runtime.catalog else {
+        return;
+    };
+    let removed = async {
+        // The record says where its copy is, when the copy is not in memory.
+        let checkpoint = match checkpoint {
+            Some(checkpoint) => Some(checkpoint),
+            None => match catalog.epoch_record(task, epoch, "prepared").await? {
+                Some(EpochRecord::Prepared {
+                    handoff: h,
+                    checkpoint,
+                    ..
+                }) if h == handoff => Some(checkpoint),
+                _ => None,
+            },
+        };
+        catalog.remove_prepared(task, epoch, handoff).await?;
+        if let Some(checkpoint) = checkpoint {
+            catalog.delete_checkpoint(task, checkpoint).await?;
         }
+        Ok::<_, CatalogError>(())
+    }
+    .await;
+    if let Err(error) = removed {
+        tracing::warn!(%task, %error, "could not remove an aborted copy; the next start retries");
     }
 }

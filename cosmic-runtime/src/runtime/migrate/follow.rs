@@ -67,12 +67,7 @@ fn status_of(wire: &WireStatus) -> TaskStatus {
 pub(crate) fn whereabouts(runtime: &RuntimeInner, task: TaskId) -> Whereabouts {
     // Arrivals first: a task coming back keeps its old forwarding entry until it starts.
     if let Some(node) = &runtime.node {
-        let arrivals = node.arriving();
-        if arrivals.is_arriving(task) {
-            let (steps, epoch) = arrivals
-                .prepared
-                .get(&task)
-                .map_or((0, 0), |a| (a.checkpoint.steps, a.epoch));
+        if let Some((steps, epoch)) = node.arriving(task) {
             return Whereabouts::Here {
                 status: WireStatus::Arriving,
                 steps,
@@ -287,7 +282,7 @@ pub(crate) async fn await_outcome(
             if runtime
                 .node
                 .as_ref()
-                .is_some_and(|node| node.arriving().is_arriving(task))
+                .is_some_and(|node| node.is_arriving(task))
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;

@@ -1,7 +1,10 @@
-//! Moving tasks between hosts: the hand-off (`source.rs` on the giving side, `server.rs` on
-//! the receiving side), its durable epoch records (`checkpoint/ownership.rs`), settling
-//! hand-offs in doubt after failures (`resolve.rs`), following moved tasks (`follow.rs`) and
-//! draining a host (`drain` below).
+//! Moving tasks between hosts. The protocol's decisions are the hand-off machine's
+//! (`crate::handoff`, held by `node.rs`); the files here are its drivers: `source.rs` on the
+//! giving side, `receive.rs` on the receiving side (reached through `server.rs`, which also
+//! answers questions about hand-offs in doubt), `execute.rs` for what outlives a conversation
+//! (asking a source after a lost connection, retries), `arrival.rs` for the store work on an
+//! arriving copy. Also here: the durable epoch records' use, following moved tasks
+//! (`follow.rs`) and draining a host (`drain` below).
 //!
 //! The promise: a task is never running on two hosts, and never lost. The source stops the
 //! task at a safe point and only gives it up (its `moved` record, the commit point) once the
@@ -12,11 +15,13 @@
 
 mod arrival;
 mod error;
+mod execute;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod fault;
 pub(crate) mod follow;
+mod image_sink;
 pub(crate) mod node;
-pub(crate) mod resolve;
+mod receive;
 pub(crate) mod server;
 pub(crate) mod source;
 
@@ -28,6 +33,7 @@ pub use fault::{FaultAction, FaultPlan, FaultPoint};
 pub use follow::TaskLocation;
 
 pub(crate) use arrival::{Arrival, StartTask};
+pub(crate) use execute::carry_out;
 
 use super::shared::Control;
 use super::RuntimeInner;

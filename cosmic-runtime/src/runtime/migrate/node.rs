@@ -1,7 +1,8 @@
 //! What makes a runtime a host: its name, key and address, its peers, the channels it keeps
-//! open to them, and the hand-offs in flight.
+//! open to them, and its hand-off machine (`crate::handoff`), the one owner of every hand-off's
+//! state, with the decoded copies arriving here that the machine's commands refer to.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use super::arrival::Arrival;
 #[cfg(feature = "fault-injection")]
 use super::fault::{FaultPlan, FaultPoint, Injected, Injector};
+use crate::handoff::{self, Command, Event, Phase, StepError};
 use crate::task::TaskId;
 use crate::transport::{ChannelConfig, ClusterKey, ConnectError, NodeName, SecureChannel};
 
@@ -23,14 +25,23 @@ pub(crate) struct MigrationConfig {
     pub(crate) max_image_size: u64,
     /// How many tasks a drain moves at once.
     pub(crate) drain_concurrency: usize,
+    /// The most copies arriving here at once (received, or prepared and in doubt).
+    pub(crate) max_arriving: usize,
+    /// The most bytes of copies arriving here at once.
+    pub(crate) max_arriving_bytes: u64,
 }
 
 impl MigrationConfig {
-    /// A step's deadline when `bytes` travel or are processed in it: the fixed timeout plus
-    /// 20 ms per MiB (50 MiB/s, far below any real link and decoder).
-    pub(crate) fn deadline_for(&self, bytes: u64) -> Duration {
-        self.step_timeout
-            .saturating_add(Duration::from_millis((bytes >> 20).saturating_mul(20)))
+    /// The hand-off machine's settings.
+    pub(crate) fn machine(&self) -> handoff::Config {
+        handoff::Config {
+            step_timeout: self.step_timeout,
+            max_tasks: self.max_tasks,
+            max_arriving: self.max_arriving,
+            // A bound below the largest image would refuse every such image.
+            max_arriving_bytes: self.max_arriving_bytes.max(self.max_image_size),
+            ..handoff::Config::default()
+        }
     }
 }
 
@@ -44,95 +55,14 @@ pub(crate) struct Node {
     peers: Mutex<HashMap<String, SocketAddr>>,
     /// Idle channels to peers, reused by later conversations.
     idle: Mutex<HashMap<SocketAddr, Vec<SecureChannel>>>,
-    /// Hand-offs this host started as the source and has not decided yet.
-    pub(crate) deciding: Mutex<HashSet<u64>>,
-    /// The latest hand-offs this host committed as the source (the durable `moved` records
-    /// say the same across restarts, and for older ones; this also answers without a store).
-    committed: Mutex<RecentSet>,
-    /// Tasks arriving here.
-    arriving: Mutex<Arrivals>,
+    /// Every task's hand-off phase: the protocol's state, one value per task.
+    machine: Mutex<handoff::Host>,
+    /// Decoded copies arriving here, by task and hand-off (what `StartTask` starts).
+    copies: Mutex<HashMap<(TaskId, u64), Arrival>>,
     /// The fault tests' planned fault.
     #[cfg(feature = "fault-injection")]
     fault: Injector,
     pub(crate) listener: Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-/// Tasks arriving here: prepared copies waiting for the source's decision, and claims on
-/// tasks being received or started (so that capacity and whereabouts count them).
-#[derive(Default)]
-pub(crate) struct Arrivals {
-    pub(crate) prepared: HashMap<TaskId, Arrival>,
-    /// Counted: a receive and a resolver may hold one on the same task.
-    claims: HashMap<TaskId, usize>,
-}
-
-impl Arrivals {
-    pub(crate) fn is_arriving(&self, task: TaskId) -> bool {
-        self.prepared.contains_key(&task) || self.claims.contains_key(&task)
-    }
-
-    /// Whether a conversation or a resolver is acting on the task's arrival now.
-    pub(crate) fn is_claimed(&self, task: TaskId) -> bool {
-        self.claims.contains_key(&task)
-    }
-
-    pub(crate) fn ids(&self) -> impl Iterator<Item = TaskId> + '_ {
-        self.prepared.keys().chain(self.claims.keys()).copied()
-    }
-
-    fn claim(&mut self, task: TaskId) {
-        *self.claims.entry(task).or_default() += 1;
-    }
-
-    fn release(&mut self, task: TaskId) {
-        if let Some(count) = self.claims.get_mut(&task) {
-            *count -= 1;
-            if *count == 0 {
-                self.claims.remove(&task);
-            }
-        }
-    }
-}
-
-/// A claim on a task arriving here, released when dropped.
-pub(crate) struct Claim<'a> {
-    node: &'a Node,
-    task: TaskId,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.node.arriving().release(self.task);
-    }
-}
-
-/// How many committed hand-offs a host remembers in memory. A destination asks about a
-/// hand-off within moments of losing its source (or after restarting), not a million moves
-/// later; with a store the `moved` records answer for older ones.
-const MAX_REMEMBERED_COMMITS: usize = 1 << 20;
-
-/// A set that forgets its oldest entries beyond a bound.
-#[derive(Default)]
-struct RecentSet {
-    members: HashSet<u64>,
-    order: std::collections::VecDeque<u64>,
-}
-
-impl RecentSet {
-    fn insert(&mut self, value: u64, bound: usize) {
-        if self.members.insert(value) {
-            self.order.push_back(value);
-        }
-        while self.order.len() > bound {
-            if let Some(oldest) = self.order.pop_front() {
-                self.members.remove(&oldest);
-            }
-        }
-    }
-
-    fn contains(&self, value: &u64) -> bool {
-        self.members.contains(value)
-    }
 }
 
 /// The most idle channels kept per peer.
@@ -152,6 +82,7 @@ impl Node {
         peers: HashMap<String, SocketAddr>,
     ) -> Node {
         Node {
+            machine: Mutex::new(handoff::Host::new(name.as_str(), config.machine())),
             name,
             key,
             channel,
@@ -159,9 +90,7 @@ impl Node {
             addr,
             peers: Mutex::new(peers),
             idle: Mutex::new(HashMap::new()),
-            deciding: Mutex::new(HashSet::new()),
-            committed: Mutex::new(RecentSet::default()),
-            arriving: Mutex::new(Arrivals::default()),
+            copies: Mutex::new(HashMap::new()),
             #[cfg(feature = "fault-injection")]
             fault: Injector::default(),
             listener: Mutex::new(None),
@@ -176,39 +105,57 @@ impl Node {
         lock(&self.peers).insert(name, addr);
     }
 
-    /// Claims `task` as arriving, under the lock already held.
-    pub(crate) fn claim<'a>(&'a self, arrivals: &mut Arrivals, task: TaskId) -> Claim<'a> {
-        arrivals.claim(task);
-        Claim { node: self, task }
-    }
-
-    /// Takes the prepared copy of `task` if it is still hand-off `handoff`, claiming the task
-    /// until the claim is dropped (so it never looks unknown while it starts).
-    pub(crate) fn take_arrival(&self, task: TaskId, handoff: u64) -> Option<(Arrival, Claim<'_>)> {
-        let mut arrivals = self.arriving();
-        if arrivals.prepared.get(&task)?.handoff != handoff {
-            return None;
+    /// Feeds one event to the hand-off machine. Events that do not apply (late, repeated or
+    /// forged messages, timers of hand-offs that moved on) leave it unchanged and are logged.
+    pub(crate) fn step(&self, event: Event) -> Vec<Command> {
+        match self.try_step(event) {
+            Ok(commands) => commands,
+            Err(error) => {
+                tracing::debug!(%error, "hand-off event ignored");
+                Vec::new()
+            }
         }
-        let arrival = arrivals.prepared.remove(&task)?;
-        let claim = self.claim(&mut arrivals, task);
-        Some((arrival, claim))
     }
 
-    /// Notes a committed hand-off; must happen before it leaves `deciding`.
-    pub(crate) fn committed(&self, handoff: u64) {
-        lock(&self.committed).insert(handoff, MAX_REMEMBERED_COMMITS);
+    /// Feeds one event to the hand-off machine, returning its refusal if it has one.
+    pub(crate) fn try_step(&self, event: Event) -> Result<Vec<Command>, StepError> {
+        let commands = lock(&self.machine).step(event)?;
+        tracing::trace!(?commands, "hand-off commands");
+        Ok(commands)
     }
 
-    pub(crate) fn has_committed(&self, handoff: u64) -> bool {
-        lock(&self.committed).contains(&handoff)
+    /// The phase of `task` in the hand-off machine.
+    pub(crate) fn phase(&self, task: TaskId) -> Option<Phase> {
+        lock(&self.machine).phase(task).cloned()
     }
 
-    pub(crate) fn deciding(&self) -> MutexGuard<'_, HashSet<u64>> {
-        lock(&self.deciding)
+    /// Whether a copy of `task` is arriving here (or being started).
+    pub(crate) fn is_arriving(&self, task: TaskId) -> bool {
+        self.arriving(task).is_some()
     }
 
-    pub(crate) fn arriving(&self) -> MutexGuard<'_, Arrivals> {
-        lock(&self.arriving)
+    /// The steps and epoch of a copy of `task` arriving here, if one is. A copy counts until
+    /// its driver runs: `StartTask` starts it under the copies' lock.
+    pub(crate) fn arriving(&self, task: TaskId) -> Option<(u64, u64)> {
+        let copies = self.copies();
+        let copy = copies
+            .iter()
+            .find(|((t, _), _)| *t == task)
+            .map(|(_, a)| (a.checkpoint.steps, a.epoch));
+        match self.phase(task) {
+            Some(Phase::Arriving(arriving)) => Some(copy.unwrap_or((0, arriving.epoch))),
+            _ => copy,
+        }
+    }
+
+    /// Replaces the machine (with the one recovery rebuilt from the records).
+    pub(crate) fn set_machine(&self, machine: handoff::Host) {
+        *lock(&self.machine) = machine;
+    }
+
+    /// The decoded copies arriving here.
+    pub(crate) fn copies(&self) -> MutexGuard<'_, HashMap<(TaskId, u64), Arrival>> {
+        lock(&self.copies)
     }
 
     /// A channel to `addr`: an idle one if there is, else a new one. The flag says whether it

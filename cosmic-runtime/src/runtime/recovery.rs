@@ -1,0 +1,323 @@
+//! Recovery on start: read what the store says of every task, let the hand-off machine decide
+//! what each one is now (`handoff::Host::recover`: running here, moved away, arriving in doubt,
+//! finished), then do it: resume from the newest checkpoint that decodes, keep a forwarding
+//! entry, hold a copy in doubt and ask its source, or keep the outcome. Returns the commands
+//! that settle the copies in doubt, carried out once the host listens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::migrate::Arrival;
+use super::shared::{Forward, TaskShared};
+use super::{BuildError, Recovery, RuntimeInner};
+use crate::checkpoint::{Catalog, EpochRecord, Outcome, TaskRecord};
+use crate::handoff::{self, Command, Recovered, StoredRecord, StoredTask};
+use crate::task::TaskId;
+
+/// What the store says of one task.
+struct Found {
+    records: Vec<(u64, EpochRecord)>,
+    record: Option<TaskRecord>,
+    outcome: Option<Outcome>,
+}
+
+pub(super) async fn recover(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+) -> Result<(Recovery, Vec<Command>), BuildError> {
+    let mut recovery = Recovery::default();
+    let mut found = HashMap::new();
+    let mut stored = Vec::new();
+    for task in catalog.tasks().await.map_err(BuildError::Recovery)? {
+        let read = async {
+            Ok::<_, crate::checkpoint::CatalogError>(Found {
+                records: catalog.epoch_records(task).await?,
+                record: catalog.task_record(task).await?,
+                outcome: catalog.outcome(task).await?,
+            })
+        };
+        let task_found = match read.await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%task, %error, "the task's records are unreadable");
+                recovery.failed.push((task, error.to_string()));
+                continue;
+            }
+        };
+        if task_found.records.is_empty()
+            && task_found.record.is_none()
+            && task_found.outcome.is_none()
+        {
+            // An image without a record: a spawn that never returned. Nobody holds its id.
+            tracing::info!(%task, "removing the leftovers of an unfinished spawn");
+            if let Err(error) = catalog.remove_task(task).await {
+                tracing::warn!(%task, %error, "could not remove an unfinished spawn");
+            }
+            continue;
+        }
+        stored.push(StoredTask {
+            task,
+            records: task_found
+                .records
+                .iter()
+                .map(|(epoch, record)| (*epoch, stored_record(record)))
+                .collect(),
+            finished: task_found.outcome.is_some(),
+        });
+        found.insert(task, task_found);
+    }
+    let (name, config) = match &inner.node {
+        Some(node) => (node.name.to_string(), node.config.machine()),
+        None => (inner.host.clone(), handoff::Config::default()),
+    };
+    let (machine, verdicts, commands) = handoff::Host::recover(name, config, stored);
+    for (task, verdict) in verdicts {
+        let Some(task_found) = found.remove(&task) else {
+            continue;
+        };
+        match verdict {
+            Recovered::Finished => finished(inner, catalog, task, task_found, &mut recovery).await,
+            Recovered::Forward { epoch, to, handoff } => {
+                let to_addr = task_found
+                    .records
+                    .iter()
+                    .find_map(|(e, record)| match record {
+                        EpochRecord::Moved {
+                            to_addr,
+                            handoff: h,
+                            ..
+                        } if *e == epoch && *h == handoff => Some(to_addr.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let forward = Forward {
+                    host: to,
+                    addr: to_addr,
+                    epoch,
+                    handoff,
+                };
+                let output_type = task_found.record.map(|r| r.output_type);
+                recover_forward(inner, catalog, task, forward, output_type, &mut recovery).await;
+            }
+            Recovered::InDoubt { epoch, .. } => {
+                let prepared = task_found
+                    .records
+                    .into_iter()
+                    .rev()
+                    .find_map(|(e, record)| {
+                        (e == epoch && matches!(record, EpochRecord::Prepared { .. }))
+                            .then_some(record)
+                    });
+                if let Some(prepared) = prepared {
+                    recover_arrival(inner, catalog, task, epoch, prepared, &mut recovery).await;
+                }
+            }
+            Recovered::Run { epoch } => {
+                resume(
+                    inner,
+                    catalog,
+                    task,
+                    epoch,
+                    task_found.record,
+                    &mut recovery,
+                )
+                .await;
+            }
+        }
+    }
+    if let Some(node) = &inner.node {
+        node.set_machine(machine);
+    }
+    Ok((recovery, commands))
+}
+
+/// An epoch record as the machine needs it.
+fn stored_record(record: &EpochRecord) -> StoredRecord {
+    match record {
+        EpochRecord::Prepared { from, handoff, .. } => StoredRecord::Prepared {
+            handoff: *handoff,
+            from: from.clone(),
+            size: 0,
+        },
+        EpochRecord::Owner { handoff } => StoredRecord::Owner { handoff: *handoff },
+        EpochRecord::Moved { to, handoff, .. } => StoredRecord::Moved {
+            handoff: *handoff,
+            to: to.clone(),
+        },
+    }
+}
+
+/// Finished: keep the outcome available; a crash may have come between the outcome and the
+/// retirement of the checkpoints.
+async fn finished(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    task: TaskId,
+    found: Found,
+    recovery: &mut Recovery,
+) {
+    let (Some(record), Some(outcome)) = (found.record, found.outcome) else {
+        recovery
+            .failed
+            .push((task, "finished, but its task record is missing".into()));
+        return;
+    };
+    if let Err(error) = catalog.retire_checkpoints(task).await {
+        tracing::warn!(%task, %error, "could not retire the checkpoints of a finished task");
+    }
+    let shared = TaskShared::finished(task, record.output_type, outcome);
+    inner.tasks().insert(task, shared);
+    recovery.finished.push(task);
+}
+
+/// Runs here: resume from the newest checkpoint that decodes, falling back to older ones.
+async fn resume(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    task: TaskId,
+    epoch: u64,
+    record: Option<TaskRecord>,
+    recovery: &mut Recovery,
+) {
+    let Some(record) = record else {
+        recovery
+            .failed
+            .push((task, "owned here, but its task record is missing".into()));
+        return;
+    };
+    let Some(task_type) = inner.types.get(&record.type_name) else {
+        let reason = format!(
+            "task type `{}` is not registered with this runtime (Builder::register)",
+            record.type_name
+        );
+        tracing::error!(%task, "{reason}");
+        recovery.failed.push((task, reason));
+        return;
+    };
+    let checkpoints = match catalog.checkpoints(task).await {
+        Ok(checkpoints) => checkpoints,
+        Err(error) => {
+            recovery.failed.push((task, error.to_string()));
+            return;
+        }
+    };
+    let next_seq = checkpoints.last().map_or(0, |newest| newest.seq) + 1;
+    let mut problems = Vec::new();
+    for key in checkpoints.into_iter().rev() {
+        let result = match catalog.checkpoint(task, key).await {
+            Ok(Some(bytes)) => (task_type.resume)(inner, task, &bytes, key, next_seq, epoch)
+                .map_err(|e| e.to_string()),
+            Ok(None) => Err("removed while reading".to_owned()),
+            Err(error) => Err(error.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(%task, seq = key.seq, steps = key.steps, "resumed");
+                recovery.resumed.push((task, key));
+                return;
+            }
+            Err(reason) => {
+                tracing::warn!(%task, seq = key.seq, %reason, "checkpoint unusable; trying an older one");
+                problems.push(format!("checkpoint {}: {reason}", key.seq));
+            }
+        }
+    }
+    let reason = if problems.is_empty() {
+        "no checkpoint in the store".to_owned()
+    } else {
+        problems.join("; ")
+    };
+    tracing::error!(%task, %reason, "task cannot be resumed");
+    recovery.failed.push((task, reason));
+}
+
+/// A task that moved away: keep a forwarding entry, drop leftover images.
+async fn recover_forward(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    task: TaskId,
+    forward: Forward,
+    output_type: Option<String>,
+    recovery: &mut Recovery,
+) {
+    // A crash between the commit record and the retirement leaves images behind.
+    if let Err(error) = catalog.retire_checkpoints(task).await {
+        tracing::warn!(%task, %error, "could not retire the checkpoints of a moved task");
+    }
+    // Without it the forwarding entry still answers peers; only typed handles here cannot
+    // be made.
+    let output_type = output_type.unwrap_or_default();
+    tracing::info!(%task, to = %forward.host, epoch = forward.epoch, "task moved away; keeping a forwarding entry");
+    recovery.moved.push((task, forward.host.clone()));
+    inner
+        .tasks()
+        .insert(task, TaskShared::moved(task, output_type, forward));
+}
+
+/// A task that was arriving when the host stopped: hold the prepared copy again (the machine
+/// asks the source how the hand-off ended once the host listens).
+async fn recover_arrival(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    task: TaskId,
+    epoch: u64,
+    prepared: EpochRecord,
+    recovery: &mut Recovery,
+) {
+    let EpochRecord::Prepared {
+        from,
+        from_addr,
+        handoff,
+        type_name,
+        output_type,
+        checkpoint,
+    } = prepared
+    else {
+        return;
+    };
+    let Some(node) = &inner.node else {
+        let reason = format!(
+            "arriving from `{from}`, in doubt; build the runtime with `listen` to settle it"
+        );
+        recovery.failed.push((task, reason));
+        return;
+    };
+    let Some(task_type) = inner.types.get(&type_name) else {
+        let reason =
+            format!("arriving task type `{type_name}` is not registered (Builder::register)");
+        recovery.failed.push((task, reason));
+        return;
+    };
+    let start = match catalog.checkpoint(task, checkpoint).await {
+        Ok(Some(bytes)) => (task_type.prepare)(&bytes)
+            .map(|(_, start)| start)
+            .map_err(|e| e.to_string()),
+        Ok(None) => Err("its prepared copy is missing".to_owned()),
+        Err(error) => Err(error.to_string()),
+    };
+    match start {
+        Ok(start) => {
+            tracing::info!(%task, %from, epoch, "a hand-off was in doubt; asking the source");
+            recovery.in_doubt.push(task);
+            node.copies().insert(
+                (task, handoff),
+                Arrival {
+                    handoff,
+                    epoch,
+                    from,
+                    from_addr,
+                    type_name,
+                    output_type,
+                    checkpoint,
+                    start,
+                },
+            );
+        }
+        Err(reason) => {
+            tracing::error!(%task, %reason, "a prepared copy is unusable");
+            recovery
+                .failed
+                .push((task, format!("prepared copy from `{from}`: {reason}")));
+        }
+    }
+}
