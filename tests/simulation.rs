@@ -6,9 +6,16 @@
 //! heals everything and checks that every hand-off settled.
 //!
 //! Run: `cargo test --release -p cosmic-tests --test simulation -- --nocapture`
-//! - `COSMIC_SIM_SCHEDULES=N` sets the number of schedules (default 20,000);
+//! - `COSMIC_SIM_SCHEDULES=N` sets the number of schedules (default 20,000 in release, a
+//!   300-schedule smoke run in a debug build such as `cargo test --workspace`);
 //! - `COSMIC_SIM_SEED=S` replays one schedule (a failure prints the command);
-//! - `COSMIC_SIM_BASE_SEED=B` fixes where the seeds start (default: from the clock, printed).
+//! - `COSMIC_SIM_BASE_SEED=B` fixes where the seeds start (default: from the clock, printed);
+//! - `COSMIC_SIM_COUNT_FAILURES=1` runs every schedule and counts the failing ones;
+//! - a soak: `COSMIC_SIM_SCHEDULES=10000000 cargo test --release -p cosmic-tests --test
+//!   simulation -- --nocapture` (about 4 hours here; every run explores new seeds).
+//!
+//! `scripts/sim-mutants.sh` shows it bites: it runs the simulation against deliberately broken
+//! transitions (`cosmic_runtime::handoff::mutants`) and fails unless each one is caught.
 //!
 //! The simulation drives the same machine the runtime's drivers do; the drivers themselves
 //! (sockets, files) are exercised by the real-TCP and SIGKILL tests (`migrate_*.rs`).
@@ -930,8 +937,23 @@ fn env_u64(name: &str) -> Option<u64> {
     }
 }
 
+/// With the `sim-mutants` feature, `COSMIC_SIM_MUTANT=<name>` breaks one transition on purpose.
+#[cfg(feature = "sim-mutants")]
+fn pick_mutant() {
+    use cosmic_runtime::handoff::mutants::{self, Mutant};
+    let Ok(name) = std::env::var("COSMIC_SIM_MUTANT") else { return };
+    let (_, mutant) = Mutant::ALL
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no mutant `{name}`; there are {:?}", Mutant::ALL));
+    println!("simulation: mutant={name}");
+    mutants::set(mutant);
+}
+
 #[test]
 fn hand_offs_keep_their_promises_under_every_schedule() {
+    #[cfg(feature = "sim-mutants")]
+    pick_mutant();
     if let Some(seed) = env_u64("COSMIC_SIM_SEED") {
         match run_one(seed) {
             Ok(stats) => println!("simulation: seed={seed} passed ({stats:?})"),
@@ -944,7 +966,9 @@ fn hand_offs_keep_their_promises_under_every_schedule() {
         }
         return;
     }
-    let schedules = env_u64("COSMIC_SIM_SCHEDULES").unwrap_or(20_000);
+    // A debug build is far slower: it runs a smoke test unless told otherwise.
+    let default = if cfg!(debug_assertions) { 300 } else { 20_000 };
+    let schedules = env_u64("COSMIC_SIM_SCHEDULES").unwrap_or(default);
     let base = env_u64("COSMIC_SIM_BASE_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -186,18 +186,19 @@ impl Host {
                     from: from.clone(),
                 };
                 self.arrival_mut(task).step = ArriveStep::Recording;
-                #[cfg(cosmic_mutation = "prepared-early")]
-                let early = vec![Command::Send {
-                    to: from,
-                    envelope: Envelope {
-                        task,
-                        handoff,
-                        body: Body::Prepared,
-                    },
-                }];
-                #[cfg(not(cosmic_mutation = "prepared-early"))]
-                let early = Vec::new();
-                Ok([early, vec![Command::Write { task, write }]].concat())
+                #[cfg(feature = "sim-mutants")]
+                if super::mutants::active(super::mutants::Mutant::PreparedEarly) {
+                    let early = Command::Send {
+                        to: from,
+                        envelope: Envelope {
+                            task,
+                            handoff,
+                            body: Body::Prepared,
+                        },
+                    };
+                    return Ok(vec![early, Command::Write { task, write }]);
+                }
+                Ok(vec![Command::Write { task, write }])
             }
             Err(reason) => {
                 self.back_to_prior(task);

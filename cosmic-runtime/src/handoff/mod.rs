@@ -29,6 +29,8 @@
 
 mod command;
 mod destination;
+#[cfg(feature = "sim-mutants")]
+pub mod mutants;
 mod event;
 mod phase;
 mod recovery;

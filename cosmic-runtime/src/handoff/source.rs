@@ -246,10 +246,17 @@ impl Host {
                 return Resolution::Pending;
             }
         }
-        #[cfg(cosmic_mutation = "forget-commits")]
-        let entry = &super::Entry {
-            commits: Vec::new(),
-            ..entry.clone()
+        #[cfg(feature = "sim-mutants")]
+        let forgotten;
+        #[cfg(feature = "sim-mutants")]
+        let entry = if super::mutants::active(super::mutants::Mutant::ForgetCommits) {
+            forgotten = super::Entry {
+                commits: Vec::new(),
+                ..entry.clone()
+            };
+            &forgotten
+        } else {
+            entry
         };
         let committed = entry
             .commits
@@ -329,12 +336,11 @@ impl Host {
         }
         match result {
             WriteResult::Durable => Ok(self.committed(task)),
-            #[cfg(cosmic_mutation = "no-read-back")]
-            WriteResult::Failed => {
+            #[cfg(feature = "sim-mutants")]
+            WriteResult::Failed if super::mutants::active(super::mutants::Mutant::NoReadBack) => {
                 let to = leaving.to.clone();
                 Ok(self.keep_task(task, handoff, Some(to), MoveOutcome::NotRecorded))
             }
-            #[cfg(not(cosmic_mutation = "no-read-back"))]
             WriteResult::Failed => {
                 // A store can fail after making a record visible: the record, not the error,
                 // decides. Until the store can say, the task stays stopped here.

@@ -60,6 +60,7 @@ impl Builder {
                 drain_concurrency: 16,
                 max_arriving: 64,
                 max_arriving_bytes: 2 << 30,
+                max_connections: 1024,
             },
             #[cfg(feature = "fault-injection")]
             fault: None,
@@ -178,6 +179,14 @@ impl Builder {
     pub fn max_arriving(mut self, copies: usize, bytes: u64) -> Self {
         self.migration.max_arriving = copies.max(1);
         self.migration.max_arriving_bytes = bytes;
+        self
+    }
+
+    /// The most connections from peers (holding the cluster key) this host serves at once
+    /// (default 1024). Past it, the connection idle the longest is closed to make room; if
+    /// all are in conversations, the newcomer's offer is refused as busy.
+    pub fn max_peer_connections(mut self, connections: usize) -> Self {
+        self.migration.max_connections = connections.max(1);
         self
     }
 

@@ -14,6 +14,7 @@
 //! from the source's record if the message itself was lost.
 
 mod arrival;
+mod connections;
 mod error;
 mod execute;
 #[cfg(feature = "fault-injection")]

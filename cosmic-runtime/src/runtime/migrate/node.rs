@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::arrival::Arrival;
+use super::connections::Connections;
+use crate::log_limit::{Verdict, WarnLimiter, DEFAULT_CAPACITY};
 #[cfg(feature = "fault-injection")]
 use super::fault::{FaultPlan, FaultPoint, Injected, Injector};
 use crate::handoff::{self, Command, Event, Phase, StepError};
@@ -29,6 +31,8 @@ pub(crate) struct MigrationConfig {
     pub(crate) max_arriving: usize,
     /// The most bytes of copies arriving here at once.
     pub(crate) max_arriving_bytes: u64,
+    /// The most connections from authenticated peers served at once.
+    pub(crate) max_connections: usize,
 }
 
 impl MigrationConfig {
@@ -59,6 +63,10 @@ pub(crate) struct Node {
     machine: Mutex<handoff::Host>,
     /// Decoded copies arriving here, by task and hand-off (what `StartTask` starts).
     copies: Mutex<HashMap<(TaskId, u64), Arrival>>,
+    /// The authenticated connections served, bounded.
+    pub(crate) connections: Arc<Connections>,
+    /// Repeated warnings about peers, aggregated.
+    warnings: Mutex<WarnLimiter<(&'static str, String)>>,
     /// The fault tests' planned fault.
     #[cfg(feature = "fault-injection")]
     fault: Injector,
@@ -81,6 +89,7 @@ impl Node {
         addr: SocketAddr,
         peers: HashMap<String, SocketAddr>,
     ) -> Node {
+        let max_connections = config.max_connections;
         Node {
             machine: Mutex::new(handoff::Host::new(name.as_str(), config.machine())),
             name,
@@ -91,6 +100,11 @@ impl Node {
             peers: Mutex::new(peers),
             idle: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashMap::new()),
+            connections: Arc::new(Connections::new(max_connections)),
+            warnings: Mutex::new(WarnLimiter::new(
+                std::time::Duration::from_secs(10),
+                DEFAULT_CAPACITY,
+            )),
             #[cfg(feature = "fault-injection")]
             fault: Injector::default(),
             listener: Mutex::new(None),
@@ -148,9 +162,23 @@ impl Node {
         }
     }
 
+    /// Copies arriving here now, and their bytes.
+    pub(crate) fn arriving_load(&self) -> (usize, u64) {
+        lock(&self.machine).arriving()
+    }
+
     /// Replaces the machine (with the one recovery rebuilt from the records).
     pub(crate) fn set_machine(&self, machine: handoff::Host) {
         *lock(&self.machine) = machine;
+    }
+
+    /// Logs a warning about `peer` unless the same one was logged lately: the first time,
+    /// then once per interval with the number of occurrences in between.
+    pub(crate) fn warn_about(&self, kind: &'static str, peer: &str, detail: &dyn std::fmt::Display) {
+        let verdict = lock(&self.warnings).observe((kind, peer.to_owned()), std::time::Instant::now());
+        if let Verdict::Log { suppressed } = verdict {
+            tracing::warn!(%peer, %detail, suppressed, "{kind}");
+        }
     }
 
     /// The decoded copies arriving here.

@@ -11,7 +11,7 @@ use super::receive::receive;
 use crate::handoff::{Body, Command, Envelope, Event};
 use crate::runtime::RuntimeInner;
 use crate::task::TaskId;
-use crate::transport::protocol::{Request, Resolution};
+use crate::transport::protocol::{OfferAnswer, Refusal, Request, Resolution};
 use crate::transport::{ChannelError, SecureChannel, SecureListener};
 
 /// How long a peer's connection may sit between conversations before it is closed (peers
@@ -34,17 +34,36 @@ pub(crate) async fn listen(runtime: Weak<RuntimeInner>, mut listener: SecureList
     }
 }
 
-/// Answers one peer's requests, one conversation at a time, until it hangs up.
+/// Answers one peer's requests, one conversation at a time, until it hangs up, sits idle too
+/// long, or is closed to make room for another.
 async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
+    let peer = channel.peer().node.to_string();
+    let Some(connections) = runtime
+        .upgrade()
+        .and_then(|rt| rt.node.as_ref().map(|n| Arc::clone(&n.connections)))
+    else {
+        return;
+    };
+    let Some(slot) = connections.admit() else {
+        refuse_busy(&runtime, &mut channel, &peer).await;
+        return;
+    };
     loop {
-        let request = match tokio::time::timeout(
-            IDLE_TIMEOUT,
-            channel.recv_within::<Request>(super::MAX_CONTROL_SIZE),
-        )
-        .await
-        {
+        slot.set_idle(true);
+        let request = tokio::select! {
+            received = tokio::time::timeout(
+                IDLE_TIMEOUT,
+                channel.recv_within::<Request>(super::MAX_CONTROL_SIZE),
+            ) => received,
+            _ = slot.close.notified() => {
+                tracing::debug!(%peer, "closing an idle peer connection to make room");
+                return;
+            }
+        };
+        slot.set_idle(false);
+        let request = match request {
             Err(_) => {
-                tracing::debug!(peer = %channel.peer().node, "closing an idle peer connection");
+                tracing::debug!(%peer, "closing an idle peer connection");
                 let _ = channel.close().await;
                 return;
             }
@@ -52,7 +71,11 @@ async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
             Ok(Err(error)) => match error {
                 ChannelError::Closed { .. } | ChannelError::UnexpectedEof => return,
                 error => {
-                    tracing::warn!(peer = %channel.peer().node, %error, "ending a peer's connection");
+                    if let Some(rt) = runtime.upgrade() {
+                        if let Some(node) = &rt.node {
+                            node.warn_about("ending a peer's connection", &peer, &error);
+                        }
+                    }
                     return;
                 }
             },
@@ -65,7 +88,7 @@ async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
                 let span = tracing::info_span!(
                     "arrival",
                     task = %offer.task,
-                    from = %channel.peer().node,
+                    from = %peer,
                     epoch = offer.epoch
                 );
                 receive(&runtime, &mut channel, offer)
@@ -73,8 +96,7 @@ async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
                     .await
             }
             Request::Resolve { task, handoff } => {
-                let from = channel.peer().node.to_string();
-                let answer = resolution(&runtime, &from, task, handoff);
+                let answer = resolution(&runtime, &peer, task, handoff);
                 channel.send(&answer).await
             }
             Request::Settle {
@@ -82,13 +104,7 @@ async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
                 handoff,
                 resolution,
             } => {
-                settle(
-                    &runtime,
-                    channel.peer().node.as_str(),
-                    task,
-                    handoff,
-                    resolution,
-                );
+                settle(&runtime, &peer, task, handoff, resolution);
                 Ok(())
             }
             Request::Locate { task } => channel.send(&follow::whereabouts(&runtime, task)).await,
@@ -98,9 +114,33 @@ async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
             }
         };
         if let Err(error) = result {
-            tracing::warn!(peer = %channel.peer().node, %error, "a conversation with a peer failed");
+            if let Some(node) = &runtime.node {
+                node.warn_about("a conversation with a peer failed", &peer, &error);
+            }
             return;
         }
+    }
+}
+
+/// Every served connection is in a conversation: this one gets one answer, `Busy` if it
+/// offers a task, and is closed.
+async fn refuse_busy(runtime: &Weak<RuntimeInner>, channel: &mut SecureChannel, peer: &str) {
+    let Some(rt) = runtime.upgrade() else { return };
+    let Some(node) = &rt.node else { return };
+    node.warn_about(
+        "refused a peer connection: every connection is busy",
+        peer,
+        &format_args!("{} served", node.connections.len()),
+    );
+    let request = tokio::time::timeout(
+        node.config.step_timeout,
+        channel.recv_within::<Request>(super::MAX_CONTROL_SIZE),
+    )
+    .await;
+    if let Ok(Ok(Request::Offer(_))) = request {
+        let (arriving, bytes) = node.arriving_load();
+        let refusal = Refusal::Busy { arriving, bytes };
+        let _ = channel.send(&OfferAnswer::Refuse(refusal)).await;
     }
 }
 
