@@ -36,6 +36,8 @@ mod phase;
 mod recovery;
 mod source;
 pub mod table;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
