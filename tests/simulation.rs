@@ -204,6 +204,8 @@ enum Action {
         host: usize,
         incarnation: u32,
         timer: Timer,
+        /// Which arming this is (a later one replaces it).
+        armed: u64,
     },
     WriteDone {
         host: usize,
@@ -273,6 +275,8 @@ struct Sim {
     epochs: BTreeMap<(usize, TaskId), u64>,
     /// How many outcomes each task recorded.
     outcomes: BTreeMap<TaskId, u32>,
+    /// The latest arming of each timer: arming one again replaces it (the machine's contract).
+    armed: BTreeMap<(usize, Timer), u64>,
     trace: VecDeque<String>,
     events: u64,
     stats: Stats,
@@ -329,6 +333,7 @@ impl Sim {
             world_until: 3_000 + seed % 4_000,
             epochs: BTreeMap::new(),
             outcomes: BTreeMap::new(),
+            armed: BTreeMap::new(),
             trace: VecDeque::new(),
             events: 0,
             stats: Stats::default(),
@@ -422,10 +427,14 @@ impl Sim {
                 host,
                 incarnation,
                 timer,
+                armed,
             } => {
                 if self.hosts[host].incarnation != incarnation || self.hosts[host].machine.is_none()
                 {
                     return Ok(());
+                }
+                if self.armed.get(&(host, timer)) != Some(&armed) {
+                    return Ok(()); // replaced by a later arming
                 }
                 self.feed(host, Event::TimerFired(timer))
             }
@@ -790,12 +799,15 @@ impl Sim {
                 } => self.hosts[host].store.discard(task, epoch, handoff),
                 Command::ArmTimer { timer, after } => {
                     let after = after.as_millis() as u64;
+                    let armed = self.seq + 1;
+                    self.armed.insert((host, timer), armed);
                     self.schedule(
                         after.max(1),
                         Action::Timer {
                             host,
                             incarnation,
                             timer,
+                            armed,
                         },
                     );
                 }

@@ -160,7 +160,12 @@ impl Host {
                     body: Body::Accept,
                 },
             },
-            self.arrival_timer_cmd(task, handoff, self.config().deadline_for(size)),
+            self.timer_cmd(
+                task,
+                handoff,
+                TimerKind::Image,
+                self.config().deadline_for(size),
+            ),
         ])
     }
 
@@ -246,7 +251,12 @@ impl Host {
         match result {
             WriteResult::Durable => {
                 self.arrival_mut(task).step = ArriveStep::Prepared;
-                let timer = self.arrival_timer_cmd(task, handoff, self.config().step_timeout);
+                let timer = self.timer_cmd(
+                    task,
+                    handoff,
+                    TimerKind::Decision,
+                    self.config().step_timeout,
+                );
                 Ok(vec![send(Body::Prepared), timer])
             }
             WriteResult::Failed => {
@@ -363,12 +373,12 @@ impl Host {
             return Err(StepError::StaleHandoff { task, handoff });
         }
         match (kind, arriving.step) {
-            (TimerKind::Arrival, ArriveStep::Receiving) => {
+            (TimerKind::Image, ArriveStep::Receiving) => {
                 // The image did not arrive in time (a stalled or vanished sender).
                 self.back_to_prior(task);
                 Ok(Vec::new())
             }
-            (TimerKind::Arrival, ArriveStep::Prepared) => Ok(self.start_resolving(task)),
+            (TimerKind::Decision, ArriveStep::Prepared) => Ok(self.start_resolving(task)),
             (TimerKind::Resolve, ArriveStep::InDoubt) => Ok(self.ask_source(task)),
             (TimerKind::OwnerRetry, ArriveStep::CommitRetry) => {
                 let epoch = arriving.epoch;
@@ -483,10 +493,6 @@ impl Host {
                 entry.epoch = epoch;
             }
         }
-    }
-
-    fn arrival_timer_cmd(&self, task: TaskId, handoff: HandoffId, after: Duration) -> Command {
-        self.timer_cmd(task, handoff, TimerKind::Arrival, after)
     }
 
     fn timer_cmd(

@@ -106,7 +106,9 @@ pub enum ReadBack {
     Failed,
 }
 
-/// A timer the machine armed; it comes back as [`Event::TimerFired`].
+/// A timer the machine armed; it comes back as [`Event::TimerFired`]. Arming a timer again
+/// (same task, hand-off and kind) replaces the one armed before: drivers keep one deadline per
+/// timer, and the simulation checks the machine under that contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timer {
     /// The task.
@@ -117,15 +119,20 @@ pub struct Timer {
     pub kind: TimerKind,
 }
 
-/// What a timer is for.
+/// What a timer is for. Each step that waits has a kind of its own, so that a timer armed
+/// for an earlier step can never cut a later one short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimerKind {
-    /// Source: the destination did not answer a step in time.
-    Step,
+    /// Source: the destination did not answer the offer in time.
+    Offer,
+    /// Source: the destination did not hold a verified copy in time (the image's deadline).
+    Transfer,
     /// Source: read the commit record back again.
     ReadBack,
-    /// Destination: the image did not arrive, or the decision did not, in time.
-    Arrival,
+    /// Destination: the image did not arrive in time.
+    Image,
+    /// Destination: the source's decision did not arrive in time.
+    Decision,
     /// Destination: ask the source again how a hand-off in doubt ended.
     Resolve,
     /// Destination: write the `owner` record again.

@@ -352,8 +352,10 @@ impl Host {
 
     fn timer_fired(&mut self, timer: Timer) -> Result<Vec<Command>, StepError> {
         match timer.kind {
-            TimerKind::Step | TimerKind::ReadBack => self.source_timer(timer),
-            TimerKind::Arrival | TimerKind::Resolve | TimerKind::OwnerRetry => {
+            TimerKind::Offer | TimerKind::Transfer | TimerKind::ReadBack => {
+                self.source_timer(timer)
+            }
+            TimerKind::Image | TimerKind::Decision | TimerKind::Resolve | TimerKind::OwnerRetry => {
                 self.arrival_timer(timer)
             }
         }

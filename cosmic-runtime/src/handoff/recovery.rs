@@ -139,8 +139,14 @@ impl Host {
                             size,
                         },
                     )) => {
-                        // What the task was here before: gone elsewhere, or nothing.
-                        let prior = match records.pop() {
+                        // What the task was here before: gone elsewhere, or nothing. Prepared
+                        // records of older hand-offs that aborted may be left below (their
+                        // removal is best effort): they say nothing about that.
+                        let below = records
+                            .into_iter()
+                            .rev()
+                            .find(|(_, r)| !matches!(r, StoredRecord::Prepared { .. }));
+                        let prior = match below {
                             Some((e, StoredRecord::Moved { handoff, to })) => Some(Prior {
                                 epoch: e,
                                 to,

@@ -86,7 +86,7 @@ impl Host {
             step: LeaveStep::Offered,
             settle_tries: 0,
         });
-        Ok(vec![offer, self.step_timer(task, handoff, 0)])
+        Ok(vec![offer, self.step_timer(task, handoff, TimerKind::Offer, 0)])
     }
 
     pub(super) fn accepted(
@@ -110,7 +110,7 @@ impl Host {
                     body: Body::Image,
                 },
             },
-            self.step_timer(task, handoff, size),
+            self.step_timer(task, handoff, TimerKind::Transfer, size),
         ])
     }
 
@@ -150,7 +150,7 @@ impl Host {
                         body: Body::Offer { epoch, size },
                     },
                 });
-                commands.push(self.step_timer(task, handoff, 0));
+                commands.push(self.step_timer(task, handoff, TimerKind::Offer, 0));
                 return Ok(commands);
             }
         }
@@ -206,7 +206,7 @@ impl Host {
         match &entry.phase {
             Phase::Moved { to, handoff: h } if *h == handoff && to == from => Ok(Vec::new()),
             Phase::Moved { .. } => Err(StepError::StaleHandoff { task, handoff }),
-            phase => Err(not_applicable(task, phase, "Started")),
+            phase => Err(not_applicable(task, phase, "Started or Deferred")),
         }
     }
 
@@ -302,7 +302,8 @@ impl Host {
             return Err(StepError::StaleHandoff { task, handoff });
         }
         match (kind, leaving.step) {
-            (TimerKind::Step, LeaveStep::Offered | LeaveStep::Transferring) => {
+            (TimerKind::Offer, LeaveStep::Offered)
+            | (TimerKind::Transfer, LeaveStep::Transferring) => {
                 let to = leaving.to.clone();
                 let what = if leaving.step == LeaveStep::Offered {
                     "the offer"
@@ -451,12 +452,12 @@ impl Host {
         commands
     }
 
-    fn step_timer(&self, task: TaskId, handoff: HandoffId, bytes: u64) -> Command {
+    fn step_timer(&self, task: TaskId, handoff: HandoffId, kind: TimerKind, bytes: u64) -> Command {
         Command::ArmTimer {
             timer: Timer {
                 task,
                 handoff,
-                kind: TimerKind::Step,
+                kind,
             },
             after: self.config().deadline_for(bytes),
         }

@@ -121,9 +121,11 @@ fn every_event() -> Vec<Event> {
             events.push(read_back(handoff, result));
         }
         for kind in [
-            TimerKind::Step,
+            TimerKind::Offer,
+            TimerKind::Transfer,
             TimerKind::ReadBack,
-            TimerKind::Arrival,
+            TimerKind::Image,
+            TimerKind::Decision,
             TimerKind::Resolve,
             TimerKind::OwnerRetry,
         ] {

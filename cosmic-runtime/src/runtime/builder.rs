@@ -61,6 +61,7 @@ impl Builder {
                 max_arriving: 64,
                 max_arriving_bytes: 2 << 30,
                 max_connections: 1024,
+                reuse_connections: true,
             },
             #[cfg(feature = "fault-injection")]
             fault: None,
@@ -187,6 +188,14 @@ impl Builder {
     /// all are in conversations, the newcomer's offer is refused as busy.
     pub fn max_peer_connections(mut self, connections: usize) -> Self {
         self.migration.max_connections = connections.max(1);
+        self
+    }
+
+    /// Whether a channel to a peer is kept open after a conversation for the next one
+    /// (default true: a move then skips the TCP and Noise handshakes). With `false`, every
+    /// conversation opens a fresh connection.
+    pub fn reuse_peer_connections(mut self, reuse: bool) -> Self {
+        self.migration.reuse_connections = reuse;
         self
     }
 

@@ -13,7 +13,7 @@ fn refusal(to: &str, handoff: HandoffId, refusal: Refusal) -> Vec<Command> {
 fn accepted(to: &str, handoff: HandoffId) -> Vec<Command> {
     vec![
         send(to, handoff, Body::Accept),
-        arm(TimerKind::Arrival, handoff, STEP),
+        arm(TimerKind::Image, handoff, STEP),
     ]
 }
 
@@ -397,10 +397,10 @@ fn losing_the_source_of_a_prepared_copy_puts_it_in_doubt_and_asks() {
 }
 
 #[test]
-fn the_arrival_timer_of_a_prepared_copy_puts_it_in_doubt_and_asks() {
+fn the_decision_timer_of_a_prepared_copy_puts_it_in_doubt_and_asks() {
     let mut host = dest_prepared();
     assert_eq!(
-        must(&mut host, fired(TimerKind::Arrival, HANDOFF)),
+        must(&mut host, fired(TimerKind::Decision, HANDOFF)),
         asked(20)
     );
     assert_eq!(phase(&host), "Arriving/InDoubt");
@@ -436,7 +436,7 @@ fn losing_the_source_while_receiving_forgets_the_offer() {
     assert_eq!(must(&mut host, peer_lost(SOURCE, HANDOFF)), []);
     assert_eq!(host.phase(TASK), None);
     let mut host = dest_receiving();
-    assert_eq!(must(&mut host, fired(TimerKind::Arrival, HANDOFF)), []);
+    assert_eq!(must(&mut host, fired(TimerKind::Image, HANDOFF)), []);
     assert_eq!(host.phase(TASK), None);
 }
 
@@ -457,9 +457,10 @@ fn losing_the_source_while_writing_or_in_doubt_changes_nothing() {
 #[test]
 fn timers_of_another_step_are_stale() {
     let cases = [
-        (dest_recording(), TimerKind::Arrival),
+        (dest_recording(), TimerKind::Image),
         (dest_prepared(), TimerKind::Resolve),
-        (dest_in_doubt(), TimerKind::Arrival),
+        (dest_prepared(), TimerKind::Image),
+        (dest_in_doubt(), TimerKind::Decision),
         (dest_committing(), TimerKind::OwnerRetry),
     ];
     for (mut host, kind) in cases {
@@ -506,7 +507,6 @@ fn an_owner_record_that_failed_defers_and_retries() {
 /// `step_timeout` to decide: recv Offer (arm Arrival) → ImageChecked ok → Wrote prepared
 /// Durable (arm Arrival) → TimerFired(Arrival) of the Accept → InDoubt, send Resolve.
 #[test]
-#[ignore = "bug: the image's arrival timer is indistinguishable from the decision's"]
 fn the_image_arrival_timer_does_not_put_a_prepared_copy_in_doubt() {
     let mut host = dest_empty(Config::default());
     let accepted = must(&mut host, offer(SOURCE, HANDOFF, 1));

@@ -229,7 +229,6 @@ fn several_tasks_recover_each_from_its_own_records() {
 /// Arriving/InDoubt with no prior and epoch 0 → Resolution(Aborted) → the task is forgotten
 /// (Unknown, epoch gone) instead of Moved to `c` at epoch 2.
 #[test]
-#[ignore = "bug: a leftover prepared record hides the move below it on recovery"]
 fn a_leftover_prepared_record_does_not_hide_the_move_below_it() {
     let leftover = StoredRecord::Prepared {
         handoff: STALE,

@@ -45,7 +45,7 @@ fn a_whole_hand_off_moves_the_task_and_its_epoch() {
         out,
         [
             send(DEST, h, offer_body.clone()),
-            arm(TimerKind::Step, h, STEP)
+            arm(TimerKind::Offer, h, STEP)
         ]
     );
     let out = must(&mut b, recv(SOURCE, h, offer_body));
@@ -53,13 +53,13 @@ fn a_whole_hand_off_moves_the_task_and_its_epoch() {
         out,
         [
             send(SOURCE, h, Body::Accept),
-            arm(TimerKind::Arrival, h, STEP)
+            arm(TimerKind::Image, h, STEP)
         ]
     );
     let out = must(&mut a, recv(DEST, h, Body::Accept));
     assert_eq!(
         out,
-        [send(DEST, h, Body::Image), arm(TimerKind::Step, h, STEP)]
+        [send(DEST, h, Body::Image), arm(TimerKind::Transfer, h, STEP)]
     );
     // The driver receives the image, checks it and tells its machine.
     let out = must(&mut b, image_checked(h, Ok(())));
@@ -72,7 +72,7 @@ fn a_whole_hand_off_moves_the_task_and_its_epoch() {
         out,
         [
             send(SOURCE, h, Body::Prepared),
-            arm(TimerKind::Arrival, h, STEP)
+            arm(TimerKind::Decision, h, STEP)
         ]
     );
     let out = must(&mut a, recv(DEST, h, Body::Prepared));
@@ -118,7 +118,7 @@ fn an_image_step_deadline_grows_with_the_image() {
     must(&mut host, event);
     let out = must(&mut host, recv(DEST, HANDOFF, Body::Accept));
     let deadline = STEP + Duration::from_millis(100 * 20);
-    assert_eq!(out[1], arm(TimerKind::Step, HANDOFF, deadline));
+    assert_eq!(out[1], arm(TimerKind::Transfer, HANDOFF, deadline));
 }
 
 #[test]
@@ -179,11 +179,11 @@ fn losing_another_host_is_refused_as_a_wrong_peer() {
 
 #[test]
 fn a_step_timer_before_the_commit_record_keeps_the_task() {
-    for (mut host, what) in [
-        (source_offered(), "the offer"),
-        (source_transferring(), "the copy"),
+    for (mut host, kind, what) in [
+        (source_offered(), TimerKind::Offer, "the offer"),
+        (source_transferring(), TimerKind::Transfer, "the copy"),
     ] {
-        let out = must(&mut host, fired(TimerKind::Step, HANDOFF));
+        let out = must(&mut host, fired(kind, HANDOFF));
         let why = format!("`b` did not answer {what} in time");
         assert_eq!(out, kept(Some(DEST), MoveOutcome::Failed(why)));
         assert_eq!(phase(&host), "Running");
@@ -193,13 +193,13 @@ fn a_step_timer_before_the_commit_record_keeps_the_task() {
 #[test]
 fn a_step_timer_while_the_commit_record_is_written_is_stale() {
     for mut host in [source_committing(), source_checking_commit()] {
-        let error = refused(&mut host, fired(TimerKind::Step, HANDOFF));
+        let error = refused(&mut host, fired(TimerKind::Transfer, HANDOFF));
         assert!(
             matches!(error, StepError::NotApplicable { .. }),
             "{error:?}"
         );
     }
-    let error = refused(&mut source_moved(), fired(TimerKind::Step, HANDOFF));
+    let error = refused(&mut source_moved(), fired(TimerKind::Transfer, HANDOFF));
     assert!(matches!(error, StepError::StaleHandoff { .. }), "{error:?}");
 }
 
@@ -328,7 +328,7 @@ fn a_source_answers_committed_after_the_commit() {
 #[test]
 fn a_source_answers_aborted_otherwise() {
     let mut timed_out = source_transferring();
-    must(&mut timed_out, fired(TimerKind::Step, HANDOFF));
+    must(&mut timed_out, fired(TimerKind::Transfer, HANDOFF));
     for mut host in [timed_out, source_running(), source_finished()] {
         let out = resolve_answer(&mut host, DEST, HANDOFF);
         assert_eq!(out, resolution(DEST, HANDOFF, Resolution::Aborted));
@@ -361,7 +361,7 @@ fn a_settling_refusal_settles_the_older_copy_then_offers_again() {
         [
             send(DEST, OLDER, Body::Resolution(Resolution::Aborted)),
             send(DEST, HANDOFF, offer_body),
-            arm(TimerKind::Step, HANDOFF, STEP),
+            arm(TimerKind::Offer, HANDOFF, STEP),
         ]
     );
     let Some(Phase::Leaving(leaving)) = host.phase(TASK) else {
@@ -451,7 +451,6 @@ fn an_older_copy_in_doubt_is_settled_before_a_newer_offer_is_taken() {
 /// 10 s) → recv Accept (arm Step 10 s + 20 ms/MiB) → TimerFired(Step) at 10 s → send Abort,
 /// resume task, answer Failed("`b` did not answer the copy in time").
 #[test]
-#[ignore = "bug: the offer's step timer is indistinguishable from the image's"]
 fn the_offer_step_timer_does_not_cut_the_image_deadline_short() {
     let mut host = source_running();
     let event = Event::MoveRequested {

@@ -33,6 +33,8 @@ pub(crate) struct MigrationConfig {
     pub(crate) max_arriving_bytes: u64,
     /// The most connections from authenticated peers served at once.
     pub(crate) max_connections: usize,
+    /// Whether a conversation's channel is kept for the next one to the same peer.
+    pub(crate) reuse_connections: bool,
 }
 
 impl MigrationConfig {
@@ -192,6 +194,9 @@ impl Node {
         &self,
         addr: SocketAddr,
     ) -> Result<(SecureChannel, bool), ConnectError> {
+        if !self.config.reuse_connections {
+            return Ok((self.fresh_channel(addr).await?, false));
+        }
         if let Some(channel) = lock(&self.idle).get_mut(&addr).and_then(Vec::pop) {
             return Ok((channel, true));
         }
@@ -212,6 +217,9 @@ impl Node {
 
     /// Keeps a channel whose last conversation ended cleanly, for the next one.
     pub(crate) fn park(&self, addr: SocketAddr, channel: SecureChannel) {
+        if !self.config.reuse_connections {
+            return;
+        }
         let mut idle = lock(&self.idle);
         let parked = idle.entry(addr).or_default();
         if parked.len() < MAX_IDLE_PER_PEER {

@@ -203,7 +203,9 @@ impl Taking<'_> {
             Command::Send { to, envelope } if to == self.from && self.error.is_none() => {
                 self.send(envelope).await
             }
-            Command::ArmTimer { timer, after } if timer.kind == TimerKind::Arrival => {
+            Command::ArmTimer { timer, after }
+                if matches!(timer.kind, TimerKind::Image | TimerKind::Decision) =>
+            {
                 self.deadline = Instant::now() + after;
                 None
             }
@@ -337,7 +339,7 @@ impl Taking<'_> {
                     }
                     Err(_) => {
                         tracing::warn!("no decision from the source in time; resolving");
-                        Some(self.timer_fired())
+                        Some(self.timer_fired(TimerKind::Decision))
                     }
                 }
             }
@@ -354,7 +356,7 @@ impl Taking<'_> {
                 Ok(Received::TooSlow(reason)) => {
                     tracing::warn!(%reason, "cut off a slow transfer");
                     self.error = Some(ChannelError::UnexpectedEof);
-                    return Some(self.timer_fired());
+                    return Some(self.timer_fired(TimerKind::Image));
                 }
                 Err(error) => {
                     self.error = Some(error);
@@ -465,11 +467,11 @@ impl Taking<'_> {
         }
     }
 
-    fn timer_fired(&self) -> Event {
+    fn timer_fired(&self, kind: TimerKind) -> Event {
         Event::TimerFired(Timer {
             task: self.offer.task,
             handoff: self.offer.handoff,
-            kind: TimerKind::Arrival,
+            kind,
         })
     }
 }

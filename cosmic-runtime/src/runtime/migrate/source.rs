@@ -536,10 +536,14 @@ impl Giving<'_> {
         let after = self.node.config.step_timeout;
         self.error = Some(self.timed_out(step, after));
         self.channel = None;
+        let kind = match step {
+            HandoffStep::Connect | HandoffStep::Offer => TimerKind::Offer,
+            _ => TimerKind::Transfer,
+        };
         Event::TimerFired(Timer {
             task: self.task,
             handoff: self.handoff,
-            kind: TimerKind::Step,
+            kind,
         })
     }
 
