@@ -63,6 +63,7 @@ mod config;
 mod error;
 mod frame;
 mod handshake;
+mod identity;
 mod key;
 mod listener;
 mod node;
@@ -75,9 +76,10 @@ mod warnings;
 pub use channel::SecureChannel;
 pub use config::{ChannelConfig, PROTOCOL_VERSION};
 pub use error::{
-    AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, KeyError, ListenError,
-    NodeNameError, NodeNameRule,
+    AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, HostKeyError,
+    KeyError, ListenError, NodeNameError, NodeNameRule, PublicKeyError,
 };
+pub use identity::{Credentials, HostKey, PublicKey, TrustedPeers, PUBLIC_KEY_LEN};
 pub use key::{ClusterKey, MIN_KEY_LEN};
 pub use listener::SecureListener;
 pub use node::{NodeName, PeerInfo, MAX_NODE_NAME_LEN};

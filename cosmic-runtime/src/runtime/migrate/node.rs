@@ -10,7 +10,7 @@ use super::arrival::Arrival;
 #[cfg(feature = "fault-injection")]
 use super::fault::{FaultPlan, FaultPoint, Injected, Injector};
 use crate::task::TaskId;
-use crate::transport::{ChannelConfig, ClusterKey, ConnectError, NodeName, SecureChannel};
+use crate::transport::{ChannelConfig, ConnectError, Credentials, NodeName, SecureChannel};
 
 /// Settings of a host's migrations.
 #[derive(Debug, Clone)]
@@ -36,7 +36,8 @@ impl MigrationConfig {
 
 pub(crate) struct Node {
     pub(crate) name: NodeName,
-    pub(crate) key: ClusterKey,
+    /// The cluster key, this host's key pair and the peers it trusts.
+    pub(crate) key: Credentials,
     pub(crate) channel: ChannelConfig,
     pub(crate) config: MigrationConfig,
     /// The address peers reach us at (the bound address).
@@ -145,7 +146,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Node {
     pub(crate) fn new(
         name: NodeName,
-        key: ClusterKey,
+        key: Credentials,
         channel: ChannelConfig,
         config: MigrationConfig,
         addr: SocketAddr,
