@@ -280,6 +280,7 @@ impl Builder {
 }
 
 /// Checks the host settings and binds the listener.
+#[allow(clippy::too_many_arguments)]
 async fn bind_node(
     listen: &str,
     advertise: Option<&str>,

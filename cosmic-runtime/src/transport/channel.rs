@@ -527,12 +527,14 @@ pub(crate) async fn finish_accept(
     deadline: Instant,
 ) -> Result<(SecureChannel, PeerInfo), HandshakeError> {
     let addr = proven.addr();
-    let (sealed, peer) =
-        tokio::time::timeout_at(deadline, handshake::respond(proven, credentials, local, config))
-            .await
-            .unwrap_or(Err(HandshakeError::Timeout {
-                after: config.handshake_timeout,
-            }))?;
+    let (sealed, peer) = tokio::time::timeout_at(
+        deadline,
+        handshake::respond(proven, credentials, local, config),
+    )
+    .await
+    .unwrap_or(Err(HandshakeError::Timeout {
+        after: config.handshake_timeout,
+    }))?;
     tracing::debug!(peer = %addr, node = %peer.node, key = %peer.public_key, local_node = %local, "secure channel accepted");
     Ok((SecureChannel::new(sealed, &peer, local, config), peer))
 }

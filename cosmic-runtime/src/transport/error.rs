@@ -303,7 +303,7 @@ pub enum HandshakeError {
     },
     /// The responder refused us after our hello (it does not trust our name and key), and said
     /// why in its hello.
-    #[error("the peer refused this host: {reason}")]
+    #[error("the peer refused this host, saying: {reason}")]
     RefusedByPeer {
         /// The peer's reason.
         reason: String,

@@ -281,7 +281,7 @@ async fn exchange_hellos(
             // mismatch for itself).
             let refusal = match &verdict {
                 Err(HandshakeError::VersionMismatch { .. }) | Ok(_) => None,
-                Err(error) => Some(truncate(format!("{local} refused this host: {error}"))),
+                Err(error) => Some(truncate(error.to_string())),
             };
             send_hello(&mut sealed, &ours(refusal.as_deref())).await?;
             let (node, key) = verdict?;
@@ -349,9 +349,7 @@ fn decode_hello(bytes: &[u8]) -> Result<ReceivedHello, HandshakeError> {
     let body = match postcard::take_from_bytes::<HelloBody>(rest) {
         Ok((body, [])) => Ok(body),
         Ok((_, extra)) => Err(format!("{} bytes after the hello", extra.len())),
-        Err(error) => Err(format!(
-            "no node name, public key and signature: {error}"
-        )),
+        Err(error) => Err(format!("no node name, public key and signature: {error}")),
     };
     Ok(ReceivedHello {
         protocol_version,
@@ -491,7 +489,10 @@ mod tests {
             &trusted,
         )
         .unwrap_err();
-        assert!(matches!(err, HandshakeError::BadSignature { .. }), "{err:?}");
+        assert!(
+            matches!(err, HandshakeError::BadSignature { .. }),
+            "{err:?}"
+        );
         println!("checked: a reflected initiator signature fails as the responder's: {err}");
     }
 
@@ -507,10 +508,19 @@ mod tests {
             &trusted,
         )
         .unwrap_err();
-        assert!(matches!(err, HandshakeError::WrongHostKey { .. }), "{err:?}");
+        assert!(
+            matches!(err, HandshakeError::WrongHostKey { .. }),
+            "{err:?}"
+        );
         let message = err.to_string();
-        assert!(message.contains(&alpha.public_key().to_string()), "{message}");
-        assert!(message.contains(&beta.public_key().to_string()), "{message}");
+        assert!(
+            message.contains(&alpha.public_key().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains(&beta.public_key().to_string()),
+            "{message}"
+        );
         // A name nobody trusted.
         let err = verify_peer(
             body("gamma", &beta, signature),
@@ -519,12 +529,18 @@ mod tests {
             &trusted,
         )
         .unwrap_err();
-        assert!(matches!(err, HandshakeError::UntrustedHost { .. }), "{err:?}");
+        assert!(
+            matches!(err, HandshakeError::UntrustedHost { .. }),
+            "{err:?}"
+        );
         // A signature of the wrong length.
         let mut short = body("alpha", &alpha, sign(&alpha, Role::Initiator, &one));
         short.signature.pop();
         let err = verify_peer(short, Role::Initiator, &one, &trusted).unwrap_err();
-        assert!(matches!(err, HandshakeError::BadSignature { .. }), "{err:?}");
+        assert!(
+            matches!(err, HandshakeError::BadSignature { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -80,7 +80,12 @@ impl SecureListener {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ListenError::Bind { addr, source })?;
-        Ok(SecureListener::from_listener(listener, credentials, local, config))
+        Ok(SecureListener::from_listener(
+            listener,
+            credentials,
+            local,
+            config,
+        ))
     }
 
     /// Wraps a listener bound elsewhere.

@@ -76,8 +76,8 @@ mod warnings;
 pub use channel::SecureChannel;
 pub use config::{ChannelConfig, PROTOCOL_VERSION};
 pub use error::{
-    AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, HostKeyError,
-    KeyError, ListenError, NodeNameError, NodeNameRule, PublicKeyError,
+    AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, HostKeyError, KeyError,
+    ListenError, NodeNameError, NodeNameRule, PublicKeyError,
 };
 pub use identity::{Credentials, HostKey, PublicKey, TrustedPeers, PUBLIC_KEY_LEN};
 pub use key::{ClusterKey, MIN_KEY_LEN};

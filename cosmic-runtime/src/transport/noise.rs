@@ -268,10 +268,11 @@ pub(crate) fn memory_pair(
     let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
     let len = i.write_message(&[], &mut msg).unwrap();
     assert_eq!(len, 48, "e (32 bytes) and the empty payload's tag");
-    r.read_message(&msg[..len], &mut payload)
-        .map_err(|_| HandshakeError::AuthenticationFailed {
+    r.read_message(&msg[..len], &mut payload).map_err(|_| {
+        HandshakeError::AuthenticationFailed {
             step: HandshakeStep::NoiseInitiation,
-        })?;
+        }
+    })?;
     let len = r.write_message(&[], &mut msg).unwrap();
     i.read_message(&msg[..len], &mut payload).unwrap();
     Ok((
