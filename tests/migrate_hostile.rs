@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use cosmic::checkpoint::FileStore;
 use cosmic::{Policy, Runtime};
 use cosmic_runtime::transport::{
-    ChannelConfig, ClusterKey, HandshakeError, NodeName, SecureChannel, SecureListener,
+    ChannelConfig, ClusterKey, Credentials, HandshakeError, NodeName, SecureChannel, SecureListener,
 };
 use cosmic_tests::counter::{Counter, TempDir};
+use cosmic_tests::identity;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -31,8 +32,10 @@ const GENEROUS: Duration = Duration::from_secs(10);
 /// The tests each load the machine; one at a time keeps their figures meaningful.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn key() -> ClusterKey {
-    ClusterKey::from_bytes(KEY).unwrap()
+/// The credentials of test host `name`: the cluster key, its key pair, and the trust of the
+/// other test hosts.
+fn key(name: &str) -> Credentials {
+    identity::credentials(ClusterKey::from_bytes(KEY).unwrap(), name)
 }
 
 fn node(name: &str) -> NodeName {
@@ -157,7 +160,12 @@ async fn honest_exchange(addr: SocketAddr) -> Duration {
     let started = Instant::now();
     let (mut channel, _) = tokio::time::timeout(
         GENEROUS,
-        SecureChannel::connect(addr, &key(), &node("honest"), &ChannelConfig::default()),
+        SecureChannel::connect(
+            addr,
+            &key("honest"),
+            &node("honest"),
+            &ChannelConfig::default(),
+        ),
     )
     .await
     .expect("the honest handshake did not finish within 10 s")
@@ -187,7 +195,7 @@ async fn an_honest_handshake_gets_through_1000_keyless_connections() {
     raise_file_limit();
     let listener = SecureListener::bind(
         "127.0.0.1:0".parse().unwrap(),
-        &key(),
+        &key("host"),
         &node("host"),
         &ChannelConfig::default(),
     )
@@ -223,7 +231,8 @@ async fn host(name: &str) -> Host {
         .store(FileStore::open(dir.path()).unwrap())
         .checkpoint(Policy::every_steps(10))
         .listen("127.0.0.1:0")
-        .cluster_key(key())
+        .cluster_key(ClusterKey::from_bytes(KEY).unwrap())
+        .host_key(identity::host_key(name))
         .migration_timeout(Duration::from_secs(5))
         .register::<Counter>()
         .build()
@@ -238,6 +247,7 @@ async fn move_once(from: &Host, to: &Host) -> Duration {
     from.rt
         .add_peer(to.rt.host(), to.rt.local_addr().unwrap())
         .unwrap();
+    identity::introduce(&from.rt, &to.rt);
     let log = from.dir.path().join("steps.log");
     let handle = from
         .rt
@@ -370,7 +380,7 @@ async fn thousands_of_refusals_make_a_few_lines_with_their_count() {
 
     let mut listener = SecureListener::bind(
         "127.0.0.1:0".parse().unwrap(),
-        &key(),
+        &key("host"),
         &node("host"),
         &ChannelConfig::default(),
     )
@@ -428,11 +438,11 @@ async fn peers_of_another_protocol_version_both_name_both_versions() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        SecureChannel::accept(stream, &key(), &node("older"), &older).await
+        SecureChannel::accept(stream, &key("older"), &node("older"), &older).await
     });
     let ours = newer.protocol_version;
     let theirs = cosmic_runtime::transport::PROTOCOL_VERSION;
-    let refused = SecureChannel::connect(addr, &key(), &node("newer"), &newer)
+    let refused = SecureChannel::connect(addr, &key("newer"), &node("newer"), &newer)
         .await
         .unwrap_err();
     let message = refused.handshake_error().unwrap().to_string();

@@ -14,6 +14,7 @@ use cosmic::runtime::{MigrateError, TaskLocation};
 use cosmic::transport::protocol::Refusal;
 use cosmic::{ClusterKey, Policy, Runtime, TaskStatus};
 use cosmic_tests::counter::{check_log, expected_digest, read_log, Counter, TempDir};
+use cosmic_tests::identity;
 
 const KEY: &[u8] = b"migrate-hosts test cluster key, 32+ bytes long";
 
@@ -46,6 +47,9 @@ fn connect(hosts: &[&Host]) {
             if a.rt.host() != b.rt.host() {
                 a.rt.add_peer(b.rt.host(), b.rt.local_addr().unwrap())
                     .unwrap();
+                // Each host made its own key pair at build: exchange the public keys, as an
+                // operator would configure them.
+                identity::introduce(&a.rt, &b.rt);
             }
         }
     }
@@ -523,6 +527,7 @@ async fn the_commit_record_decides_even_when_its_write_reports_an_error() {
         beta.rt
             .add_peer("alpha", alpha.local_addr().unwrap())
             .unwrap();
+        identity::introduce(&alpha, &beta.rt);
         let log = dir.path().join("steps.log");
         let handle = alpha
             .spawn(Counter::new(120, log.to_str().unwrap(), 1))

@@ -19,6 +19,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use cosmic::runtime::migrate::{FaultAction, FaultPlan, FaultPoint};
+use cosmic::{HostKey, PublicKey};
 use cosmic_tests::counter::{check_log, expected_digest, read_log, TempDir};
 
 const TOTAL: u64 = 300;
@@ -29,6 +30,8 @@ struct Node {
     store: PathBuf,
     peer: String,
     key_file: PathBuf,
+    /// `--host-key FILE --trust PEER=KEY`: its own key pair and its peer's public key.
+    identity: Vec<String>,
     child: Child,
     stdin: ChildStdin,
     lines: Receiver<String>,
@@ -47,11 +50,15 @@ fn native() -> Command {
     Command::new(env!("CARGO_BIN_EXE_migrate_node"))
 }
 
-/// Two hosts, alpha and beta, as processes: a folder for their stores, the cluster key file
-/// and the task's step log, and two free ports on 127.0.0.1.
+/// Two hosts, alpha and beta, as processes: a folder for their stores, the cluster key file,
+/// each host's key pair file and the task's step log, and two free ports on 127.0.0.1.
 struct Pair {
     dir: TempDir,
     key_file: PathBuf,
+    /// The public keys of alpha and beta, read from their key files (made here, as an operator
+    /// provisions hosts, so that each host can be told the other's key before either starts).
+    alpha_key: PublicKey,
+    beta_key: PublicKey,
     alpha_addr: String,
     beta_addr: String,
 }
@@ -68,9 +75,17 @@ impl Pair {
             let owner_only = std::fs::Permissions::from_mode(0o600);
             std::fs::set_permissions(&key_file, owner_only).unwrap();
         }
+        let host_key = |name: &str| {
+            HostKey::load_or_create(dir.path().join(format!("{name}.key")))
+                .unwrap()
+                .public_key()
+        };
+        let (alpha_key, beta_key) = (host_key("alpha"), host_key("beta"));
         Pair {
             dir,
             key_file,
+            alpha_key,
+            beta_key,
             alpha_addr: format!("127.0.0.1:{}", free_port()),
             beta_addr: format!("127.0.0.1:{}", free_port()),
         }
@@ -92,11 +107,26 @@ impl Pair {
         fault: Option<FaultPlan>,
         env: &[(&str, &str)],
     ) -> Node {
-        let (addr, peer) = if name == "alpha" {
-            (&self.alpha_addr, format!("beta={}", self.beta_addr))
+        let (addr, peer, trust) = if name == "alpha" {
+            (
+                &self.alpha_addr,
+                format!("beta={}", self.beta_addr),
+                format!("beta={}", self.beta_key),
+            )
         } else {
-            (&self.beta_addr, format!("alpha={}", self.alpha_addr))
+            (
+                &self.beta_addr,
+                format!("alpha={}", self.alpha_addr),
+                format!("alpha={}", self.alpha_key),
+            )
         };
+        let host_key = self.dir.path().join(format!("{name}.key"));
+        let identity = vec![
+            "--host-key".to_owned(),
+            host_key.display().to_string(),
+            "--trust".to_owned(),
+            trust,
+        ];
         Node::start(
             name,
             program,
@@ -104,6 +134,7 @@ impl Pair {
             &self.store(name),
             &peer,
             &self.key_file,
+            &identity,
             fault,
             env,
         )
@@ -121,6 +152,7 @@ impl Node {
         store: &Path,
         peer: &str,
         key_file: &Path,
+        identity: &[String],
         fault: Option<FaultPlan>,
         env: &[(&str, &str)],
     ) -> Node {
@@ -128,6 +160,7 @@ impl Node {
             .args(["--name", name, "--listen", addr, "--store"])
             .arg(store)
             .args(["--peer", peer])
+            .args(identity)
             .env("COSMIC_CLUSTER_KEY_FILE", key_file)
             .env("COSMIC_MIGRATION_TIMEOUT_MS", "1000")
             .env_remove("COSMIC_FAULT")
@@ -155,12 +188,14 @@ impl Node {
             store: store.to_owned(),
             peer: peer.to_owned(),
             key_file: key_file.to_owned(),
+            identity: identity.to_vec(),
             child,
             stdin,
             lines,
         };
+        let key = node.expect("key ");
         let ready = node.expect("ready");
-        eprintln!("{name}: {ready}");
+        eprintln!("{name}: {key}; {ready}");
         node
     }
 
@@ -171,11 +206,22 @@ impl Node {
             store,
             peer,
             key_file,
+            identity,
             mut child,
             ..
         } = self;
         let _ = child.wait();
-        Node::start(name, native(), &addr, &store, &peer, &key_file, None, &[])
+        Node::start(
+            name,
+            native(),
+            &addr,
+            &store,
+            &peer,
+            &key_file,
+            &identity,
+            None,
+            &[],
+        )
     }
 
     fn send(&mut self, command: &str) {

@@ -14,6 +14,7 @@ use cosmic::transport::protocol::{
 use cosmic::transport::{ChannelConfig, ChannelError, ClusterKey, NodeName, SecureChannel};
 use cosmic::{Policy, Runtime, TaskId};
 use cosmic_tests::counter::{expected_digest, Counter};
+use cosmic_tests::identity;
 
 const KEY: &[u8] = b"migrate-protocol test cluster key, 32+ bytes";
 
@@ -24,6 +25,11 @@ async fn beta() -> Runtime {
         .checkpoint(Policy::every_steps(10))
         .listen("127.0.0.1:0")
         .cluster_key(ClusterKey::from_bytes(KEY).unwrap())
+        // Mallory holds the cluster key and a key pair beta trusts: a member of the cluster
+        // that sends what no honest peer would.
+        .host_key(identity::host_key("beta"))
+        .trust_peer("mallory", identity::host_key("mallory").public_key())
+        .trust_peer("alpha", identity::host_key("alpha").public_key())
         .max_image_size(1 << 20)
         .migration_timeout(Duration::from_secs(2))
         .register::<Counter>()
@@ -35,7 +41,7 @@ async fn beta() -> Runtime {
 async fn connect(beta: &Runtime) -> SecureChannel {
     let (channel, _) = SecureChannel::connect(
         beta.local_addr().unwrap(),
-        &ClusterKey::from_bytes(KEY).unwrap(),
+        &identity::credentials(ClusterKey::from_bytes(KEY).unwrap(), "mallory"),
         &NodeName::new("mallory").unwrap(),
         &ChannelConfig::default(),
     )
@@ -75,6 +81,8 @@ async fn still_serves(beta: &Runtime) {
         .host("alpha")
         .listen("127.0.0.1:0")
         .cluster_key(ClusterKey::from_bytes(KEY).unwrap())
+        .host_key(identity::host_key("alpha"))
+        .trust_peer("beta", beta.public_key().unwrap())
         .build()
         .await
         .unwrap();

@@ -953,7 +953,9 @@ fn env_u64(name: &str) -> Option<u64> {
 #[cfg(feature = "sim-mutants")]
 fn pick_mutant() {
     use cosmic_runtime::handoff::mutants::{self, Mutant};
-    let Ok(name) = std::env::var("COSMIC_SIM_MUTANT") else { return };
+    let Ok(name) = std::env::var("COSMIC_SIM_MUTANT") else {
+        return;
+    };
     let (_, mutant) = Mutant::ALL
         .into_iter()
         .find(|(n, _)| *n == name)

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cosmic_runtime::transport::{
-    AcceptError, ChannelConfig, ChannelError, ClusterKey, ConnectError, HandshakeError,
-    HandshakeStep, NodeName, PeerInfo, SecureChannel, SecureListener, CHUNK_SIZE,
+    AcceptError, ChannelConfig, ChannelError, ClusterKey, ConnectError, Credentials,
+    HandshakeError, HandshakeStep, NodeName, PeerInfo, SecureChannel, SecureListener, CHUNK_SIZE,
 };
+use cosmic_tests::identity;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,8 +24,10 @@ const OTHER_KEY: &[u8] = b"another cluster key, of another cluster entirely";
 /// A bound on every wait, so that a broken test fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(600);
 
-fn key() -> ClusterKey {
-    ClusterKey::from_bytes(KEY).unwrap()
+/// What test host `name` holds: the cluster key, its own key pair, and the trust of the
+/// other test hosts.
+fn key(name: &str) -> Credentials {
+    identity::credentials(ClusterKey::from_bytes(KEY).unwrap(), name)
 }
 
 fn node(name: &str) -> NodeName {
@@ -46,7 +49,7 @@ async fn loopback_listener() -> (TcpListener, SocketAddr) {
 /// Accepts one connection on `listener` and runs the responder's handshake on it.
 fn accept_one(
     listener: TcpListener,
-    key: ClusterKey,
+    key: Credentials,
     config: ChannelConfig,
 ) -> JoinHandle<Result<(SecureChannel, PeerInfo), AcceptError>> {
     tokio::spawn(async move {
@@ -57,10 +60,15 @@ fn accept_one(
 
 async fn connected_pair(config: &ChannelConfig) -> (SecureChannel, SecureChannel) {
     let (listener, addr) = loopback_listener().await;
-    let server = accept_one(listener, key(), config.clone());
-    let (client, _) = within(SecureChannel::connect(addr, &key(), &node("alpha"), config))
-        .await
-        .unwrap();
+    let server = accept_one(listener, key("beta"), config.clone());
+    let (client, _) = within(SecureChannel::connect(
+        addr,
+        &key("alpha"),
+        &node("alpha"),
+        config,
+    ))
+    .await
+    .unwrap();
     let (server, _) = within(server).await.unwrap().unwrap();
     (client, server)
 }
@@ -99,15 +107,19 @@ enum Message {
 #[tokio::test]
 async fn typed_messages_round_trip_both_ways() {
     let config = ChannelConfig::default();
-    let key = key();
-    let mut listener =
-        SecureListener::bind("127.0.0.1:0".parse().unwrap(), &key, &node("beta"), &config)
-            .await
-            .unwrap();
+    let mut listener = SecureListener::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &key("beta"),
+        &node("beta"),
+        &config,
+    )
+    .await
+    .unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (mut channel, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.node.as_str(), "alpha");
+        assert_eq!(peer.public_key, identity::host_key("alpha").public_key());
         assert_eq!(channel.peer(), &peer);
         // Echo each message back, then answer the offer.
         for _ in 0..3 {
@@ -118,10 +130,16 @@ async fn typed_messages_round_trip_both_ways() {
         channel.close().await.unwrap();
     });
 
-    let (mut channel, peer) = within(SecureChannel::connect(addr, &key, &node("alpha"), &config))
-        .await
-        .unwrap();
+    let (mut channel, peer) = within(SecureChannel::connect(
+        addr,
+        &key("alpha"),
+        &node("alpha"),
+        &config,
+    ))
+    .await
+    .unwrap();
     assert_eq!(peer.node.as_str(), "beta");
+    assert_eq!(peer.public_key, identity::host_key("beta").public_key());
     assert_eq!(peer.addr, addr);
     assert_eq!(peer.protocol_version, config.protocol_version);
     let messages = [
@@ -247,10 +265,10 @@ async fn a_stream_goes_from_a_reader_to_a_writer_one_chunk_at_a_time() {
 #[tokio::test]
 async fn a_peer_with_a_wrong_key_is_refused_on_both_sides_and_receives_nothing() {
     let (listener, server_addr) = loopback_listener().await;
-    let server = accept_one(listener, key(), ChannelConfig::default());
+    let server = accept_one(listener, key("beta"), ChannelConfig::default());
     let proxy = Proxy::start(server_addr, Fault::None).await;
 
-    let wrong = ClusterKey::from_bytes(OTHER_KEY).unwrap();
+    let wrong = identity::credentials(ClusterKey::from_bytes(OTHER_KEY).unwrap(), "mallory");
     let refused = within(SecureChannel::connect(
         proxy.addr,
         &wrong,
@@ -300,11 +318,14 @@ async fn a_peer_with_a_wrong_key_is_refused_on_both_sides_and_receives_nothing()
 #[tokio::test]
 async fn a_plain_tcp_client_sending_garbage_is_refused_and_the_listener_lives_on() {
     let config = ChannelConfig::default();
-    let key = key();
-    let mut listener =
-        SecureListener::bind("127.0.0.1:0".parse().unwrap(), &key, &node("beta"), &config)
-            .await
-            .unwrap();
+    let mut listener = SecureListener::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &key("beta"),
+        &node("beta"),
+        &config,
+    )
+    .await
+    .unwrap();
     let addr = listener.local_addr().unwrap();
     let (opened, mut opened_rx) = mpsc::unbounded_channel();
     let server = tokio::spawn(async move {
@@ -341,9 +362,14 @@ async fn a_plain_tcp_client_sending_garbage_is_refused_and_the_listener_lives_on
     }
 
     // A real peer still gets through.
-    let (mut channel, _) = within(SecureChannel::connect(addr, &key, &node("alpha"), &config))
-        .await
-        .unwrap();
+    let (mut channel, _) = within(SecureChannel::connect(
+        addr,
+        &key("alpha"),
+        &node("alpha"),
+        &config,
+    ))
+    .await
+    .unwrap();
     let peer = within(opened_rx.recv()).await.unwrap();
     assert_eq!(peer.node.as_str(), "alpha");
     assert!(
@@ -364,7 +390,7 @@ async fn garbage_is_refused_with_a_typed_error() {
         (&[0u8, 3, 1, 2, 3][..], HandshakeStep::NoiseInitiation),
     ] {
         let (listener, addr) = loopback_listener().await;
-        let server = accept_one(listener, key(), ChannelConfig::default());
+        let server = accept_one(listener, key("beta"), ChannelConfig::default());
         let mut stream = TcpStream::connect(addr).await.unwrap();
         stream.write_all(bytes).await.unwrap();
         let error = within(server).await.unwrap().unwrap_err();
@@ -380,7 +406,7 @@ async fn a_peer_that_stalls_in_the_handshake_times_out() {
     let mut config = ChannelConfig::default();
     config.handshake_timeout = Duration::from_millis(200);
     let (listener, addr) = loopback_listener().await;
-    let server = accept_one(listener, key(), config);
+    let server = accept_one(listener, key("beta"), config);
     let _silent = TcpStream::connect(addr).await.unwrap();
     let error = within(server).await.unwrap().unwrap_err();
     // Silent from the start: it never proved the key, under the shorter of both deadlines.
@@ -400,10 +426,15 @@ async fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
     let mut new = ChannelConfig::default();
     new.protocol_version = 2;
     let (listener, addr) = loopback_listener().await;
-    let server = accept_one(listener, key(), old);
-    let refused = within(SecureChannel::connect(addr, &key(), &node("alpha"), &new))
-        .await
-        .unwrap_err();
+    let server = accept_one(listener, key("beta"), old);
+    let refused = within(SecureChannel::connect(
+        addr,
+        &key("alpha"),
+        &node("alpha"),
+        &new,
+    ))
+    .await
+    .unwrap_err();
     match refused.handshake_error() {
         Some(error @ HandshakeError::VersionMismatch { local: 2, peer: 1 }) => {
             let message = error.to_string();
@@ -429,10 +460,15 @@ async fn an_oversized_message_is_refused_before_anything_is_allocated() {
     let mut small = ChannelConfig::default();
     small.max_message_size = 1 << 20;
     let (listener, addr) = loopback_listener().await;
-    let server = accept_one(listener, key(), small.clone());
-    let (mut client, _) = within(SecureChannel::connect(addr, &key(), &node("alpha"), &small))
-        .await
-        .unwrap();
+    let server = accept_one(listener, key("beta"), small.clone());
+    let (mut client, _) = within(SecureChannel::connect(
+        addr,
+        &key("alpha"),
+        &node("alpha"),
+        &small,
+    ))
+    .await
+    .unwrap();
     let (mut server, _) = within(server).await.unwrap().unwrap();
 
     // Announce 2^60 bytes: were the receiver to allocate before checking, the process
@@ -491,11 +527,11 @@ async fn the_sender_of_an_oversized_message_learns_why_it_was_refused() {
 #[tokio::test]
 async fn nothing_readable_crosses_the_wire() {
     let (listener, server_addr) = loopback_listener().await;
-    let server = accept_one(listener, key(), ChannelConfig::default());
+    let server = accept_one(listener, key("beta"), ChannelConfig::default());
     let proxy = Proxy::start(server_addr, Fault::None).await;
     let (mut client, _) = within(SecureChannel::connect(
         proxy.addr,
-        &key(),
+        &key("alpha"),
         &node("alpha"),
         &ChannelConfig::default(),
     ))
@@ -698,11 +734,11 @@ async fn through_the_man_in_the_middle(
     large: Option<usize>,
 ) -> (Vec<u32>, ChannelError) {
     let (listener, server_addr) = loopback_listener().await;
-    let server = accept_one(listener, key(), ChannelConfig::default());
+    let server = accept_one(listener, key("beta"), ChannelConfig::default());
     let proxy = Proxy::start(server_addr, fault).await;
     let (mut client, _) = within(SecureChannel::connect(
         proxy.addr,
-        &key(),
+        &key("alpha"),
         &node("alpha"),
         &ChannelConfig::default(),
     ))

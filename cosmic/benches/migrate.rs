@@ -71,7 +71,9 @@ use std::time::{Duration, Instant};
 
 use cosmic::image::ImageWriter;
 use cosmic::prelude::*;
-use cosmic::transport::{ChannelConfig, NodeName, SecureChannel, SecureListener};
+use cosmic::transport::{
+    ChannelConfig, Credentials, HostKey, NodeName, SecureChannel, SecureListener, TrustedPeers,
+};
 use cosmic::{CheckpointStore, ClusterKey, FileStore, MemoryStore, TaskId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -177,6 +179,15 @@ async fn hosts<S: CheckpointStore>(
     let beta_addr = beta.local_addr().expect("beta listens");
     alpha.add_peer("beta", beta_addr).expect("add beta");
     beta.add_peer("alpha", alpha_addr).expect("add alpha");
+    // Each made a key pair of its own at build: each trusts the other's public key.
+    let name = |name: &str| name.parse::<NodeName>().expect("node name");
+    let beta_key = beta.public_key().expect("beta is a host");
+    let alpha_key = alpha.public_key().expect("alpha is a host");
+    alpha
+        .trust_peer(name("beta"), beta_key)
+        .expect("trust beta");
+    beta.trust_peer(name("alpha"), alpha_key)
+        .expect("trust alpha");
     [alpha, beta]
 }
 
@@ -265,7 +276,16 @@ where
     let beta: NodeName = "beta".parse().expect("node name");
     let alpha: NodeName = "alpha".parse().expect("node name");
     let loopback = "127.0.0.1:0".parse().expect("address");
-    let mut listener = SecureListener::bind(loopback, &key(), &beta, &config)
+    let (alpha_key, beta_key) = (
+        HostKey::generate().expect("alpha's key pair"),
+        HostKey::generate().expect("beta's key pair"),
+    );
+    let trusted = TrustedPeers::new();
+    trusted.trust(alpha.clone(), alpha_key.public_key());
+    trusted.trust(beta.clone(), beta_key.public_key());
+    let alpha_credentials = Credentials::new(key(), alpha_key, trusted.clone());
+    let beta_credentials = Credentials::new(key(), beta_key, trusted);
+    let mut listener = SecureListener::bind(loopback, &beta_credentials, &beta, &config)
         .await
         .expect("bind a secure listener");
     let addr = listener.local_addr().expect("address");
@@ -273,7 +293,7 @@ where
         let (channel, _) = listener.accept().await.expect("accept a secure channel");
         serve(channel).await;
     });
-    let (channel, _) = SecureChannel::connect(addr, &key(), &alpha, &config)
+    let (channel, _) = SecureChannel::connect(addr, &alpha_credentials, &alpha, &config)
         .await
         .expect("connect a secure channel");
     channel

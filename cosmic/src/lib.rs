@@ -102,16 +102,22 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // In real deployments: ClusterKey::from_file or from_env, never a literal.
 //! let key = cosmic::ClusterKey::from_bytes(b"an example key of at least 32 bytes")?;
-//! let host = |name: &str| {
+//! // Each host proves its name with a key pair of its own (in real deployments:
+//! // HostKey::load_or_create or from_file); peers trust each other's public keys by name.
+//! let (alpha_key, beta_key) = (cosmic::HostKey::generate()?, cosmic::HostKey::generate()?);
+//! let host = |name: &str, own: &cosmic::HostKey, peer: &str, theirs: &cosmic::HostKey| {
 //!     cosmic::Runtime::builder()
 //!         .host(name)
 //!         .store(cosmic::MemoryStore::new())
 //!         .listen("127.0.0.1:0")
 //!         .cluster_key(key.clone())
+//!         .host_key(own.clone())
+//!         .trust_peer(peer, theirs.public_key())
 //!         .register::<Countdown>()
 //!         .build()
 //! };
-//! let (alpha, beta) = (host("alpha").await?, host("beta").await?);
+//! let alpha = host("alpha", &alpha_key, "beta", &beta_key).await?;
+//! let beta = host("beta", &beta_key, "alpha", &alpha_key).await?;
 //! alpha.add_peer("beta", beta.local_addr().unwrap())?;
 //!
 //! let handle = alpha.spawn(Countdown { left: 50 }).await?;
@@ -138,7 +144,7 @@ pub use async_trait::async_trait;
 pub use cosmic_runtime::checkpoint::{CheckpointStore, FileStore, MemoryStore, Policy};
 pub use cosmic_runtime::runtime::{Builder, DrainReport, MigrateError, Runtime, TaskHandle};
 pub use cosmic_runtime::task::{Step, StepContext, Task, TaskError, TaskId, TaskStatus};
-pub use cosmic_runtime::transport::ClusterKey;
+pub use cosmic_runtime::transport::{ClusterKey, HostKey, PublicKey};
 
 /// Checkpoint policies, stores and the layout of tasks in a store.
 pub mod checkpoint {

@@ -1,4 +1,5 @@
-//! Shared helpers of the integration tests: a reference CRC-32C, surgery on image bytes
+//! Shared helpers of the integration tests: host identities that trust each other
+//! ([`identity`]), a reference CRC-32C, surgery on image bytes
 //! (rewrite a header field or the body, then re-seal the checksums the way a writer would), and
 //! the fixed writer descriptor of golden images.
 //!
@@ -7,6 +8,7 @@
 //! rather than follow along silently.
 
 pub mod counter;
+pub mod identity;
 
 use cosmic::image::{Arch, Endian, ImageWriter, Isa};
 use cosmic::Migratable;

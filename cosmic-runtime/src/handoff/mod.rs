@@ -29,9 +29,9 @@
 
 mod command;
 mod destination;
+mod event;
 #[cfg(feature = "sim-mutants")]
 pub mod mutants;
-mod event;
 mod phase;
 mod recovery;
 mod source;

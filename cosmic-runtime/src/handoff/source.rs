@@ -86,7 +86,10 @@ impl Host {
             step: LeaveStep::Offered,
             settle_tries: 0,
         });
-        Ok(vec![offer, self.step_timer(task, handoff, TimerKind::Offer, 0)])
+        Ok(vec![
+            offer,
+            self.step_timer(task, handoff, TimerKind::Offer, 0),
+        ])
     }
 
     pub(super) fn accepted(

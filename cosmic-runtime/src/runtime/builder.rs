@@ -16,7 +16,10 @@ use super::task_types::TaskTypes;
 use super::{BuildError, Recovery, Runtime, RuntimeInner};
 use crate::checkpoint::{Catalog, CheckpointStore, Clock, Policy, SystemClock};
 use crate::task::Task;
-use crate::transport::{ChannelConfig, ClusterKey, ListenError, NodeName, SecureListener};
+use crate::transport::{
+    ChannelConfig, ClusterKey, Credentials, HostKey, ListenError, NodeName, PublicKey,
+    SecureListener, TrustedPeers,
+};
 
 /// Configures a [`Runtime`], like `tokio::runtime::Builder`.
 #[derive(Debug)]
@@ -32,6 +35,8 @@ pub struct Builder {
     advertise: Option<String>,
     peers: Vec<(String, String)>,
     cluster_key: Option<ClusterKey>,
+    host_key: Option<HostKey>,
+    trusted: Vec<(String, PublicKey)>,
     channel: ChannelConfig,
     migration: MigrationConfig,
     #[cfg(feature = "fault-injection")]
@@ -52,6 +57,8 @@ impl Builder {
             advertise: None,
             peers: Vec::new(),
             cluster_key: None,
+            host_key: None,
+            trusted: Vec::new(),
             channel: ChannelConfig::default(),
             migration: MigrationConfig {
                 step_timeout: Duration::from_secs(10),
@@ -130,7 +137,8 @@ impl Builder {
         self
     }
 
-    /// A peer host this one can move tasks to, by name and address.
+    /// A peer host this one can move tasks to, by name and address. Its key must be trusted
+    /// too ([`trust_peer`](Self::trust_peer)): a host only talks to peers whose name is proven.
     pub fn peer(mut self, name: impl Into<String>, addr: impl Into<String>) -> Self {
         self.peers.push((name.into(), addr.into()));
         self
@@ -140,6 +148,26 @@ impl Builder {
     /// [`ClusterKey::from_file`] or [`ClusterKey::from_env`], never from the command line.
     pub fn cluster_key(mut self, key: ClusterKey) -> Self {
         self.cluster_key = Some(key);
+        self
+    }
+
+    /// This host's own key pair, which proves its name to peers. Load it with
+    /// [`HostKey::from_file`] or [`HostKey::load_or_create`] (a file only its owner can
+    /// read), and give peers its [`public_key`](HostKey::public_key). Without it, a host makes
+    /// a new key pair at each start and logs its public key (`info`): fine for tests, useless
+    /// for peers that must trust it across restarts.
+    pub fn host_key(mut self, key: HostKey) -> Self {
+        self.host_key = Some(key);
+        self
+    }
+
+    /// Trusts `key` as the public key of host `name`: connections from it, and to it, are
+    /// accepted only if it proves that key. A host that is not trusted is refused, whatever it
+    /// holds; trusting is the operator's act, never a side effect of connecting. Works with or
+    /// without an address for the host ([`peer`](Self::peer)); later calls for the same name
+    /// replace the key.
+    pub fn trust_peer(mut self, name: impl Into<String>, key: PublicKey) -> Self {
+        self.trusted.push((name.into(), key));
         self
     }
 
@@ -233,6 +261,8 @@ impl Builder {
                     self.advertise.as_deref(),
                     &self.host,
                     self.cluster_key.clone(),
+                    self.host_key.clone(),
+                    &self.trusted,
                     &self.peers,
                     self.channel.clone(),
                     self.migration.clone(),
@@ -275,17 +305,39 @@ impl Builder {
 }
 
 /// Checks the host settings and binds the listener.
+#[allow(clippy::too_many_arguments)]
 async fn bind_node(
     listen: &str,
     advertise: Option<&str>,
     host: &str,
     key: Option<ClusterKey>,
+    host_key: Option<HostKey>,
+    trusted_peers: &[(String, PublicKey)],
     peers: &[(String, String)],
     channel: ChannelConfig,
     migration: MigrationConfig,
 ) -> Result<(Node, SecureListener), BuildError> {
     let key = key.ok_or(BuildError::NoClusterKey)?;
     let name = NodeName::new(host).map_err(BuildError::HostName)?;
+    let host_key = match host_key {
+        Some(host_key) => host_key,
+        None => {
+            let host_key = HostKey::generate().map_err(BuildError::HostKey)?;
+            tracing::info!(host = %name, public_key = %host_key.public_key(), "no host key configured (Builder::host_key): made a new one for this run; peers must trust this public key");
+            host_key
+        }
+    };
+    let trusted = TrustedPeers::new();
+    for (peer, peer_key) in trusted_peers {
+        let peer_name = NodeName::new(peer.as_str()).map_err(BuildError::PeerName)?;
+        trusted.trust(peer_name, *peer_key);
+    }
+    for (peer, _) in peers {
+        if trusted.get(peer).is_none() {
+            tracing::warn!(host = %name, peer = %peer, "peer has an address but no trusted key (Builder::trust_peer): connections to and from it will be refused");
+        }
+    }
+    let key = Credentials::new(key, host_key, trusted);
     let listen_addr = parse_addr(listen)?;
     let mut peer_addrs = HashMap::new();
     for (peer, addr) in peers {

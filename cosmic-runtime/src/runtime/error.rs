@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::checkpoint::CatalogError;
 use crate::image::{CaptureError, RestoreError};
 use crate::task::TaskId;
-use crate::transport::{ListenError, NodeNameError};
+use crate::transport::{HostKeyError, ListenError, NodeNameError};
 
 /// Error returned by [`Builder::build`](super::Builder::build).
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,12 @@ pub enum BuildError {
     /// The host's name cannot be a node name.
     #[error("the host name cannot name a node")]
     HostName(#[source] NodeNameError),
+    /// A trusted peer's name cannot name a node.
+    #[error("a trusted peer's name cannot name a node")]
+    PeerName(#[source] NodeNameError),
+    /// No host key was given and none could be made.
+    #[error("failed to make a key pair for this host")]
+    HostKey(#[source] HostKeyError),
     /// An address is not `ip:port`.
     #[error("`{addr}` is not an address (ip:port)")]
     Address {

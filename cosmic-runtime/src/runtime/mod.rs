@@ -196,6 +196,28 @@ impl Runtime {
         self.inner.node.as_ref().map(|node| node.addr)
     }
 
+    /// This host's public key (None unless built with `listen`): what its peers must trust
+    /// it by ([`Builder::trust_peer`], [`trust_peer`](Self::trust_peer)).
+    pub fn public_key(&self) -> Option<crate::transport::PublicKey> {
+        self.inner
+            .node
+            .as_ref()
+            .map(|node| node.key.host_key.public_key())
+    }
+
+    /// Trusts `key` as the public key of host `name` from now on (replacing any key trusted for
+    /// it before), for connections in both directions: the runtime's counterpart of
+    /// [`Builder::trust_peer`].
+    pub fn trust_peer(
+        &self,
+        name: crate::transport::NodeName,
+        key: crate::transport::PublicKey,
+    ) -> Result<(), MigrateError> {
+        let node = self.inner.node.as_ref().ok_or(MigrateError::NotAHost)?;
+        node.key.trusted.trust(name, key);
+        Ok(())
+    }
+
     /// Adds (or changes) a peer this host can move tasks to.
     pub fn add_peer(
         &self,

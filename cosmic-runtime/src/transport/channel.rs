@@ -15,6 +15,7 @@ use super::config::ChannelConfig;
 use super::error::{AcceptError, ChannelError, ConnectError, HandshakeError};
 use super::frame::MAX_NOISE_MESSAGE;
 use super::handshake;
+use super::identity::Credentials;
 use super::key::ClusterKey;
 use super::node::{NodeName, PeerInfo};
 use super::noise::{MAX_PLAINTEXT, TAG_LEN};
@@ -23,7 +24,9 @@ use super::sealed::SealedStream;
 use super::warnings::{self, Side};
 
 /// An encrypted, authenticated, ordered channel to a peer holding the same
-/// [`ClusterKey`], over one TCP connection.
+/// [`ClusterKey`](super::ClusterKey), over one TCP connection, whose name is proven by its
+/// [`HostKey`](super::HostKey) and checked against the [`TrustedPeers`](super::TrustedPeers)
+/// of the [`Credentials`] given.
 ///
 /// Open one with [`connect`](Self::connect), or from an accepted TCP connection with
 /// [`accept`](Self::accept) (a [`SecureListener`](super::SecureListener) does the accepting
@@ -47,10 +50,17 @@ use super::warnings::{self, Side};
 /// # use cosmic_runtime::transport::*;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let key = ClusterKey::from_bytes(b"an example key of at least 32 bytes long")?;
+/// let cluster_key = ClusterKey::from_bytes(b"an example key of at least 32 bytes long")?;
+/// // Each host has a key pair of its own; each trusts the other's public key by name.
+/// let (alpha_key, beta_key) = (HostKey::generate()?, HostKey::generate()?);
+/// let trusted = TrustedPeers::new();
+/// trusted.trust("alpha".parse()?, alpha_key.public_key());
+/// trusted.trust("beta".parse()?, beta_key.public_key());
+/// let alpha = Credentials::new(cluster_key.clone(), alpha_key.clone(), trusted.clone());
+/// let beta = Credentials::new(cluster_key, beta_key.clone(), trusted);
 /// let config = ChannelConfig::default();
 /// let mut listener =
-///     SecureListener::bind("127.0.0.1:0".parse()?, &key, &"beta".parse()?, &config).await?;
+///     SecureListener::bind("127.0.0.1:0".parse()?, &beta, &"beta".parse()?, &config).await?;
 /// let addr = listener.local_addr()?;
 /// let server = tokio::spawn(async move {
 ///     let (mut channel, peer) = listener.accept().await?;
@@ -61,8 +71,9 @@ use super::warnings::{self, Side};
 /// });
 ///
 /// let (mut channel, peer) =
-///     SecureChannel::connect(addr, &key, &"alpha".parse()?, &config).await?;
+///     SecureChannel::connect(addr, &alpha, &"alpha".parse()?, &config).await?;
 /// assert_eq!(peer.node.as_str(), "beta");
+/// assert_eq!(peer.public_key, beta_key.public_key());
 /// channel.send("ping").await?;
 /// let answer: String = channel.recv().await?;
 /// assert_eq!(answer, "ping? hello alpha");
@@ -108,7 +119,7 @@ impl SecureChannel {
     /// every 10 seconds.
     pub async fn connect(
         addr: SocketAddr,
-        key: &ClusterKey,
+        credentials: &Credentials,
         local: &NodeName,
         config: &ChannelConfig,
     ) -> Result<(SecureChannel, PeerInfo), ConnectError> {
@@ -116,7 +127,7 @@ impl SecureChannel {
             let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|source| ConnectError::Tcp { addr, source })?;
-            handshake::initiate(stream, addr, key, local, config)
+            handshake::initiate(stream, addr, credentials, local, config)
                 .await
                 .map_err(|source| ConnectError::Handshake { addr, source })
         };
@@ -132,7 +143,7 @@ impl SecureChannel {
             });
         match outcome {
             Ok((sealed, peer)) => {
-                tracing::debug!(peer = %addr, node = %peer.node, local_node = %local, "secure channel open");
+                tracing::debug!(peer = %addr, node = %peer.node, key = %peer.public_key, local_node = %local, "secure channel open");
                 Ok((SecureChannel::new(sealed, &peer, local, config), peer))
             }
             Err(error) => {
@@ -162,15 +173,15 @@ impl SecureChannel {
     /// having received nothing but, at most, our half of the handshake.
     pub async fn accept(
         stream: TcpStream,
-        key: &ClusterKey,
+        credentials: &Credentials,
         local: &NodeName,
         config: &ChannelConfig,
     ) -> Result<(SecureChannel, PeerInfo), AcceptError> {
         let addr = stream.peer_addr().map_err(AcceptError::PeerAddress)?;
         let deadline = Instant::now() + config.handshake_timeout;
         let outcome = async {
-            let proven = await_proof(stream, addr, key, config).await?;
-            finish_accept(proven, local, config, deadline).await
+            let proven = await_proof(stream, addr, &credentials.cluster_key, config).await?;
+            finish_accept(proven, credentials, local, config, deadline).await
         }
         .await;
         match outcome {
@@ -510,18 +521,21 @@ pub(crate) async fn await_proof(
 /// connection's arrival): our Noise message and the hellos.
 pub(crate) async fn finish_accept(
     proven: handshake::ProvenConnection,
+    credentials: &Credentials,
     local: &NodeName,
     config: &ChannelConfig,
     deadline: Instant,
 ) -> Result<(SecureChannel, PeerInfo), HandshakeError> {
     let addr = proven.addr();
-    let (sealed, peer) =
-        tokio::time::timeout_at(deadline, handshake::respond(proven, local, config))
-            .await
-            .unwrap_or(Err(HandshakeError::Timeout {
-                after: config.handshake_timeout,
-            }))?;
-    tracing::debug!(peer = %addr, node = %peer.node, local_node = %local, "secure channel accepted");
+    let (sealed, peer) = tokio::time::timeout_at(
+        deadline,
+        handshake::respond(proven, credentials, local, config),
+    )
+    .await
+    .unwrap_or(Err(HandshakeError::Timeout {
+        after: config.handshake_timeout,
+    }))?;
+    tracing::debug!(peer = %addr, node = %peer.node, key = %peer.public_key, local_node = %local, "secure channel accepted");
     Ok((SecureChannel::new(sealed, &peer, local, config), peer))
 }
 
@@ -562,6 +576,7 @@ mod tests {
     use tracing::span;
 
     use super::*;
+    use crate::transport::{HostKey, TrustedPeers};
 
     /// Records every event as one line: level, then `name=value` fields.
     struct Capture(Arc<Mutex<Vec<String>>>);
@@ -610,7 +625,11 @@ mod tests {
                 let config = ChannelConfig::default();
                 let server = tokio::spawn(async move {
                     let (stream, client_addr) = listener.accept().await.unwrap();
-                    let key = ClusterKey::from_bytes(KEY.as_bytes()).unwrap();
+                    let key = Credentials::new(
+                        ClusterKey::from_bytes(KEY.as_bytes()).unwrap(),
+                        HostKey::generate().unwrap(),
+                        TrustedPeers::new(),
+                    );
                     // A name no other test uses: refusals are counted per local node and
                     // source, process-wide, and only the first is logged.
                     let refused =
@@ -619,7 +638,11 @@ mod tests {
                     assert!(refused.is_err());
                     client_addr
                 });
-                let wrong = ClusterKey::from_bytes(WRONG_KEY.as_bytes()).unwrap();
+                let wrong = Credentials::new(
+                    ClusterKey::from_bytes(WRONG_KEY.as_bytes()).unwrap(),
+                    HostKey::generate().unwrap(),
+                    TrustedPeers::new(),
+                );
                 let connect = SecureChannel::connect(
                     server_addr,
                     &wrong,

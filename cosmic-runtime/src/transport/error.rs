@@ -1,4 +1,4 @@
-//! Errors of the transport, one enum per kind of operation: loading the key, naming a node,
+//! Errors of the transport, one enum per kind of operation: loading the keys, naming a node,
 //! opening a channel (connect, accept, listen) and using it (send, receive).
 //!
 //! No message here ever holds key material: errors are logged and may be shown to users.
@@ -8,6 +8,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use super::identity::PublicKey;
+use super::node::NodeName;
 
 /// Error returned by the constructors of [`ClusterKey`](super::ClusterKey).
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,74 @@ pub enum KeyError {
     },
 }
 
+/// Error returned by the constructors of [`HostKey`](super::HostKey).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostKeyError {
+    /// The key file could not be opened or read.
+    #[error("failed to read the host key file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The key file's mode lets the group or other users read or change it (Unix): the key
+    /// is refused, as ssh refuses such private keys.
+    #[error(
+        "the host key file {} has mode {mode:03o}: other users may read or change it; restrict it to its owner with `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    SharedFile {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A new key file could not be written.
+    #[error("failed to create the host key file {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes are not a PKCS#8 v2 Ed25519 key pair.
+    #[error("the host key from {origin} is not a PKCS#8 v2 Ed25519 key pair: {reason}")]
+    Invalid {
+        /// Where the key came from (a file, the program).
+        origin: String,
+        /// What ring reported.
+        reason: String,
+    },
+    /// The system's random number generator failed.
+    #[error("the system's random number generator failed while making a host key")]
+    Random,
+}
+
+/// Error returned when text is not a [`PublicKey`](super::PublicKey) (64 hexadecimal digits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublicKeyError {
+    /// Not 64 characters long.
+    #[error("a host public key is 64 hexadecimal digits; this one has {digits} characters")]
+    Length {
+        /// The characters given (whitespace around them not counted).
+        digits: usize,
+    },
+    /// A character that is not a hexadecimal digit.
+    #[error("a host public key is 64 hexadecimal digits; {character:?} at position {position} is not one")]
+    NotHex {
+        /// The character.
+        character: char,
+        /// Its position, in bytes.
+        position: usize,
+    },
+}
+
 /// Error returned when a string is not a valid [`NodeName`](super::NodeName).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid node name {name:?}: {reason}")]
@@ -120,7 +191,8 @@ pub enum HandshakeStep {
     NoiseInitiation,
     /// The second Noise message (responder to initiator), which completes the key agreement.
     NoiseResponse,
-    /// The first encrypted message each way: protocol version and node name.
+    /// The first encrypted message each way: protocol version, node name, public key and the
+    /// signature that proves the name.
     Hello,
 }
 
@@ -199,6 +271,41 @@ pub enum HandshakeError {
     #[error("the peer's hello is malformed: {reason}")]
     BadHello {
         /// What was wrong.
+        reason: String,
+    },
+    /// The peer's signature of the handshake does not verify with the public key it presented:
+    /// it does not hold that key's private half (or the channel was tampered with).
+    #[error("host `{node}` presented key {key} but its signature of this handshake does not verify with it")]
+    BadSignature {
+        /// The name it announced.
+        node: NodeName,
+        /// The key it presented.
+        key: PublicKey,
+    },
+    /// The peer proved a key, but no key is trusted for the name it announced.
+    #[error("host `{node}` (key {key}) is not trusted here: if that is its key, add it with Builder::trust_peer or Runtime::trust_peer")]
+    UntrustedHost {
+        /// The name it announced.
+        node: NodeName,
+        /// The key it proved.
+        key: PublicKey,
+    },
+    /// The peer proved a key, but not the one trusted for the name it announced: another host
+    /// posing as it, or a host whose key changed.
+    #[error("host `{node}` presented key {presented}, which is not the key trusted for it ({trusted}); if `{node}` has a new key, update the trusted key (Builder::trust_peer), otherwise another host is posing as `{node}`")]
+    WrongHostKey {
+        /// The name it announced.
+        node: NodeName,
+        /// The key it proved.
+        presented: PublicKey,
+        /// The key trusted for that name.
+        trusted: PublicKey,
+    },
+    /// The responder refused us after our hello (it does not trust our name and key), and said
+    /// why in its hello.
+    #[error("the peer refused this host, saying: {reason}")]
+    RefusedByPeer {
+        /// The peer's reason.
         reason: String,
     },
     /// The Noise library refused an operation (it should not happen; kept for diagnosis).

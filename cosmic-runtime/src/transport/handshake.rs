@@ -1,7 +1,8 @@
-//! Opening a channel: TCP, then the Noise handshake, then the hello exchange (protocol version
-//! and node name, the first encrypted message each way). The responder's side is in two
-//! halves, waiting for the proof of the key ([`await_proof`]) and the rest ([`respond`]), so
-//! that a listener can keep connections that proved nothing apart, under a shorter deadline.
+//! Opening a channel: TCP, then the Noise handshake, then the hello exchange (the first
+//! encrypted message each way: protocol version, node name, the host's public key and its
+//! signature of the handshake). The responder's side is in two halves, waiting for the proof of
+//! the cluster key ([`await_proof`]) and the rest ([`respond`]), so that a listener can keep
+//! connections that proved nothing apart, under a shorter deadline.
 //!
 //! The responder speaks last at every step: it sends its Noise message only after the
 //! initiator's has proved the key, and its hello only after the initiator's hello has proved
@@ -9,28 +10,63 @@
 //! without the key receives nothing but, at most, nothing at all; and nothing about tasks ever
 //! crosses a channel before both hellos.
 //!
+//! Names are proven, not claimed: each side signs, with its host key (Ed25519), a role label
+//! (`cosmic initiator` / `cosmic responder`) followed by the Noise handshake hash. The hash
+//! covers both ephemeral keys and the pre-shared key's use, so a signature is worth nothing
+//! on any other channel (replay), and the label keeps a responder from sending the initiator's
+//! own signature back (reflection). Each side verifies the other's signature with the public
+//! key in its hello, then checks its trust list: the name announced must be trusted with exactly
+//! that key. A responder that refuses the initiator says why in its hello (the initiator then
+//! fails with [`HandshakeError::RefusedByPeer`]); an initiator that refuses the responder
+//! closes the channel with the reason.
+//!
 //! The hello's compatibility rule: whatever a later version changes, its hello starts with the
 //! protocol version as a postcard `u32`, so that every version can name the other's.
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 use super::config::ChannelConfig;
 use super::error::{ChannelError, HandshakeError, HandshakeStep};
 use super::frame::{self, FramedStream, MAX_HELLO_FRAME};
+use super::identity::{Credentials, HostKey, PublicKey, TrustedPeers, PUBLIC_KEY_LEN};
 use super::key::ClusterKey;
 use super::node::{NodeName, PeerInfo};
 use super::noise::{self, TAG_LEN};
+use super::record;
 use super::sealed::SealedStream;
+
+/// What the initiator signs, before the handshake hash.
+const INITIATOR_LABEL: &[u8; 16] = b"cosmic initiator";
+/// What the responder signs, before the handshake hash.
+const RESPONDER_LABEL: &[u8; 16] = b"cosmic responder";
+
+/// The longest refusal reason sent in a hello; longer ones are cut (at a character boundary).
+const MAX_REFUSAL: usize = 1024;
 
 /// The first encrypted message each way.
 #[derive(Debug, Serialize)]
-struct Hello {
+struct Hello<'a> {
     /// First, always: see the module docs.
     protocol_version: u32,
+    node: &'a str,
+    /// The sender's host public key.
+    public_key: [u8; PUBLIC_KEY_LEN],
+    /// Its Ed25519 signature of its role's label and the handshake hash.
+    signature: &'a [u8],
+    /// Set only in a responder's hello: why it refuses the initiator.
+    refusal: Option<&'a str>,
+}
+
+/// What follows the version in a hello of this version.
+#[derive(Debug, Deserialize)]
+struct HelloBody {
     node: String,
+    public_key: [u8; PUBLIC_KEY_LEN],
+    signature: Vec<u8>,
+    refusal: Option<String>,
 }
 
 /// Which side of the handshake this node plays.
@@ -42,17 +78,74 @@ enum Role {
     Responder,
 }
 
+impl Role {
+    fn label(self) -> &'static [u8; 16] {
+        match self {
+            Role::Initiator => INITIATOR_LABEL,
+            Role::Responder => RESPONDER_LABEL,
+        }
+    }
+
+    fn peer(self) -> Role {
+        match self {
+            Role::Initiator => Role::Responder,
+            Role::Responder => Role::Initiator,
+        }
+    }
+}
+
+/// What the side playing `role` signs on the channel whose handshake hash is `hash`.
+fn signed_message(role: Role, hash: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(16 + hash.len());
+    message.extend_from_slice(role.label());
+    message.extend_from_slice(hash);
+    message
+}
+
+/// This side's signature for the channel whose handshake hash is `hash`.
+fn sign(key: &HostKey, role: Role, hash: &[u8]) -> [u8; 64] {
+    key.sign(&signed_message(role, hash))
+}
+
+/// Checks the peer's hello on the channel whose handshake hash is `hash`: the signature with
+/// the key it presents, then that key against the one trusted for the name it announces.
+fn verify_peer(
+    body: HelloBody,
+    peer_role: Role,
+    hash: &[u8],
+    trusted: &TrustedPeers,
+) -> Result<(NodeName, PublicKey), HandshakeError> {
+    let node = NodeName::new(body.node).map_err(|error| HandshakeError::BadHello {
+        reason: error.to_string(),
+    })?;
+    let key = PublicKey::from_bytes(body.public_key);
+    if !key.verifies(&signed_message(peer_role, hash), &body.signature) {
+        return Err(HandshakeError::BadSignature { node, key });
+    }
+    trusted.check(&node, &key)?;
+    Ok((node, key))
+}
+
 /// Runs the initiator's side on a fresh connection: the Noise handshake, then the hellos.
 pub(crate) async fn initiate(
     stream: TcpStream,
     addr: SocketAddr,
-    key: &ClusterKey,
+    credentials: &Credentials,
     local: &NodeName,
     config: &ChannelConfig,
 ) -> Result<(SealedStream, PeerInfo), HandshakeError> {
     let mut framed = framing(stream);
-    let transport = noise::initiate(&mut framed, key).await?;
-    exchange_hellos(framed, transport, addr, Role::Initiator, local, config).await
+    let transport = noise::initiate(&mut framed, &credentials.cluster_key).await?;
+    exchange_hellos(
+        framed,
+        transport,
+        addr,
+        Role::Initiator,
+        credentials,
+        local,
+        config,
+    )
+    .await
 }
 
 /// An incoming connection whose first Noise message proved the cluster key; nothing has been
@@ -90,6 +183,7 @@ pub(crate) async fn await_proof(
 /// The second half of the responder's side: our Noise message, then the hellos.
 pub(crate) async fn respond(
     proven: ProvenConnection,
+    credentials: &Credentials,
     local: &NodeName,
     config: &ChannelConfig,
 ) -> Result<(SealedStream, PeerInfo), HandshakeError> {
@@ -99,7 +193,16 @@ pub(crate) async fn respond(
         addr,
     } = proven;
     let transport = noise::respond(&mut framed, initiation).await?;
-    exchange_hellos(framed, transport, addr, Role::Responder, local, config).await
+    exchange_hellos(
+        framed,
+        transport,
+        addr,
+        Role::Responder,
+        credentials,
+        local,
+        config,
+    )
+    .await
 }
 
 fn framing(stream: TcpStream) -> FramedStream {
@@ -115,55 +218,100 @@ async fn exchange_hellos(
     transport: noise::NoiseTransport,
     addr: SocketAddr,
     role: Role,
+    credentials: &Credentials,
     local: &NodeName,
     config: &ChannelConfig,
 ) -> Result<(SealedStream, PeerInfo), HandshakeError> {
     frame::set_max_frame(&mut framed, MAX_HELLO_FRAME);
+    let hash = transport.handshake_hash().to_vec();
     let mut sealed = SealedStream::new(framed, transport);
-
-    let ours = Hello {
+    let signature = sign(&credentials.host_key, role, &hash);
+    let ours = |refusal| Hello {
         protocol_version: config.protocol_version,
-        node: local.as_str().to_owned(),
+        node: local.as_str(),
+        public_key: *credentials.host_key.public_key().as_bytes(),
+        signature: &signature,
+        refusal,
     };
-    let theirs = match role {
+    // Checked on both sides, each having the other's hello: each names both versions.
+    let same_version = |theirs: &ReceivedHello| {
+        if theirs.protocol_version == config.protocol_version {
+            Ok(())
+        } else {
+            Err(HandshakeError::VersionMismatch {
+                local: config.protocol_version,
+                peer: theirs.protocol_version,
+            })
+        }
+    };
+    let (node, public_key, protocol_version) = match role {
         Role::Initiator => {
-            send_hello(&mut sealed, &ours).await?;
-            receive_hello(&mut sealed).await?
+            send_hello(&mut sealed, &ours(None)).await?;
+            let theirs = receive_hello(&mut sealed).await?;
+            same_version(&theirs)?;
+            let body = theirs
+                .body
+                .map_err(|reason| HandshakeError::BadHello { reason })?;
+            if let Some(reason) = body.refusal {
+                return Err(HandshakeError::RefusedByPeer { reason });
+            }
+            match verify_peer(body, role.peer(), &hash, &credentials.trusted) {
+                Ok((node, key)) => (node, key, theirs.protocol_version),
+                Err(error) => {
+                    // Best effort: the responder learns why, rather than just that we left.
+                    let reason = format!("{local} refused this host: {error}");
+                    if sealed.feed(&record::close(Some(&reason))).await.is_ok() {
+                        let _ = sealed.flush().await;
+                    }
+                    return Err(error);
+                }
+            }
         }
         Role::Responder => {
             let theirs = receive_hello(&mut sealed).await?;
-            // Sent even when the versions differ, so that the initiator can name both.
-            send_hello(&mut sealed, &ours).await?;
-            theirs
+            let protocol_version = theirs.protocol_version;
+            let verdict = same_version(&theirs).and_then(|()| {
+                let body = theirs
+                    .body
+                    .map_err(|reason| HandshakeError::BadHello { reason })?;
+                verify_peer(body, role.peer(), &hash, &credentials.trusted)
+            });
+            // Sent even when the versions differ, so that the initiator can name both; when
+            // we refuse the initiator, the hello says why (the initiator sees the version
+            // mismatch for itself).
+            let refusal = match &verdict {
+                Err(HandshakeError::VersionMismatch { .. }) | Ok(_) => None,
+                Err(error) => Some(truncate(error.to_string())),
+            };
+            send_hello(&mut sealed, &ours(refusal.as_deref())).await?;
+            let (node, key) = verdict?;
+            (node, key, protocol_version)
         }
     };
-    // Checked on both sides, each having the other's hello: each names both versions.
-    if theirs.protocol_version != config.protocol_version {
-        return Err(HandshakeError::VersionMismatch {
-            local: config.protocol_version,
-            peer: theirs.protocol_version,
-        });
-    }
-    let node = theirs
-        .node
-        .map_err(|reason| HandshakeError::BadHello { reason })
-        .and_then(|node| {
-            NodeName::new(node).map_err(|error| HandshakeError::BadHello {
-                reason: error.to_string(),
-            })
-        })?;
     frame::established_framing(&mut sealed.framed);
     Ok((
         sealed,
         PeerInfo {
             node,
+            public_key,
             addr,
-            protocol_version: theirs.protocol_version,
+            protocol_version,
         },
     ))
 }
 
-async fn send_hello(sealed: &mut SealedStream, hello: &Hello) -> Result<(), HandshakeError> {
+fn truncate(mut text: String) -> String {
+    if text.len() > MAX_REFUSAL {
+        let mut end = MAX_REFUSAL;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+async fn send_hello(sealed: &mut SealedStream, hello: &Hello<'_>) -> Result<(), HandshakeError> {
     let bytes = postcard::to_stdvec(hello).map_err(|error| HandshakeError::BadHello {
         reason: format!("our own hello does not encode: {error}"),
     })?;
@@ -189,7 +337,7 @@ async fn receive_hello(sealed: &mut SealedStream) -> Result<ReceivedHello, Hands
 #[derive(Debug)]
 struct ReceivedHello {
     protocol_version: u32,
-    node: Result<String, String>,
+    body: Result<HelloBody, String>,
 }
 
 /// Reads the version first, so that a hello of another version is still named.
@@ -198,14 +346,14 @@ fn decode_hello(bytes: &[u8]) -> Result<ReceivedHello, HandshakeError> {
         postcard::take_from_bytes::<u32>(bytes).map_err(|error| HandshakeError::BadHello {
             reason: format!("no protocol version: {error}"),
         })?;
-    let node = match postcard::take_from_bytes::<String>(rest) {
-        Ok((node, [])) => Ok(node),
-        Ok((_, extra)) => Err(format!("{} bytes after the node name", extra.len())),
-        Err(error) => Err(format!("no node name: {error}")),
+    let body = match postcard::take_from_bytes::<HelloBody>(rest) {
+        Ok((body, [])) => Ok(body),
+        Ok((_, extra)) => Err(format!("{} bytes after the hello", extra.len())),
+        Err(error) => Err(format!("no node name, public key and signature: {error}")),
     };
     Ok(ReceivedHello {
         protocol_version,
-        node,
+        body,
     })
 }
 
@@ -233,33 +381,166 @@ fn hello_error(error: ChannelError) -> HandshakeError {
 mod tests {
     use super::*;
 
+    fn hello_bytes(version: u32, node: &str, key: &HostKey, refusal: Option<&str>) -> Vec<u8> {
+        postcard::to_stdvec(&Hello {
+            protocol_version: version,
+            node,
+            public_key: *key.public_key().as_bytes(),
+            signature: &[7u8; 64],
+            refusal,
+        })
+        .unwrap()
+    }
+
     #[test]
     fn a_hello_of_this_version_decodes() {
-        let bytes = postcard::to_stdvec(&Hello {
-            protocol_version: 1,
-            node: "alpha".to_owned(),
-        })
-        .unwrap();
+        let key = HostKey::generate().unwrap();
+        let bytes = hello_bytes(1, "alpha", &key, Some("no"));
         let hello = decode_hello(&bytes).unwrap();
         assert_eq!(hello.protocol_version, 1);
-        assert_eq!(hello.node.unwrap(), "alpha");
+        let body = hello.body.unwrap();
+        assert_eq!(body.node, "alpha");
+        assert_eq!(body.public_key, *key.public_key().as_bytes());
+        assert_eq!(body.signature, [7u8; 64]);
+        assert_eq!(body.refusal.as_deref(), Some("no"));
     }
 
     #[test]
     fn a_hello_of_another_shape_still_names_its_version() {
         // A later version whose hello goes on with fields this one does not know.
-        let mut bytes = postcard::to_stdvec(&Hello {
-            protocol_version: 9,
-            node: "alpha".to_owned(),
-        })
-        .unwrap();
+        let key = HostKey::generate().unwrap();
+        let mut bytes = hello_bytes(9, "alpha", &key, None);
         bytes.extend_from_slice(&[1, 2, 3]);
         let hello = decode_hello(&bytes).unwrap();
         assert_eq!(hello.protocol_version, 9);
-        assert!(hello.node.is_err());
+        assert!(hello.body.is_err());
         let hello = decode_hello(&postcard::to_stdvec(&(9u32, [0xffu8; 4])).unwrap()).unwrap();
         assert_eq!(hello.protocol_version, 9);
-        assert!(hello.node.is_err());
+        assert!(hello.body.is_err());
+        // The hello of version 2 (version and name only) names its version too.
+        let hello = decode_hello(&postcard::to_stdvec(&(2u32, "alpha")).unwrap()).unwrap();
+        assert_eq!(hello.protocol_version, 2);
+        assert!(hello.body.is_err());
+    }
+
+    /// Two channels between the same pair of hosts, and the two hosts' keys, trusted.
+    fn two_channels() -> (Vec<u8>, Vec<u8>, HostKey, HostKey, TrustedPeers) {
+        let cluster = ClusterKey::from_bytes(b"the cluster key of the hello's tests").unwrap();
+        let (one, _) = noise::memory_pair(&cluster, &cluster).unwrap();
+        let (two, _) = noise::memory_pair(&cluster, &cluster).unwrap();
+        let (alpha, beta) = (HostKey::generate().unwrap(), HostKey::generate().unwrap());
+        let trusted = TrustedPeers::new();
+        trusted.trust("alpha".parse().unwrap(), alpha.public_key());
+        trusted.trust("beta".parse().unwrap(), beta.public_key());
+        (
+            one.handshake_hash().to_vec(),
+            two.handshake_hash().to_vec(),
+            alpha,
+            beta,
+            trusted,
+        )
+    }
+
+    fn body(node: &str, key: &HostKey, signature: [u8; 64]) -> HelloBody {
+        HelloBody {
+            node: node.to_owned(),
+            public_key: *key.public_key().as_bytes(),
+            signature: signature.to_vec(),
+            refusal: None,
+        }
+    }
+
+    #[test]
+    fn a_signature_proves_the_name_on_its_own_channel_only() {
+        let (one, two, alpha, _, trusted) = two_channels();
+        let signature = sign(&alpha, Role::Initiator, &one);
+        let (node, key) = verify_peer(
+            body("alpha", &alpha, signature),
+            Role::Initiator,
+            &one,
+            &trusted,
+        )
+        .unwrap();
+        assert_eq!((node.as_str(), key), ("alpha", alpha.public_key()));
+        // The same hello replayed on another channel between the same hosts.
+        let err = verify_peer(
+            body("alpha", &alpha, signature),
+            Role::Initiator,
+            &two,
+            &trusted,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, HandshakeError::BadSignature { node, key } if node.as_str() == "alpha" && *key == alpha.public_key()),
+            "{err:?}"
+        );
+        println!("checked: alpha's signature of channel one does not verify on channel two: {err}");
+    }
+
+    #[test]
+    fn a_signature_cannot_be_reflected_to_its_signer() {
+        let (one, _, alpha, _, trusted) = two_channels();
+        // The initiator's signature, sent back by the responder as its own.
+        let signature = sign(&alpha, Role::Initiator, &one);
+        let err = verify_peer(
+            body("alpha", &alpha, signature),
+            Role::Responder,
+            &one,
+            &trusted,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::BadSignature { .. }),
+            "{err:?}"
+        );
+        println!("checked: a reflected initiator signature fails as the responder's: {err}");
+    }
+
+    #[test]
+    fn a_name_is_refused_unless_trusted_with_the_key_that_signed() {
+        let (one, _, alpha, beta, trusted) = two_channels();
+        // Beta, with its own key, posing as alpha.
+        let signature = sign(&beta, Role::Initiator, &one);
+        let err = verify_peer(
+            body("alpha", &beta, signature),
+            Role::Initiator,
+            &one,
+            &trusted,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::WrongHostKey { .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&alpha.public_key().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains(&beta.public_key().to_string()),
+            "{message}"
+        );
+        // A name nobody trusted.
+        let err = verify_peer(
+            body("gamma", &beta, signature),
+            Role::Initiator,
+            &one,
+            &trusted,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::UntrustedHost { .. }),
+            "{err:?}"
+        );
+        // A signature of the wrong length.
+        let mut short = body("alpha", &alpha, sign(&alpha, Role::Initiator, &one));
+        short.signature.pop();
+        let err = verify_peer(short, Role::Initiator, &one, &trusted).unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::BadSignature { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::channel::{self, SecureChannel};
 use super::config::ChannelConfig;
 use super::error::{HandshakeError, ListenError};
 use super::handshake::ProvenConnection;
-use super::key::ClusterKey;
+use super::identity::Credentials;
 use super::node::{NodeName, PeerInfo};
 use super::warnings::{self, RefusalKey};
 use crate::log_limit::{WarnLimiter, DEFAULT_CAPACITY};
@@ -58,7 +58,7 @@ struct Unproven {
 #[derive(Debug)]
 pub struct SecureListener {
     listener: TcpListener,
-    key: ClusterKey,
+    credentials: Credentials,
     local: NodeName,
     config: ChannelConfig,
     /// Connections that have not proved the key, each waiting for its first message.
@@ -73,26 +73,31 @@ impl SecureListener {
     /// Listens on `addr`.
     pub async fn bind(
         addr: SocketAddr,
-        key: &ClusterKey,
+        credentials: &Credentials,
         local: &NodeName,
         config: &ChannelConfig,
     ) -> Result<SecureListener, ListenError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ListenError::Bind { addr, source })?;
-        Ok(SecureListener::from_listener(listener, key, local, config))
+        Ok(SecureListener::from_listener(
+            listener,
+            credentials,
+            local,
+            config,
+        ))
     }
 
     /// Wraps a listener bound elsewhere.
     pub fn from_listener(
         listener: TcpListener,
-        key: &ClusterKey,
+        credentials: &Credentials,
         local: &NodeName,
         config: &ChannelConfig,
     ) -> SecureListener {
         SecureListener {
             listener,
-            key: key.clone(),
+            credentials: credentials.clone(),
             local: local.clone(),
             config: config.clone(),
             unproven: JoinSet::new(),
@@ -157,7 +162,7 @@ impl SecureListener {
     /// unproven connection if the budget is full.
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
         let ticket = self.budget.issue();
-        let key = self.key.clone();
+        let key = self.credentials.cluster_key.clone();
         let config = self.config.clone();
         let task = self.unproven.spawn(async move {
             let deadline = Instant::now() + config.handshake_timeout;
@@ -195,10 +200,12 @@ impl SecureListener {
             Ok((proven, deadline)) => {
                 let local = self.local.clone();
                 let config = self.config.clone();
+                let credentials = self.credentials.clone();
                 self.proven.spawn(async move {
                     (
                         addr,
-                        channel::finish_accept(proven, &local, &config, deadline).await,
+                        channel::finish_accept(proven, &credentials, &local, &config, deadline)
+                            .await,
                     )
                 });
             }

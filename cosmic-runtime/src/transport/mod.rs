@@ -4,11 +4,14 @@
 //! Where things are:
 //! - [`ClusterKey`] (`key.rs`): the shared secret, loaded from a file or an environment
 //!   variable, never printed or sent;
+//! - [`HostKey`], [`PublicKey`], [`TrustedPeers`], [`Credentials`] (`identity.rs`): each
+//!   host's own key pair, the public keys it trusts by name, and all three keys together;
 //! - [`NodeName`], [`PeerInfo`] (`node.rs`): who is at each end;
 //! - [`ChannelConfig`] (`config.rs`): limits, the handshake's deadline, the protocol version;
 //! - `frame.rs`: 2-byte length-prefixed frames, by tokio-util's `LengthDelimitedCodec`;
 //! - `noise.rs`: the Noise handshake and the per-frame encryption, through `snow`;
-//! - `handshake.rs`: TCP + Noise + the hello (protocol version and node name);
+//! - `handshake.rs`: TCP + Noise + the hello (protocol version, node name, public key and the
+//!   signature that proves the name);
 //! - `record.rs`: how messages of any size travel in frames of at most 64 KiB;
 //! - [`SecureChannel`] (`channel.rs`) and [`SecureListener`] (`listener.rs`): the API;
 //! - `budget.rs`: the listener's budget of connections that have not proved the key yet;
@@ -33,15 +36,21 @@
 //!   per-direction frame counter, so a changed, replayed, reordered, dropped or cut
 //!   frame ends the connection.
 //!
-//! Why `NNpsk0` rather than `XXpsk3` with a static key per node: in this cluster the cluster key
-//! *is* the trust root (there is no list of node public keys to check a static key against),
-//! so static keys would add key files to generate, store and distribute without adding
-//! anything a peer could verify. `XXpsk3` would also let a peer without the cluster key run
-//! most of the handshake and obtain the responder's static public key before failing, and it
-//! costs one more message each way. The price of `NNpsk0`: a node's name is what it claims in
-//! the hello; any holder of the cluster key can claim any name, which matches the promise (the
-//! cluster key decides who belongs).
+//! Names are proven by a second layer, inside the channel: each host has an Ed25519 key pair
+//! of its own ([`HostKey`]), and in the hello each side signs a label for its role followed by
+//! the Noise handshake hash, which the other side verifies with the public key presented and
+//! then checks against its [`TrustedPeers`] (the name announced must be trusted with exactly
+//! that key). The trust list is configuration: a key is never trusted because it connected.
 //!
+//! Why signatures over the handshake hash rather than `XXpsk3` or `KKpsk0` with static keys:
+//! `NNpsk0` drops a peer without the cluster key at the very first message, before any
+//! Diffie-Hellman work (`XXpsk3` would let it run most of the handshake and obtain the
+//! responder's static public key before failing, and costs one more message; `KKpsk0` needs the
+//! responder to know the initiator's static key before its first message, when it does not
+//! yet know which host is calling). The hash
+//! binds each signature to this channel (both ephemeral keys are in it), so it cannot be
+//! replayed on another, and the role labels keep it from being reflected to its signer.
+
 //! Why AES-256-GCM, from `ring`: images of hundreds of MiB travel on this channel, and the cipher
 //! sets its speed. On this project's x86-64 machines ring's AES-GCM (AES-NI and carry-less
 //! multiplication) encrypts at about 4.3 GB/s and decrypts at 6 GB/s, against about 1 GB/s for
@@ -63,6 +72,7 @@ mod config;
 mod error;
 mod frame;
 mod handshake;
+mod identity;
 mod key;
 mod listener;
 mod node;
@@ -75,9 +85,10 @@ mod warnings;
 pub use channel::SecureChannel;
 pub use config::{ChannelConfig, PROTOCOL_VERSION};
 pub use error::{
-    AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, KeyError, ListenError,
-    NodeNameError, NodeNameRule,
+    AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, HostKeyError, KeyError,
+    ListenError, NodeNameError, NodeNameRule, PublicKeyError,
 };
+pub use identity::{Credentials, HostKey, PublicKey, TrustedPeers, PUBLIC_KEY_LEN};
 pub use key::{ClusterKey, MIN_KEY_LEN};
 pub use listener::SecureListener;
 pub use node::{NodeName, PeerInfo, MAX_NODE_NAME_LEN};

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use super::error::{NodeNameError, NodeNameRule};
+use super::identity::PublicKey;
 
 /// The longest node name, in bytes.
 pub const MAX_NODE_NAME_LEN: usize = 128;
@@ -137,9 +138,11 @@ fn forbidden(c: char) -> Option<&'static str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PeerInfo {
-    /// The name the peer announced (authenticated by the cluster key: any holder of the key
-    /// may claim any name).
+    /// The peer's name, proven: it signed the handshake with the key this host trusts for
+    /// that name.
     pub node: NodeName,
+    /// The peer's host public key (the one trusted for `node`).
+    pub public_key: PublicKey,
     /// The peer's TCP address.
     pub addr: SocketAddr,
     /// The protocol version both sides speak.

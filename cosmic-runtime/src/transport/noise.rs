@@ -141,10 +141,16 @@ fn into_transport(
     state: snow::HandshakeState,
     step: HandshakeStep,
 ) -> Result<NoiseTransport, HandshakeError> {
+    // The hash of the whole handshake, taken before transport mode: what each side signs to
+    // prove its host key on this channel and no other.
+    let handshake_hash = state.get_handshake_hash().to_vec();
     let state = state
         .into_transport_mode()
         .map_err(|source| HandshakeError::Noise { step, source })?;
-    Ok(NoiseTransport { state })
+    Ok(NoiseTransport {
+        state,
+        handshake_hash,
+    })
 }
 
 fn frame_error(error: FrameError, step: HandshakeStep) -> HandshakeError {
@@ -170,9 +176,17 @@ fn frame_error(error: FrameError, step: HandshakeStep) -> HandshakeError {
 /// The session after the handshake: one cipher each way, each with its own frame counter.
 pub(crate) struct NoiseTransport {
     state: snow::TransportState,
+    /// The Noise handshake hash `h` at the end of the handshake: the same on both sides of
+    /// one channel, different on every other (it covers both ephemeral keys).
+    handshake_hash: Vec<u8>,
 }
 
 impl NoiseTransport {
+    /// The handshake hash of this channel (channel binding for the hello's signatures).
+    pub(crate) fn handshake_hash(&self) -> &[u8] {
+        &self.handshake_hash
+    }
+
     /// Encrypts `plaintext` (at most [`MAX_PLAINTEXT`] bytes) into `out`, replacing its contents.
     pub(crate) fn encrypt(
         &mut self,
@@ -241,34 +255,53 @@ impl NoiseTransport {
     }
 }
 
+/// A session pair made in memory, without sockets (unit tests of this module and of the
+/// hello).
+#[cfg(test)]
+pub(crate) fn memory_pair(
+    initiator_key: &ClusterKey,
+    responder_key: &ClusterKey,
+) -> Result<(NoiseTransport, NoiseTransport), HandshakeError> {
+    let mut i = handshake_state(initiator_key, true, HandshakeStep::NoiseInitiation)?;
+    let mut r = handshake_state(responder_key, false, HandshakeStep::NoiseInitiation)?;
+    let mut msg = [0u8; MAX_HANDSHAKE_FRAME];
+    let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
+    let len = i.write_message(&[], &mut msg).unwrap();
+    assert_eq!(len, 48, "e (32 bytes) and the empty payload's tag");
+    r.read_message(&msg[..len], &mut payload).map_err(|_| {
+        HandshakeError::AuthenticationFailed {
+            step: HandshakeStep::NoiseInitiation,
+        }
+    })?;
+    let len = r.write_message(&[], &mut msg).unwrap();
+    i.read_message(&msg[..len], &mut payload).unwrap();
+    Ok((
+        into_transport(i, HandshakeStep::NoiseResponse)?,
+        into_transport(r, HandshakeStep::NoiseResponse)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A session pair made in memory, without sockets.
     fn pair(
         initiator_key: &[u8],
         responder_key: &[u8],
     ) -> Result<(NoiseTransport, NoiseTransport), HandshakeError> {
-        let ikey = ClusterKey::from_bytes(initiator_key).unwrap();
-        let rkey = ClusterKey::from_bytes(responder_key).unwrap();
-        let mut i = handshake_state(&ikey, true, HandshakeStep::NoiseInitiation)?;
-        let mut r = handshake_state(&rkey, false, HandshakeStep::NoiseInitiation)?;
-        let mut msg = [0u8; MAX_HANDSHAKE_FRAME];
-        let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
-        let len = i.write_message(&[], &mut msg).unwrap();
-        assert_eq!(len, 48, "e (32 bytes) and the empty payload's tag");
-        r.read_message(&msg[..len], &mut payload).map_err(|_| {
-            HandshakeError::AuthenticationFailed {
-                step: HandshakeStep::NoiseInitiation,
-            }
-        })?;
-        let len = r.write_message(&[], &mut msg).unwrap();
-        i.read_message(&msg[..len], &mut payload).unwrap();
-        Ok((
-            into_transport(i, HandshakeStep::NoiseResponse)?,
-            into_transport(r, HandshakeStep::NoiseResponse)?,
-        ))
+        memory_pair(
+            &ClusterKey::from_bytes(initiator_key).unwrap(),
+            &ClusterKey::from_bytes(responder_key).unwrap(),
+        )
+    }
+
+    #[test]
+    fn both_sides_share_the_handshake_hash_and_no_other_channel_does() {
+        let (a, b) = pair(KEY, KEY).unwrap();
+        let (c, _) = pair(KEY, KEY).unwrap();
+        assert_eq!(a.handshake_hash().len(), 32);
+        assert_eq!(a.handshake_hash(), b.handshake_hash());
+        assert_ne!(a.handshake_hash(), c.handshake_hash());
     }
 
     const KEY: &[u8] = b"the cluster key of these unit tests";

@@ -31,6 +31,10 @@ pub(crate) fn kind(error: &HandshakeError) -> &'static str {
         HandshakeError::NotAHandshake { .. } => "not a handshake",
         HandshakeError::VersionMismatch { .. } => "protocol version mismatch",
         HandshakeError::BadHello { .. } => "malformed hello",
+        HandshakeError::BadSignature { .. } => "bad host signature",
+        HandshakeError::UntrustedHost { .. } => "untrusted host",
+        HandshakeError::WrongHostKey { .. } => "wrong host key",
+        HandshakeError::RefusedByPeer { .. } => "refused by the peer",
         _ => "handshake failed",
     }
 }

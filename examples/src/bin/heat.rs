@@ -3,7 +3,9 @@
 //! run that was never interrupted.
 //!
 //! A second phase moves the simulation between two hosts, "alpha" and "beta": separate
-//! processes on 127.0.0.1 with their own stores and a shared cluster key. Alpha starts the
+//! processes on 127.0.0.1 with their own stores, a shared cluster key, and each its own key
+//! pair (`DIR/alpha.key`, `DIR/beta.key`, made on first use), whose public keys each host is
+//! told to trust for the other's name. Alpha starts the
 //! task and moves it to beta while it runs; beta is SIGKILLed and restarted, resumes the task
 //! from its own checkpoint, and alpha, which only keeps a forwarding entry, joins the task and
 //! gets the same answer again.
@@ -19,7 +21,7 @@ use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use cosmic::{ClusterKey, FileStore, Policy, Runtime, TaskId, TaskStatus};
+use cosmic::{ClusterKey, FileStore, HostKey, Policy, PublicKey, Runtime, TaskId, TaskStatus};
 use cosmic_examples::heat::{HeatPlate, HeatResult};
 
 struct Options {
@@ -33,6 +35,10 @@ struct Options {
     host: Option<String>,
     listen: Option<String>,
     peers: Vec<(String, String)>,
+    /// The host's own key pair file (made if absent).
+    host_key: Option<PathBuf>,
+    /// Peers' public keys, trusted for their names.
+    trust: Vec<(String, PublicKey)>,
 }
 
 const USAGE: &str = "usage: heat [--dir DIR] [--size CELLS] [--steps N] [--sweeps N] [--kills N]
@@ -53,6 +59,8 @@ fn parse() -> Result<Options, String> {
         host: None,
         listen: None,
         peers: Vec::new(),
+        host_key: None,
+        trust: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -86,6 +94,15 @@ fn parse() -> Result<Options, String> {
                 let peer = value("--peer")?;
                 let (name, addr) = peer.split_once('=').ok_or("--peer needs NAME=ADDR")?;
                 options.peers.push((name.to_owned(), addr.to_owned()));
+            }
+            "--host-key" => options.host_key = Some(PathBuf::from(value("--host-key")?)),
+            "--trust" => {
+                let trust = value("--trust")?;
+                let (name, key) = trust
+                    .split_once('=')
+                    .ok_or("--trust needs NAME=PUBLIC_KEY")?;
+                let key = key.parse().map_err(|e| format!("--trust {name}: {e}"))?;
+                options.trust.push((name.to_owned(), key));
             }
             "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
@@ -347,6 +364,8 @@ async fn start_host(options: &Options, name: &str) -> Result<Runtime, String> {
     let listen = options.listen.as_deref().ok_or("--host needs --listen")?;
     let key_file = std::env::var_os(KEY_FILE_VAR).ok_or(format!("{KEY_FILE_VAR} is not set"))?;
     let key = ClusterKey::from_file(key_file).map_err(|e| e.to_string())?;
+    let key_file = options.host_key.as_ref().ok_or("--host needs --host-key")?;
+    let host_key = HostKey::load_or_create(key_file).map_err(|e| e.to_string())?;
     let store = FileStore::open(&options.dir).map_err(|e| e.to_string())?;
     let mut builder = Runtime::builder()
         .host(name)
@@ -356,9 +375,13 @@ async fn start_host(options: &Options, name: &str) -> Result<Runtime, String> {
         .checkpoint(Policy::every(Duration::from_millis(50)))
         .listen(listen)
         .cluster_key(key)
+        .host_key(host_key)
         .register::<HeatPlate>();
     for (peer, addr) in &options.peers {
         builder = builder.peer(peer, addr);
+    }
+    for (peer, key) in &options.trust {
+        builder = builder.trust_peer(peer, *key);
     }
     builder.build().await.map_err(|e| e.to_string())
 }
@@ -419,16 +442,42 @@ fn migrate_between_hosts(
         }
     }
     let key_file = write_cluster_key(&options.dir)?;
+    // Each host's own key pair, made here on first use as an operator would provision the
+    // hosts, so that each can be told the other's public key before either starts.
+    let host_key = |name: &str| {
+        let path = options.dir.join(format!("{name}.key"));
+        HostKey::load_or_create(&path)
+            .map(|key| (path, key.public_key()))
+            .map_err(|e| e.to_string())
+    };
+    let (alpha_key_file, alpha_key) = host_key("alpha")?;
+    let (beta_key_file, beta_key) = host_key("beta")?;
     let [alpha_addr, beta_addr] = free_addrs()?;
     println!(
         "migration between two hosts: alpha on {alpha_addr}, beta on {beta_addr}, stores in {}",
         options.dir.join("{alpha,beta}").display()
     );
-    let start = |name, listen: &str, peer: String| {
-        HostProcess::start(exe, options, name, listen, &peer, &key_file)
+    println!("  host keys: alpha {alpha_key}, beta {beta_key} (each trusts the other's)");
+    let start = |name| {
+        let identity = if name == "alpha" {
+            HostIdentity {
+                listen: &alpha_addr,
+                peer: format!("beta={beta_addr}"),
+                key_file: &alpha_key_file,
+                trust: format!("beta={beta_key}"),
+            }
+        } else {
+            HostIdentity {
+                listen: &beta_addr,
+                peer: format!("alpha={alpha_addr}"),
+                key_file: &beta_key_file,
+                trust: format!("alpha={alpha_key}"),
+            }
+        };
+        HostProcess::start(exe, options, name, &identity, &key_file)
     };
-    let mut alpha = start("alpha", &alpha_addr, format!("beta={beta_addr}"))?;
-    let mut beta = start("beta", &beta_addr, format!("alpha={alpha_addr}"))?;
+    let mut alpha = start("alpha")?;
+    let mut beta = start("beta")?;
 
     alpha.send("spawn")?;
     let task: String = field(&alpha.expect(|line| line.starts_with("spawned "))?, 1)?;
@@ -453,7 +502,7 @@ fn migrate_between_hosts(
         step >= kill_after && durable > *baseline.get_or_insert(durable)
     })?;
     beta.kill();
-    beta = start("beta", &beta_addr, format!("alpha={alpha_addr}"))?;
+    beta = start("beta")?;
     let resumed = beta
         .startup
         .iter()
@@ -543,6 +592,17 @@ fn demo_key() -> String {
         .collect()
 }
 
+/// Where a host of the migration phase listens, its peer, its key pair file, and the public
+/// key it trusts for its peer.
+struct HostIdentity<'a> {
+    listen: &'a str,
+    /// `NAME=ADDR`.
+    peer: String,
+    key_file: &'a Path,
+    /// `NAME=PUBLIC_KEY`.
+    trust: String,
+}
+
 /// A host process of the migration phase. Dropping it kills the process, so that no host
 /// outlives the demonstration when a step of it fails.
 struct HostProcess {
@@ -559,12 +619,15 @@ impl HostProcess {
         exe: &Path,
         options: &Options,
         name: &'static str,
-        listen: &str,
-        peer: &str,
+        identity: &HostIdentity<'_>,
         key_file: &Path,
     ) -> Result<HostProcess, String> {
         let mut child = Command::new(exe)
-            .args(["--host", name, "--listen", listen, "--peer", peer, "--dir"])
+            .args(["--host", name, "--listen", identity.listen])
+            .args(["--peer", &identity.peer, "--trust", &identity.trust])
+            .arg("--host-key")
+            .arg(identity.key_file)
+            .arg("--dir")
             .arg(options.dir.join(name))
             .args(["--size", &options.size.to_string()])
             .args(["--steps", &options.steps.to_string()])

@@ -1,10 +1,14 @@
 //! A cosmic host as an OS process, driven line by line on stdin, for the multi-process
 //! migration tests (`tests/migrate_processes.rs`).
 //!
-//! `migrate_node --name NAME --listen ADDR --store DIR [--peer NAME=ADDR]...`
+//! `migrate_node --name NAME --listen ADDR --store DIR [--host-key FILE] [--peer NAME=ADDR]...
+//! [--trust NAME=PUBLIC_KEY]...`
 //!
 //! The cluster key is read from the file named by `COSMIC_CLUSTER_KEY_FILE` (never from the
-//! command line). `COSMIC_FAULT=point=action` injects a fault into this host's hand-offs;
+//! command line). The host's own key pair is in `--host-key FILE` (created, mode 0600, if
+//! absent; without the option, a new key pair for this run); `--trust NAME=PUBLIC_KEY` (64 hex
+//! digits) trusts a peer's public key. At start the node prints `key PUBLIC_KEY` (its own),
+//! then `ready ...`. `COSMIC_FAULT=point=action` injects a fault into this host's hand-offs;
 //! `COSMIC_MIGRATION_TIMEOUT_MS` shortens the hand-off timeouts; `COSMIC_CHECKPOINT_STEPS`
 //! sets the checkpoint interval (default every 10 steps).
 //!
@@ -15,6 +19,7 @@
 //! migrate ID HOST          -> migrated ID | failed ID REASON
 //! join ID                  -> joined ID DIGEST | join-failed ID REASON
 //! locate ID                -> located ID HOST STATUS STEPS | locate-failed ID REASON
+//! trust NAME PUBLIC_KEY    -> trusted NAME | trust-failed NAME REASON
 //! quit                     -> (exits)
 //! ```
 
@@ -22,7 +27,7 @@ use std::time::Duration;
 
 use cosmic::checkpoint::FileStore;
 use cosmic::runtime::migrate::FaultPlan;
-use cosmic::{ClusterKey, Policy, Runtime, TaskId};
+use cosmic::{ClusterKey, HostKey, Policy, Runtime, TaskId};
 use cosmic_tests::counter::Counter;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -50,10 +55,19 @@ async fn main() {
         .listen(listen)
         .cluster_key(key)
         .register::<Counter>();
+    if let Some(file) = arg(&args, "--host-key") {
+        builder = builder.host_key(HostKey::load_or_create(&file).expect("host key"));
+    }
     for (i, a) in args.iter().enumerate() {
         if a == "--peer" {
             let (peer, addr) = args[i + 1].split_once('=').expect("--peer NAME=ADDR");
             builder = builder.peer(peer, addr);
+        }
+        if a == "--trust" {
+            let (peer, key) = args[i + 1]
+                .split_once('=')
+                .expect("--trust NAME=PUBLIC_KEY");
+            builder = builder.trust_peer(peer, key.parse().expect("--trust: a public key"));
         }
     }
     if let Ok(ms) = std::env::var("COSMIC_MIGRATION_TIMEOUT_MS") {
@@ -64,6 +78,7 @@ async fn main() {
     }
     let rt = builder.build().await.expect("build the runtime");
     let recovery = rt.recovery();
+    println!("key {}", rt.public_key().expect("listening"));
     println!(
         "ready {} resumed={} moved={} in_doubt={} failed={:?}",
         rt.local_addr().expect("listening"),
@@ -126,6 +141,17 @@ async fn main() {
                 ),
                 Err(error) => println!("locate-failed {} {error}", id(1)),
             },
+            ["trust", peer, key] => {
+                let trusted = match (peer.parse(), key.parse()) {
+                    (Ok(name), Ok(key)) => rt.trust_peer(name, key).map_err(|e| e.to_string()),
+                    (Err(error), _) => Err(error.to_string()),
+                    (_, Err(error)) => Err(error.to_string()),
+                };
+                match trusted {
+                    Ok(()) => println!("trusted {peer}"),
+                    Err(reason) => println!("trust-failed {peer} {reason}"),
+                }
+            }
             ["quit"] => break,
             _ => println!("unknown command: {line}"),
         }

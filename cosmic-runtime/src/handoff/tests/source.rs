@@ -59,7 +59,10 @@ fn a_whole_hand_off_moves_the_task_and_its_epoch() {
     let out = must(&mut a, recv(DEST, h, Body::Accept));
     assert_eq!(
         out,
-        [send(DEST, h, Body::Image), arm(TimerKind::Transfer, h, STEP)]
+        [
+            send(DEST, h, Body::Image),
+            arm(TimerKind::Transfer, h, STEP)
+        ]
     );
     // The driver receives the image, checks it and tells its machine.
     let out = must(&mut b, image_checked(h, Ok(())));

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use super::arrival::Arrival;
 use super::connections::Connections;
-use crate::log_limit::{Verdict, WarnLimiter, DEFAULT_CAPACITY};
 #[cfg(feature = "fault-injection")]
 use super::fault::{FaultPlan, FaultPoint, Injected, Injector};
 use crate::handoff::{self, Command, Event, Phase, StepError};
+use crate::log_limit::{Verdict, WarnLimiter, DEFAULT_CAPACITY};
 use crate::task::TaskId;
-use crate::transport::{ChannelConfig, ClusterKey, ConnectError, NodeName, SecureChannel};
+use crate::transport::{ChannelConfig, ConnectError, Credentials, NodeName, SecureChannel};
 
 /// Settings of a host's migrations.
 #[derive(Debug, Clone)]
@@ -53,7 +53,8 @@ impl MigrationConfig {
 
 pub(crate) struct Node {
     pub(crate) name: NodeName,
-    pub(crate) key: ClusterKey,
+    /// The cluster key, this host's key pair and the peers it trusts.
+    pub(crate) key: Credentials,
     pub(crate) channel: ChannelConfig,
     pub(crate) config: MigrationConfig,
     /// The address peers reach us at (the bound address).
@@ -85,7 +86,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Node {
     pub(crate) fn new(
         name: NodeName,
-        key: ClusterKey,
+        key: Credentials,
         channel: ChannelConfig,
         config: MigrationConfig,
         addr: SocketAddr,
@@ -176,8 +177,14 @@ impl Node {
 
     /// Logs a warning about `peer` unless the same one was logged lately: the first time,
     /// then once per interval with the number of occurrences in between.
-    pub(crate) fn warn_about(&self, kind: &'static str, peer: &str, detail: &dyn std::fmt::Display) {
-        let verdict = lock(&self.warnings).observe((kind, peer.to_owned()), std::time::Instant::now());
+    pub(crate) fn warn_about(
+        &self,
+        kind: &'static str,
+        peer: &str,
+        detail: &dyn std::fmt::Display,
+    ) {
+        let verdict =
+            lock(&self.warnings).observe((kind, peer.to_owned()), std::time::Instant::now());
         if let Verdict::Log { suppressed } = verdict {
             tracing::warn!(%peer, %detail, suppressed, "{kind}");
         }

@@ -298,6 +298,20 @@ impl Giving<'_> {
                 .await;
                 match connect {
                     Ok(Ok((channel, reused))) => {
+                        // Names are proven in the handshake: the host there must be the one
+                        // this move is for, or the task would go to another.
+                        let reached = channel.peer().node.to_string();
+                        if reached != self.host {
+                            self.error = Some(MigrateError::Rejected {
+                                task: self.task,
+                                host: self.host.to_owned(),
+                                reason: format!(
+                                    "the host at {} is `{reached}`, not `{}`",
+                                    self.addr, self.host
+                                ),
+                            });
+                            return Some(self.peer_lost());
+                        }
                         self.channel = Some(channel);
                         self.reused = reused;
                     }
