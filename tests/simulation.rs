@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo test --release -p cosmic-tests --test simulation -- --nocapture`
 //! - `COSMIC_SIM_SCHEDULES=N` sets the number of schedules (default 20,000 in release, a
-//!   300-schedule smoke run in a debug build such as `cargo test --workspace`);
+//!   100-schedule smoke run in a debug build such as `cargo test --workspace`);
 //! - `COSMIC_SIM_SEED=S` replays one schedule (a failure prints the command);
 //! - `COSMIC_SIM_BASE_SEED=B` fixes where the seeds start (default: from the clock, printed);
 //! - `COSMIC_SIM_COUNT_FAILURES=1` runs every schedule and counts the failing ones;
@@ -981,7 +981,7 @@ fn hand_offs_keep_their_promises_under_every_schedule() {
         return;
     }
     // A debug build is far slower: it runs a smoke test unless told otherwise.
-    let default = if cfg!(debug_assertions) { 300 } else { 20_000 };
+    let default = if cfg!(debug_assertions) { 100 } else { 20_000 };
     let schedules = env_u64("COSMIC_SIM_SCHEDULES").unwrap_or(default);
     let base = env_u64("COSMIC_SIM_BASE_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
