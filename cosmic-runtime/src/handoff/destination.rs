@@ -11,7 +11,8 @@ use super::{not_applicable, Entry, Host, StepError, Write};
 use crate::task::TaskId;
 use crate::transport::protocol::{Refusal, Resolution};
 
-/// How long before writing an `owner` record again after its write failed.
+/// How long before writing an `owner` record again after its write failed; it doubles with
+/// each failure, up to the config's `resolve_max`.
 const OWNER_RETRY: Duration = Duration::from_millis(50);
 
 impl Host {
@@ -146,6 +147,7 @@ impl Host {
                     step: ArriveStep::Receiving,
                     prior,
                     backoff_ms: 0,
+                    owner_tries: 0,
                 }),
                 epoch: entry_epoch,
                 commits,
@@ -429,7 +431,11 @@ impl Host {
             }
             WriteResult::Failed => {
                 // The source committed: the copy stays until the record is written.
-                self.arrival_mut(task).step = ArriveStep::CommitRetry;
+                let max = self.config().resolve_max;
+                let arriving = self.arrival_mut(task);
+                arriving.step = ArriveStep::CommitRetry;
+                let delay = super::source::backoff(OWNER_RETRY, arriving.owner_tries, max);
+                arriving.owner_tries = arriving.owner_tries.saturating_add(1);
                 Ok(vec![
                     Command::Send {
                         to: from,
@@ -439,7 +445,7 @@ impl Host {
                             body: Body::Deferred,
                         },
                     },
-                    self.timer_cmd(task, handoff, TimerKind::OwnerRetry, OWNER_RETRY),
+                    self.timer_cmd(task, handoff, TimerKind::OwnerRetry, delay),
                 ])
             }
         }

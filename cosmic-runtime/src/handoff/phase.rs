@@ -38,6 +38,8 @@ pub struct Leaving {
     pub step: LeaveStep,
     /// Offers refused because an older copy of ours was still in doubt there.
     pub settle_tries: u8,
+    /// Reads of the commit record back that failed (each retry waits twice as long).
+    pub read_tries: u32,
 }
 
 /// The steps of the giving side.
@@ -71,6 +73,8 @@ pub struct Arriving {
     pub prior: Option<Prior>,
     /// The timer's current delay while in doubt (backs off).
     pub backoff_ms: u64,
+    /// Writes of the `owner` record that failed (each retry waits twice as long).
+    pub owner_tries: u32,
 }
 
 /// What an arriving task was here before its copy arrived.

@@ -163,6 +163,7 @@ impl Host {
                             step: ArriveStep::Prepared,
                             prior,
                             backoff_ms: 0,
+                            owner_tries: 0,
                         });
                         (
                             phase,

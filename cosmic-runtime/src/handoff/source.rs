@@ -15,8 +15,10 @@ use crate::transport::protocol::{Refusal, Resolution};
 /// offer (the destination held it in doubt).
 const MAX_SETTLE_TRIES: u8 = 3;
 
-/// The first delay before reading an unclear commit record back again.
+/// The first delay before reading an unclear commit record back again; it doubles with each
+/// failed read, up to `READ_BACK_MAX`.
 const READ_BACK_RETRY: Duration = Duration::from_millis(10);
+const READ_BACK_MAX: Duration = Duration::from_secs(5);
 
 impl Host {
     /// The leaving side of `task` if `handoff` is its current hand-off with `peer`.
@@ -85,6 +87,7 @@ impl Host {
             size,
             step: LeaveStep::Offered,
             settle_tries: 0,
+            read_tries: 0,
         });
         Ok(vec![
             offer,
@@ -378,14 +381,18 @@ impl Host {
                 let to = leaving.to.clone();
                 Ok(self.keep_task(task, handoff, Some(to), MoveOutcome::NotRecorded))
             }
-            ReadBack::Failed => Ok(vec![Command::ArmTimer {
-                timer: Timer {
-                    task,
-                    handoff,
-                    kind: TimerKind::ReadBack,
-                },
-                after: READ_BACK_RETRY,
-            }]),
+            ReadBack::Failed => {
+                let tries = leaving.read_tries;
+                self.leaving_mut(task).read_tries = tries.saturating_add(1);
+                Ok(vec![Command::ArmTimer {
+                    timer: Timer {
+                        task,
+                        handoff,
+                        kind: TimerKind::ReadBack,
+                    },
+                    after: backoff(READ_BACK_RETRY, tries, READ_BACK_MAX),
+                }])
+            }
         }
     }
 
@@ -465,4 +472,11 @@ impl Host {
             after: self.config().deadline_for(bytes),
         }
     }
+}
+
+/// `first` doubled `tries` times, at most `max`.
+pub(super) fn backoff(first: Duration, tries: u32, max: Duration) -> Duration {
+    first
+        .saturating_mul(1u32.checked_shl(tries.min(31)).unwrap_or(u32::MAX))
+        .min(max)
 }

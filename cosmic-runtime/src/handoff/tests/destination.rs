@@ -484,6 +484,15 @@ fn an_owner_record_that_failed_defers_and_retries() {
     assert_eq!(phase(&host), "Arriving/CommitRetry");
     let out = must(&mut host, fired(TimerKind::OwnerRetry, HANDOFF));
     assert_eq!(out, [write(owner_record(1, HANDOFF))]);
+    // A second failure waits twice as long.
+    let out = must(
+        &mut host,
+        wrote(owner_record(1, HANDOFF), WriteResult::Failed),
+    );
+    let retry = arm(TimerKind::OwnerRetry, HANDOFF, Duration::from_millis(100));
+    assert_eq!(out, [send(SOURCE, HANDOFF, Body::Deferred), retry]);
+    let out = must(&mut host, fired(TimerKind::OwnerRetry, HANDOFF));
+    assert_eq!(out, [write(owner_record(1, HANDOFF))]);
     let out = must(
         &mut host,
         wrote(owner_record(1, HANDOFF), WriteResult::Durable),

@@ -258,7 +258,17 @@ fn a_read_back_that_failed_is_retried_until_the_store_answers() {
         epoch: 1,
         handoff: HANDOFF,
     };
-    assert_eq!(out, [read]);
+    assert_eq!(out, [read.clone()]);
+    // Each failed read waits twice as long as the one before, up to 5 s.
+    for expected in [20, 40, 80] {
+        let out = must(&mut host, read_back(HANDOFF, ReadBack::Failed));
+        let retry = Duration::from_millis(expected);
+        assert_eq!(out, [arm(TimerKind::ReadBack, HANDOFF, retry)]);
+        assert_eq!(
+            must(&mut host, fired(TimerKind::ReadBack, HANDOFF)),
+            [read.clone()]
+        );
+    }
     let out = must(&mut host, read_back(HANDOFF, ReadBack::Landed));
     assert_eq!(out, committed(DEST, 1));
 }
