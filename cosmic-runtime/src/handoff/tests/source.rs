@@ -258,7 +258,7 @@ fn a_read_back_that_failed_is_retried_until_the_store_answers() {
         epoch: 1,
         handoff: HANDOFF,
     };
-    assert_eq!(out, [read.clone()]);
+    assert_eq!(out, std::slice::from_ref(&read));
     // Each failed read waits twice as long as the one before, up to 5 s.
     for expected in [20, 40, 80] {
         let out = must(&mut host, read_back(HANDOFF, ReadBack::Failed));
@@ -266,7 +266,7 @@ fn a_read_back_that_failed_is_retried_until_the_store_answers() {
         assert_eq!(out, [arm(TimerKind::ReadBack, HANDOFF, retry)]);
         assert_eq!(
             must(&mut host, fired(TimerKind::ReadBack, HANDOFF)),
-            [read.clone()]
+            std::slice::from_ref(&read)
         );
     }
     let out = must(&mut host, read_back(HANDOFF, ReadBack::Landed));
