@@ -50,6 +50,10 @@ pub(crate) async fn record_prepared(
     let Some(catalog) = &runtime.catalog else {
         return Ok(());
     };
+    let _serial = match &runtime.node {
+        Some(node) => Some(node.lock_task_store(task).await),
+        None => None,
+    };
     let newest = catalog.checkpoints(task).await?.last().map_or(0, |k| k.seq);
     arrival.checkpoint.seq = newest + 1;
     catalog
@@ -123,6 +127,10 @@ pub(crate) async fn discard(
     tracing::info!(%task, epoch, "hand-off aborted; dropping the copy");
     let Some(catalog) = &runtime.catalog else {
         return;
+    };
+    let _serial = match &runtime.node {
+        Some(node) => Some(node.lock_task_store(task).await),
+        None => None,
     };
     let removed = async {
         // The record says where its copy is, when the copy is not in memory.

@@ -66,6 +66,10 @@ pub(crate) struct Node {
     machine: Mutex<handoff::Host>,
     /// Decoded copies arriving here, by task and hand-off (what `StartTask` starts).
     copies: Mutex<HashMap<(TaskId, u64), Arrival>>,
+    /// One lock per task whose arriving copies are being written or discarded: a discard
+    /// reads a `prepared` record and deletes it if it is still its hand-off's, which must not
+    /// interleave with a newer copy's write of the same record.
+    store_locks: Mutex<HashMap<TaskId, Arc<tokio::sync::Mutex<()>>>>,
     /// The authenticated connections served, bounded.
     pub(crate) connections: Arc<Connections>,
     /// Repeated warnings about peers, aggregated.
@@ -74,6 +78,26 @@ pub(crate) struct Node {
     #[cfg(feature = "fault-injection")]
     fault: Injector,
     pub(crate) listener: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// The store lock of one task's arriving copies; the lock is forgotten when nobody holds it.
+pub(crate) struct TaskStoreGuard<'a> {
+    node: &'a Node,
+    task: TaskId,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for TaskStoreGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = lock(&self.node.store_locks);
+        if locks
+            .get(&self.task)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(&self.task);
+        }
+    }
 }
 
 /// The most idle channels kept per peer.
@@ -103,6 +127,7 @@ impl Node {
             peers: Mutex::new(peers),
             idle: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashMap::new()),
+            store_locks: Mutex::new(HashMap::new()),
             connections: Arc::new(Connections::new(max_connections)),
             warnings: Mutex::new(WarnLimiter::new(
                 std::time::Duration::from_secs(10),
@@ -187,6 +212,17 @@ impl Node {
             lock(&self.warnings).observe((kind, peer.to_owned()), std::time::Instant::now());
         if let Verdict::Log { suppressed } = verdict {
             tracing::warn!(%peer, %detail, suppressed, "{kind}");
+        }
+    }
+
+    /// Holds the store lock of `task`'s arriving copies until the guard is dropped.
+    pub(crate) async fn lock_task_store(&self, task: TaskId) -> TaskStoreGuard<'_> {
+        let lock = Arc::clone(lock(&self.store_locks).entry(task).or_default());
+        let guard = lock.lock_owned().await;
+        TaskStoreGuard {
+            node: self,
+            task,
+            guard: Some(guard),
         }
     }
 

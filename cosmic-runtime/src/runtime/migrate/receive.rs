@@ -339,6 +339,9 @@ impl Taking<'_> {
                     }
                     Err(_) => {
                         tracing::warn!("no decision from the source in time; resolving");
+                        // A late decision must not be read as the next request: this
+                        // channel's conversation is over.
+                        self.error = Some(ChannelError::UnexpectedEof);
                         Some(self.timer_fired(TimerKind::Decision))
                     }
                 }
