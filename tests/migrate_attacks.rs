@@ -24,9 +24,9 @@
 //! 6. An offer of a task that finished here (once it ran again): refused `Finished`.
 //! 7. An offer of a task running here, at any epoch: refused `StaleEpoch`.
 //!
-//! Two tests are `#[ignore]`d because their defence does not hold yet (each says why): copies
-//! in doubt recovered after a restart count no bytes against `max_arriving`, and a source in
-//! doubt that cannot be connected to gets a WARN line on every try.
+//! Two more pin what these tests first found: copies in doubt recovered after a restart count
+//! their bytes against `max_arriving`, and asking a source in doubt that cannot be connected to
+//! logs no WARN line per try.
 //!
 //! Peers without the key are in `migrate_hostile.rs`; the protocol's single malformed
 //! messages in `migrate_protocol.rs`. A peer forging another host's *name* (its key is not the
@@ -785,9 +785,6 @@ async fn copies_in_doubt_are_bounded_and_their_source_asked_with_back_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: copies in doubt recovered after a restart count 0 bytes against \
-            max_arriving (runtime/recovery.rs `stored_record` gives the machine `size: 0`), so a \
-            restarted host takes another full byte budget on top of the copies it holds"]
 async fn copies_in_doubt_recovered_after_a_restart_still_count_their_bytes() {
     const BUDGET: u64 = 16 << 20;
     let _serial = SERIAL.lock().await;
@@ -826,10 +823,6 @@ async fn copies_in_doubt_recovered_after_a_restart_still_count_their_bytes() {
 
 // On one thread, so that the recorder sees every task's events.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "finding: a question to the source of a copy in doubt that cannot connect logs a \
-            WARN on every try ('failed to open a secure channel', SecureChannel::connect's TCP \
-            error path, not aggregated like its handshake failures); only execute.rs's own \
-            note is at debug"]
 async fn a_source_that_is_gone_is_asked_about_quietly() {
     let _serial = SERIAL.lock().await;
     let logged = Arc::new(Mutex::new(Logged::default()));

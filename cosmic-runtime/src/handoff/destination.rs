@@ -95,7 +95,9 @@ impl Host {
                     to: to.clone(),
                     handoff: *h,
                 }),
-                Phase::Arriving(arriving) if arriving.handoff == handoff => {
+                Phase::Arriving(arriving)
+                    if arriving.handoff == handoff && arriving.from == from =>
+                {
                     return Err(not_applicable(task, &entry.phase, "a repeated Offer"));
                 }
                 Phase::Arriving(arriving) => {

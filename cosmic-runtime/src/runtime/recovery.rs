@@ -19,6 +19,9 @@ struct Found {
     records: Vec<(u64, EpochRecord)>,
     record: Option<TaskRecord>,
     outcome: Option<Outcome>,
+    /// The copy of the newest `prepared` record, read once: its size counts against the
+    /// bound on copies arriving, and it is decoded from these bytes.
+    prepared_copy: Option<Result<bytes::Bytes, String>>,
 }
 
 pub(super) async fn recover(
@@ -30,10 +33,22 @@ pub(super) async fn recover(
     let mut stored = Vec::new();
     for task in catalog.tasks().await.map_err(BuildError::Recovery)? {
         let read = async {
+            let records = catalog.epoch_records(task).await?;
+            let prepared_copy = match records.last() {
+                Some((_, EpochRecord::Prepared { checkpoint, .. })) => {
+                    Some(match catalog.checkpoint(task, *checkpoint).await {
+                        Ok(Some(bytes)) => Ok(bytes),
+                        Ok(None) => Err("its prepared copy is missing".to_owned()),
+                        Err(error) => Err(error.to_string()),
+                    })
+                }
+                _ => None,
+            };
             Ok::<_, crate::checkpoint::CatalogError>(Found {
-                records: catalog.epoch_records(task).await?,
+                records,
                 record: catalog.task_record(task).await?,
                 outcome: catalog.outcome(task).await?,
+                prepared_copy,
             })
         };
         let task_found = match read.await {
@@ -60,7 +75,13 @@ pub(super) async fn recover(
             records: task_found
                 .records
                 .iter()
-                .map(|(epoch, record)| (*epoch, stored_record(record)))
+                .map(|(epoch, record)| {
+                    let size = match (&task_found.prepared_copy, record) {
+                        (Some(Ok(bytes)), EpochRecord::Prepared { .. }) => bytes.len() as u64,
+                        _ => 0,
+                    };
+                    (*epoch, stored_record(record, size))
+                })
                 .collect(),
             finished: task_found.outcome.is_some(),
         });
@@ -108,8 +129,11 @@ pub(super) async fn recover(
                         (e == epoch && matches!(record, EpochRecord::Prepared { .. }))
                             .then_some(record)
                     });
+                let copy = task_found
+                    .prepared_copy
+                    .unwrap_or_else(|| Err("its prepared copy is missing".to_owned()));
                 if let Some(prepared) = prepared {
-                    recover_arrival(inner, catalog, task, epoch, prepared, &mut recovery).await;
+                    recover_arrival(inner, task, epoch, prepared, copy, &mut recovery);
                 }
             }
             Recovered::Run { epoch } => {
@@ -131,13 +155,13 @@ pub(super) async fn recover(
     Ok((recovery, commands))
 }
 
-/// An epoch record as the machine needs it.
-fn stored_record(record: &EpochRecord) -> StoredRecord {
+/// An epoch record as the machine needs it (`size`: a prepared copy's bytes).
+fn stored_record(record: &EpochRecord, size: u64) -> StoredRecord {
     match record {
         EpochRecord::Prepared { from, handoff, .. } => StoredRecord::Prepared {
             handoff: *handoff,
             from: from.clone(),
-            size: 0,
+            size,
         },
         EpochRecord::Owner { handoff } => StoredRecord::Owner { handoff: *handoff },
         EpochRecord::Moved { to, handoff, .. } => StoredRecord::Moved {
@@ -256,12 +280,12 @@ async fn recover_forward(
 
 /// A task that was arriving when the host stopped: hold the prepared copy again (the machine
 /// asks the source how the hand-off ended once the host listens).
-async fn recover_arrival(
+fn recover_arrival(
     inner: &Arc<RuntimeInner>,
-    catalog: &Catalog,
     task: TaskId,
     epoch: u64,
     prepared: EpochRecord,
+    copy: Result<bytes::Bytes, String>,
     recovery: &mut Recovery,
 ) {
     let EpochRecord::Prepared {
@@ -288,13 +312,11 @@ async fn recover_arrival(
         recovery.failed.push((task, reason));
         return;
     };
-    let start = match catalog.checkpoint(task, checkpoint).await {
-        Ok(Some(bytes)) => (task_type.prepare)(&bytes)
+    let start = copy.and_then(|bytes| {
+        (task_type.prepare)(&bytes)
             .map(|(_, start)| start)
-            .map_err(|e| e.to_string()),
-        Ok(None) => Err("its prepared copy is missing".to_owned()),
-        Err(error) => Err(error.to_string()),
-    };
+            .map_err(|e| e.to_string())
+    });
     match start {
         Ok(start) => {
             tracing::info!(%task, %from, epoch, "a hand-off was in doubt; asking the source");

@@ -152,7 +152,10 @@ impl SecureChannel {
                     ConnectError::Handshake { source, .. } => {
                         warnings::channel_failed(Side::Connect, local, addr, source, &reason);
                     }
-                    ConnectError::Tcp { .. } => tracing::warn!(
+                    // The caller gets the error and says what it means to it (a move that
+                    // failed, a source asked again later with back-off): a warning per try
+                    // here would repeat it forever for a host that is gone.
+                    ConnectError::Tcp { .. } => tracing::debug!(
                         peer = %addr,
                         local_node = %local,
                         %reason,

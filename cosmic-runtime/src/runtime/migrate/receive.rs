@@ -16,7 +16,7 @@ use super::fault::{FaultPoint, Injected};
 use super::image_sink::{self, Received};
 use super::node::Node;
 use crate::checkpoint::CheckpointKey;
-use crate::handoff::{Body, Command, Envelope, Event, Timer, TimerKind, Write, WriteResult};
+use crate::handoff::{Body, Command, Envelope, Event, Phase, Timer, TimerKind, Write, WriteResult};
 use crate::image::{Encoding, ImageHeader, Isa, RestoreError};
 use crate::runtime::task_types::TaskType;
 use crate::runtime::RuntimeInner;
@@ -51,9 +51,13 @@ pub(crate) async fn receive(
         }
     };
     // A task that just left this host may still be tidying up here (retiring its
-    // checkpoints, which would delete the returning copy's): give it a moment.
+    // checkpoints, which would delete the returning copy's): give it a moment. Only then: an
+    // offer of a task that runs here is the machine's to refuse at once.
     let leaving_deadline = Instant::now() + node.config.step_timeout / 2;
-    while runtime.running().contains(&offer.task) && Instant::now() < leaving_deadline {
+    while runtime.running().contains(&offer.task)
+        && matches!(node.phase(offer.task), Some(Phase::Moved { .. }))
+        && Instant::now() < leaving_deadline
+    {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let from = channel.peer().node.to_string();
