@@ -2,8 +2,8 @@
 //!
 //! `cargo bench -p cosmic --bench migrate [-- --mib N --tasks N --rounds N --only SUBSTRING]`
 //!
-//! Two runtimes in this process, `alpha` and `beta`, are hosts that know each other and talk
-//! over the secure channel on 127.0.0.1. Every case times the project's operation and its
+//! Two runtimes in this process, `alpha` and `beta` (three in `under-attack`), are hosts that
+//! know each other and talk over the secure channel on 127.0.0.1. Every case times the project's operation and its
 //! baseline in this process, interleaved (rotating which goes first each round), after one
 //! untimed warm-up round, and prints the medians in the format of `docs/performance.md`:
 //!
@@ -50,6 +50,28 @@
 //!   from alpha to beta, 16 at a time (`drain_concurrency`); then they are paused on beta and
 //!   drained back the same way (a second sample of the round). Baseline: as many raw TCP round
 //!   trips of the image's size, over 16 connections used at once. 3 rounds.
+//! - `migrate/under-attack`: an honest small move to a host under attack by peers without the
+//!   key. Three hosts, `alpha` (the source), `beta` (under attack) and `gamma` (idle), each
+//!   with a `MemoryStore` and built with `reuse_peer_connections(false)`, so that every move
+//!   opens a fresh connection and handshake (TCP connect, Noise, hellos with the host keys'
+//!   signatures). The attack: 1,000 connections to beta's listening address, half silent,
+//!   half trickling a byte every 100 ms, each reconnecting 100 ms after beta closed it, from
+//!   a tokio runtime of their own (one thread, `attack-worker`), with `RLIMIT_NOFILE` raised
+//!   (the limit is printed); the timing starts once every attacker connected and the attack
+//!   ran 2 s more. Each round moves the paused task (1 KiB of state) from alpha to beta 20
+//!   times, and from alpha to gamma as many times, each move followed by an untimed move
+//!   back to alpha; the baseline is the move to the idle host (`move-to-idle-host`). Also
+//!   timed in the same rounds: a bare `SecureChannel::connect` as alpha to beta and to gamma
+//!   (`handshake_ratio`). Extra pairs: the connections the attack opened per second while
+//!   timed and how many it held at the end, the moves that failed (each printed; its sample
+//!   counts as infinitely slow, and it is not retried), and the CPU, in cores, used by the
+//!   attack's threads and by the rest of the process (the hosts) while timed and during the
+//!   2 s before (`settle_*`, no moves: what the attack alone costs beta), the connections
+//!   the kernel dropped from full listen queues while timed (`listen_overflows`, counted for
+//!   the whole machine: a dropped SYN costs its sender a 1 s retransmission); `p90` of both
+//!   sides; and, timed before the attack starts (5 rounds of the same moves, both
+//!   destinations pooled, not interleaved with the rest), `before_attack_median`, to show
+//!   what the attack costs the whole machine, the idle host included. 40 rounds.
 //!
 //! `--rounds` sets the number of timed rounds of every case selected.
 
@@ -57,7 +79,8 @@
 mod common;
 
 use common::{
-    median, paired_ratio, release_free_memory, reset_peak_memory, rounds, spread, status_kib,
+    median, paired_ratio, quantile, release_free_memory, reset_peak_memory, rounds, spread,
+    status_kib,
 };
 
 use std::fs::{self, File};
@@ -65,7 +88,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -832,6 +855,534 @@ fn drain(config: &Config) {
     release_free_memory();
 }
 
+// ---- under attack -----------------------------------------------------------------------
+
+/// The hosts of `under-attack`: the source, the destination under attack, an idle destination.
+const ATTACK_HOSTS: [&str; 3] = ["alpha", "beta", "gamma"];
+const ALPHA: usize = 0;
+const ATTACKED: usize = 1;
+const IDLE: usize = 2;
+/// Connections without the key held open against the host under attack.
+const ATTACKERS: usize = 1000;
+/// How long an attacker waits to reconnect once the host closed its connection. Short, so
+/// that the attack keeps the host's budget of unproven connections full and churning (the
+/// host drops the stalest one for each newcomer); not zero, so that an attacker whose
+/// connect fails (out of ports, out of files) does not spin on it. With 1,000 attackers it
+/// bounds the attack near 10,000 connections a second, more than one attack thread on this
+/// machine can open anyway (see `attack_opened_per_s`).
+const ATTACK_PAUSE: Duration = Duration::from_millis(100);
+/// How often a trickling attacker sends its next byte.
+const TRICKLE_EVERY: Duration = Duration::from_millis(100);
+/// The attack's own tokio worker threads. One: the attackers stand for other machines, but
+/// here they share the 2 vCPUs with the hosts; one thread keeps what they take to at most a
+/// core (`attack_cpu` says how much they took).
+const ATTACK_THREADS: usize = 1;
+/// The name of the attack's threads, to tell their CPU time from the hosts' (at most 15
+/// bytes, as the kernel keeps it).
+const ATTACK_THREAD_NAME: &str = "attack-worker";
+/// Rounds of the same moves timed before the attack starts (for `before_attack_median`).
+const BEFORE_ATTACK_ROUNDS: usize = 5;
+/// How long the attack runs, once every attacker connected, before the timing starts.
+const ATTACK_SETTLE: Duration = Duration::from_secs(2);
+
+/// Raises the soft limit of open files to 16,384 (or the hard limit, if lower): the
+/// attackers' ends of their connections, the host's ends, and the hosts' own files. Returns
+/// the limit in force.
+fn raise_file_limit() -> libc::rlim_t {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        let wanted = 16_384.min(limit.rlim_max);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    let limit = limit.rlim_cur;
+    assert!(
+        limit >= 3 * ATTACKERS as libc::rlim_t,
+        "RLIMIT_NOFILE {limit} is too low for {ATTACKERS} attackers (both ends of each connection)"
+    );
+    limit
+}
+
+/// Peers without the key, on a tokio runtime of their own: half hold a connection open in
+/// silence, half trickle a plausible first frame a byte at a time; each reconnects after
+/// `ATTACK_PAUSE` when the host closes its connection.
+struct Attack {
+    runtime: tokio::runtime::Runtime,
+    stop: Arc<AtomicBool>,
+    /// Connections opened so far.
+    opened: Arc<AtomicUsize>,
+    /// Connections open now, as the attackers see them.
+    held: Arc<AtomicUsize>,
+    /// Connects that failed.
+    failed: Arc<AtomicUsize>,
+}
+
+impl Attack {
+    fn start(addr: SocketAddr) -> Attack {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(ATTACK_THREADS)
+            .thread_name(ATTACK_THREAD_NAME)
+            .enable_all()
+            .build()
+            .expect("the attack's runtime");
+        let stop = Arc::new(AtomicBool::new(false));
+        let opened = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        for i in 0..ATTACKERS {
+            let (stop, opened, held, failed) = (
+                Arc::clone(&stop),
+                Arc::clone(&opened),
+                Arc::clone(&held),
+                Arc::clone(&failed),
+            );
+            let trickle = i % 2 == 1;
+            runtime.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match TcpStream::connect(addr).await {
+                        Ok(stream) => {
+                            opened.fetch_add(1, Ordering::Relaxed);
+                            held.fetch_add(1, Ordering::Relaxed);
+                            hold(stream, trickle, &stop).await;
+                            held.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tokio::time::sleep(ATTACK_PAUSE).await;
+                }
+            });
+        }
+        Attack {
+            runtime,
+            stop,
+            opened,
+            held,
+            failed,
+        }
+    }
+
+    /// Waits until every attacker has had a connection open.
+    fn wait_until_all_opened(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.opened.load(Ordering::Relaxed) < ATTACKERS {
+            assert!(
+                Instant::now() < deadline,
+                "the attackers could not connect ({} of {ATTACKERS} did, {} connects failed)",
+                self.opened.load(Ordering::Relaxed),
+                self.failed.load(Ordering::Relaxed),
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Drops every attacker's connection.
+        self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+/// Holds a connection until the host closes it: silent, or trickling the start of a
+/// plausible handshake frame (a length prefix announcing 48 bytes, then its bytes) a byte
+/// every `TRICKLE_EVERY`.
+async fn hold(mut stream: TcpStream, trickle: bool, stop: &AtomicBool) {
+    let mut buf = [0u8; 64];
+    if !trickle {
+        let _ = stream.read(&mut buf).await;
+        return;
+    }
+    for byte in [0u8, 48].into_iter().chain(std::iter::repeat(0x5a)) {
+        if stop.load(Ordering::Relaxed) || stream.write_all(&[byte]).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = stream.read(&mut buf) => return,
+            () = tokio::time::sleep(TRICKLE_EVERY) => {}
+        }
+    }
+}
+
+/// CPU time (user and system, in seconds) of this process's live threads whose name starts
+/// with `prefix`, from `/proc/self/task/*/stat`.
+fn threads_cpu(prefix: &str) -> f64 {
+    // SAFETY: sysconf only reads a setting.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0u64;
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        // After the name: the state (field 3 of proc(5)), ...; utime and stime are fields 14
+        // and 15.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        for at in [11, 12] {
+            total += fields
+                .get(at)
+                .and_then(|field| field.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total as f64 / ticks
+}
+
+/// The kernel's count of connections dropped because a listen queue was full
+/// (`TcpExt: ListenOverflows` in `/proc/net/netstat`; for the whole network namespace, not
+/// only this process).
+fn listen_overflows() -> Option<u64> {
+    let netstat = fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names
+        .split_whitespace()
+        .position(|name| name == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// How many samples took `limit` seconds or more.
+fn at_least(samples: &[f64], limit: f64) -> usize {
+    samples.iter().filter(|&&sample| sample >= limit).count()
+}
+
+/// CPU time (user and system, in seconds) of the whole process, exited threads included.
+fn process_cpu() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return f64::NAN;
+    }
+    // SAFETY: initialised by the successful call (and zeroed before it).
+    let usage = unsafe { usage.assume_init() };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// CPU used so far: the attack's threads, the rest of the process, and when.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    attack: f64,
+    process: f64,
+    at: Instant,
+}
+
+impl CpuMark {
+    fn now() -> CpuMark {
+        CpuMark {
+            attack: threads_cpu(ATTACK_THREAD_NAME),
+            process: process_cpu(),
+            at: Instant::now(),
+        }
+    }
+
+    /// Cores used since `earlier`: by the attack, and by everything else (the hosts, their
+    /// blocking pool, the bench).
+    fn since(&self, earlier: &CpuMark) -> (f64, f64) {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64();
+        let attack = self.attack - earlier.attack;
+        let rest = (self.process - earlier.process) - attack;
+        (attack / wall, rest / wall)
+    }
+}
+
+/// Three hosts that each make every conversation over a fresh connection: alpha knows beta
+/// and gamma, each of them knows alpha. Alpha proves its name with `alpha_key`.
+async fn attack_hosts(alpha_key: &HostKey) -> [Runtime; 3] {
+    let mut built = Vec::new();
+    for name in ATTACK_HOSTS {
+        let mut builder = Runtime::builder()
+            .host(name)
+            .store(MemoryStore::new())
+            .checkpoint(Policy::OnDemand)
+            .listen("127.0.0.1:0")
+            .cluster_key(key())
+            .register::<Mover>()
+            .reuse_peer_connections(false);
+        if name == ATTACK_HOSTS[ALPHA] {
+            builder = builder.host_key(alpha_key.clone());
+        }
+        built.push(builder.build().await.expect("build a host"));
+    }
+    let hosts: [Runtime; 3] = built.try_into().expect("three hosts");
+    let name = |name: &str| name.parse::<NodeName>().expect("node name");
+    let alpha = &hosts[ALPHA];
+    let alpha_addr = alpha.local_addr().expect("alpha listens");
+    let alpha_public = alpha.public_key().expect("alpha is a host");
+    for peer in &hosts[1..] {
+        let addr = peer.local_addr().expect("a destination listens");
+        let public = peer.public_key().expect("a destination is a host");
+        alpha
+            .add_peer(peer.host(), addr)
+            .expect("add a destination");
+        alpha
+            .trust_peer(name(peer.host()), public)
+            .expect("trust a destination");
+        peer.add_peer("alpha", alpha_addr).expect("add alpha");
+        peer.trust_peer(name("alpha"), alpha_public)
+            .expect("trust alpha");
+    }
+    hosts
+}
+
+/// What went wrong during `under-attack`, counted.
+#[derive(Default)]
+struct Failures {
+    /// Timed moves, by destination (`ATTACKED`, `IDLE`).
+    moves: [AtomicUsize; 3],
+    /// Untimed moves back to alpha.
+    back: AtomicUsize,
+    /// Timed handshakes, by destination.
+    handshakes: [AtomicUsize; 3],
+}
+
+/// `count` timed moves of the paused task `id` from alpha to `hosts[to]`, each followed,
+/// untimed, by a move back to alpha (the task is paused on arrival each time). A failed move
+/// is counted and printed, its sample infinite (the task stays paused on alpha); a failed
+/// move back is counted, printed and tried again.
+async fn moves_from_alpha(
+    hosts: [Runtime; 3],
+    to: usize,
+    id: TaskId,
+    count: usize,
+    failures: Arc<Failures>,
+) -> Vec<f64> {
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let handle = hosts[ALPHA]
+            .handle::<u64>(id)
+            .expect("the task is on alpha");
+        let started = Instant::now();
+        let moved = handle.migrate_to(ATTACK_HOSTS[to]).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        if let Err(error) = moved {
+            failures.moves[to].fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "migrate/under-attack: a move alpha -> {} failed after {elapsed:.6}s: {error}",
+                ATTACK_HOSTS[to]
+            );
+            samples.push(f64::INFINITY);
+            continue;
+        }
+        samples.push(elapsed);
+        let arrived = hosts[to]
+            .handle::<u64>(id)
+            .expect("a handle on the destination");
+        arrived.pause().await.expect("pause after the move");
+        let mut attempts = 0;
+        while let Err(error) = arrived.migrate_to(ATTACK_HOSTS[ALPHA]).await {
+            failures.back.fetch_add(1, Ordering::Relaxed);
+            attempts += 1;
+            eprintln!(
+                "migrate/under-attack: the untimed move {} -> alpha failed (attempt {attempts}): {error}",
+                ATTACK_HOSTS[to]
+            );
+            assert!(attempts < 5, "the task cannot get back to alpha");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        hosts[ALPHA]
+            .handle::<u64>(id)
+            .expect("a handle on alpha")
+            .pause()
+            .await
+            .expect("pause on alpha");
+    }
+    samples
+}
+
+/// `count` timed fresh connections with handshakes (TCP connect, Noise, hellos), as alpha,
+/// to `addr`; each is closed outside the timing. A failed one is counted and printed, its
+/// sample infinite.
+async fn handshakes(
+    addr: SocketAddr,
+    credentials: Credentials,
+    to: usize,
+    count: usize,
+    failures: Arc<Failures>,
+) -> Vec<f64> {
+    let alpha: NodeName = ATTACK_HOSTS[ALPHA].parse().expect("node name");
+    let config = ChannelConfig::default();
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        match SecureChannel::connect(addr, &credentials, &alpha, &config).await {
+            Ok((channel, _)) => {
+                samples.push(started.elapsed().as_secs_f64());
+                let _ = channel.close().await;
+            }
+            Err(error) => {
+                failures.handshakes[to].fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "migrate/under-attack: a handshake with {} failed after {:.6}s: {error}",
+                    ATTACK_HOSTS[to],
+                    started.elapsed().as_secs_f64()
+                );
+                samples.push(f64::INFINITY);
+            }
+        }
+    }
+    samples
+}
+
+/// `migrate/under-attack`.
+fn under_attack(config: &Config) {
+    let per_round = 20;
+    let rounds_count = config.rounds.unwrap_or(40);
+    let nofile = raise_file_limit();
+    eprintln!("migrate/under-attack: RLIMIT_NOFILE {nofile}");
+    let tokio_rt = tokio_runtime();
+    let state = Mover::new(0, SMALL_STATE, 1);
+    let size = cosmic::image::capture(&state).expect("capture").len();
+    let alpha_key = HostKey::generate().expect("alpha's key pair");
+    let (hosts, id) = tokio_rt.block_on(async {
+        let hosts = attack_hosts(&alpha_key).await;
+        let handle = hosts[ALPHA].spawn(state).await.expect("spawn");
+        handle.pause().await.expect("pause");
+        (hosts, handle.id())
+    });
+    // Alpha's credentials, for the bare handshakes.
+    let trusted = TrustedPeers::new();
+    for host in &hosts[1..] {
+        trusted.trust(
+            host.host().parse().expect("node name"),
+            host.public_key().expect("a destination is a host"),
+        );
+    }
+    let credentials = Credentials::new(key(), alpha_key, trusted);
+    let addrs = hosts
+        .each_ref()
+        .map(|host| host.local_addr().expect("a host listens"));
+
+    let failures = Arc::new(Failures::default());
+    let move_to = |to: usize| {
+        let (hosts, failures) = (hosts.clone(), Arc::clone(&failures));
+        on_worker(
+            &tokio_rt,
+            moves_from_alpha(hosts, to, id, per_round, failures),
+        )
+    };
+    let handshake_with = |to: usize| {
+        let (credentials, failures) = (credentials.clone(), Arc::clone(&failures));
+        on_worker(
+            &tokio_rt,
+            handshakes(addrs[to], credentials, to, per_round, failures),
+        )
+    };
+    let mut to_attacked = || move_to(ATTACKED);
+    let mut to_idle = || move_to(IDLE);
+    let mut handshake_attacked = || handshake_with(ATTACKED);
+    let mut handshake_idle = || handshake_with(IDLE);
+
+    // The same moves before the attack, to see what the attack costs the whole machine (both
+    // destinations share its CPUs): not interleaved with the timed rounds.
+    let before = rounds(
+        BEFORE_ATTACK_ROUNDS,
+        true,
+        &mut [&mut to_attacked, &mut to_idle],
+    );
+    let before_attack: Vec<f64> = before.concat();
+
+    let settle_started = CpuMark::now();
+    let attack = Attack::start(addrs[ATTACKED]);
+    attack.wait_until_all_opened();
+    let settle_from = CpuMark::now();
+    std::thread::sleep(ATTACK_SETTLE);
+    let settled = CpuMark::now();
+    let (settle_attack_cpu, settle_hosts_cpu) = settled.since(&settle_from);
+    let all_opened_after = settle_from.at.duration_since(settle_started.at);
+
+    let opened_before = attack.opened.load(Ordering::Relaxed);
+    let overflows_before = listen_overflows();
+    let cpu_before = CpuMark::now();
+    let samples = rounds(
+        rounds_count,
+        true,
+        &mut [
+            &mut to_attacked,
+            &mut to_idle,
+            &mut handshake_attacked,
+            &mut handshake_idle,
+        ],
+    );
+    let cpu_after = CpuMark::now();
+    let overflows = match (overflows_before, listen_overflows()) {
+        (Some(before), Some(after)) => (after - before).to_string(),
+        _ => "unknown".to_owned(),
+    };
+    let opened = attack.opened.load(Ordering::Relaxed) - opened_before;
+    let held = attack.held.load(Ordering::Relaxed);
+    let connects_failed = attack.failed.load(Ordering::Relaxed);
+    let timed_wall = cpu_after.at.duration_since(cpu_before.at).as_secs_f64();
+    let (attack_cpu, hosts_cpu) = cpu_after.since(&cpu_before);
+    attack.stop();
+
+    let (op, idle, hs, hs_idle) = (&samples[0], &samples[1], &samples[2], &samples[3]);
+    let failed_moves = failures.moves[ATTACKED].load(Ordering::Relaxed)
+        + failures.moves[IDLE].load(Ordering::Relaxed);
+    println!(
+        "migrate/under-attack: bytes={size} median={:.6}s baseline=move-to-idle-host baseline_median={:.6}s ratio={:.3} paired_ratio={:.3} p90={:.6}s baseline_p90={:.6}s p90_ratio={:.3} before_attack_median={:.6}s ratio_to_before_attack={:.3} baseline_ratio_to_before_attack={:.3} moves={} state_bytes={SMALL_STATE} attackers={ATTACKERS} attack_opened_per_s={:.0} attack_held_at_end={held} failed_moves={failed_moves} handshake_median={:.6}s idle_handshake_median={:.6}s handshake_ratio={:.3} handshake_paired_ratio={:.3} attack_cpu={:.2} hosts_cpu={:.2} settle_attack_cpu={:.2} settle_hosts_cpu={:.2} listen_overflows={overflows} nofile={nofile}",
+        median(op),
+        median(idle),
+        median(op) / median(idle),
+        paired_ratio(op, idle),
+        quantile(op, 0.9),
+        quantile(idle, 0.9),
+        quantile(op, 0.9) / quantile(idle, 0.9),
+        median(&before_attack),
+        median(op) / median(&before_attack),
+        median(idle) / median(&before_attack),
+        op.len(),
+        opened as f64 / timed_wall,
+        median(hs),
+        median(hs_idle),
+        median(hs) / median(hs_idle),
+        paired_ratio(hs, hs_idle),
+        attack_cpu,
+        hosts_cpu,
+        settle_attack_cpu,
+        settle_hosts_cpu,
+    );
+    println!(
+        "migrate/under-attack detail: move-to-attacked {} move-to-idle {} handshake-attacked {} handshake-idle {}; before the attack: moves {} (medians: to beta {:.6}s, to gamma {:.6}s); samples of 100 ms or more: moves to beta {}, to gamma {}, handshakes with beta {}, with gamma {}; rounds of {per_round}; failed: moves to beta {} to gamma {}, untimed moves back {}, handshakes with beta {} with gamma {}, attackers' connects {connects_failed}; all {ATTACKERS} attackers connected within {:.2}s, then {:.1}s of attack before the timing; {:.1}s timed; CPU in cores (of 2): attack {ATTACK_THREADS} thread(s), hosts = the rest of the process",
+        spread(op),
+        spread(idle),
+        spread(hs),
+        spread(hs_idle),
+        spread(&before_attack),
+        median(&before[0]),
+        median(&before[1]),
+        at_least(op, 0.1),
+        at_least(idle, 0.1),
+        at_least(hs, 0.1),
+        at_least(hs_idle, 0.1),
+        failures.moves[ATTACKED].load(Ordering::Relaxed),
+        failures.moves[IDLE].load(Ordering::Relaxed),
+        failures.back.load(Ordering::Relaxed),
+        failures.handshakes[ATTACKED].load(Ordering::Relaxed),
+        failures.handshakes[IDLE].load(Ordering::Relaxed),
+        all_opened_after.as_secs_f64(),
+        ATTACK_SETTLE.as_secs_f64(),
+        timed_wall,
+    );
+    drop(hosts);
+    tokio_rt.shutdown_timeout(Duration::from_secs(5));
+}
+
 // ---- main -------------------------------------------------------------------------------
 
 struct Config {
@@ -897,5 +1448,8 @@ fn main() {
     }
     if config.wants(&format!("drain-{}", config.tasks)) {
         drain(&config);
+    }
+    if config.wants("under-attack") {
+        under_attack(&config);
     }
 }

@@ -40,6 +40,17 @@ pub fn median(samples: &[f64]) -> f64 {
     }
 }
 
+/// The `q` quantile (0 to 1) by nearest rank; NaN for no samples.
+pub fn quantile(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// The median of the ratios of samples taken in the same round (the same position), which
 /// cancels load that lasts a round on a shared machine.
 pub fn paired_ratio(op: &[f64], base: &[f64]) -> f64 {
