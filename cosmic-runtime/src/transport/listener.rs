@@ -77,9 +77,7 @@ impl SecureListener {
         local: &NodeName,
         config: &ChannelConfig,
     ) -> Result<SecureListener, ListenError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ListenError::Bind { addr, source })?;
+        let listener = listen(addr).map_err(|source| ListenError::Bind { addr, source })?;
         Ok(SecureListener::from_listener(
             listener,
             credentials,
@@ -253,4 +251,23 @@ fn is_per_connection(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionRefused
     )
+}
+
+/// How many connections the kernel queues for the accept loop. Anyone can open connections in
+/// a loop; with tokio's default (1,024) a flood filled the queue and an honest peer's SYN was
+/// dropped, costing it the kernel's 1 s retransmission. The kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds `addr` with a deep accept queue (and `SO_REUSEADDR`, as `TcpListener::bind` does on
+/// Unix, so a restarted host can listen again at once).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
