@@ -80,7 +80,8 @@ pub enum Command {
         outcome: MoveOutcome,
     },
     /// Arm a timer; it comes back as [`Event::TimerFired`](super::Event::TimerFired) unless
-    /// the machine has moved on (then it is ignored).
+    /// the machine has moved on (then it is ignored). Drivers arm a batch's timers before
+    /// carrying out its other commands: a timer bounds the work of its batch.
     ArmTimer {
         /// The timer.
         timer: Timer,

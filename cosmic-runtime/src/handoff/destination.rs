@@ -84,6 +84,11 @@ impl Host {
                     })
                 }
                 Phase::Finished => return refuse(Refusal::Finished),
+                Phase::Quarantined => {
+                    return refuse(Refusal::Unavailable {
+                        reason: "its records on this host are unreadable".into(),
+                    })
+                }
                 Phase::Moved { .. } if epoch <= entry.epoch => {
                     return refuse(Refusal::StaleEpoch {
                         offered: epoch,
@@ -453,13 +458,9 @@ impl Host {
         }
     }
 
-    /// After a restart, a copy in doubt: ask its source until it says.
-    pub(super) fn start_resolving_after_restart(&mut self, task: TaskId) -> Vec<Command> {
-        self.start_resolving(task)
-    }
-
-    /// The conversation ended before the decision: ask the source until it says.
-    fn start_resolving(&mut self, task: TaskId) -> Vec<Command> {
+    /// The decision did not arrive (the conversation ended, or the host restarted with the
+    /// copy in doubt): ask the source until it says.
+    pub(super) fn start_resolving(&mut self, task: TaskId) -> Vec<Command> {
         let min = self.config().resolve_min.as_millis() as u64;
         let arriving = self.arrival_mut(task);
         arriving.step = ArriveStep::InDoubt;

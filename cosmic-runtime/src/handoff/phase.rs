@@ -21,6 +21,10 @@ pub enum Phase {
     Arriving(Arriving),
     /// The task's outcome is recorded: it never runs again (a tombstone).
     Finished,
+    /// The task's records here could not be read at the last start: this host cannot tell
+    /// what it did with the task, so it neither runs it nor answers for it (`Resolve` gets
+    /// `Pending`, offers are refused) until an operator repairs the store and restarts it.
+    Quarantined,
 }
 
 /// The giving side of a hand-off.
@@ -114,6 +118,7 @@ impl Phase {
             Phase::Moved { .. } => "Moved".into(),
             Phase::Arriving(a) => format!("Arriving/{:?}", a.step),
             Phase::Finished => "Finished".into(),
+            Phase::Quarantined => "Quarantined".into(),
         }
     }
 

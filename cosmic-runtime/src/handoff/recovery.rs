@@ -186,10 +186,24 @@ impl Host {
                 },
             );
             if matches!(verdict, Recovered::InDoubt { .. }) {
-                commands.extend(host.start_resolving_after_restart(task));
+                commands.extend(host.start_resolving(task));
             }
             recovered.push((task, verdict));
         }
         (host, recovered, commands)
+    }
+
+    /// Marks `task` as one whose records this host could not read at its start (a damaged or
+    /// unreadable key): it cannot say whether it moved the task away, so it must not answer
+    /// `Aborted` about it, nor take offers of it.
+    pub fn quarantine(&mut self, task: TaskId) {
+        self.insert(
+            task,
+            Entry {
+                phase: Phase::Quarantined,
+                epoch: 0,
+                commits: Vec::new(),
+            },
+        );
     }
 }

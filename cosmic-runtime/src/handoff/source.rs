@@ -247,6 +247,10 @@ impl Host {
         let Ok(entry) = self.entry(task) else {
             return Resolution::Aborted;
         };
+        if entry.phase == Phase::Quarantined {
+            // Its records are unreadable here: it may have committed.
+            return Resolution::Pending;
+        }
         if let Phase::Leaving(leaving) = &entry.phase {
             if leaving.handoff == handoff && leaving.to == asker {
                 return Resolution::Pending;

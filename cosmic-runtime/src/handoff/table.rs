@@ -276,6 +276,13 @@ pub(crate) fn recovered(records: Records, finished: bool) -> Host {
     Host::recover(DEST, Config::default(), [stored]).0
 }
 
+/// `b` restarted and could not read the task's records.
+pub(crate) fn quarantined() -> Host {
+    let (mut host, _, _) = Host::recover(DEST, Config::default(), []);
+    host.quarantine(TASK);
+    host
+}
+
 /// A `prepared` record at epoch 3 of hand-off [`HANDOFF`] from `a`.
 pub(crate) fn prepared_at_3() -> (u64, StoredRecord) {
     let record = StoredRecord::Prepared {
@@ -649,6 +656,13 @@ pub(crate) fn cases() -> Vec<Case> {
                 resolution(Resolution::Aborted),
             )],
         ),
+        case(Recovery, quarantined(), {
+            vec![
+                ("recv Resolve", recv(SOURCE, h, Resolve)),
+                ("recv Offer", offer(SOURCE, h, 1)),
+                ("MoveRequested", move_to(DEST, NEWER)),
+            ]
+        }),
         case(
             Recovery,
             moved_record_2,
@@ -918,11 +932,12 @@ mod tests {
             "Arriving/Committing",
             "Arriving/CommitRetry",
             "Finished",
+            "Quarantined",
             "Unknown",
         ] {
             assert!(states.contains(phase), "no row starts in {phase}");
         }
-        assert!((60..=120).contains(&rows.len()), "{} rows", rows.len());
+        assert!((60..=130).contains(&rows.len()), "{} rows", rows.len());
         for row in &rows {
             for cell in [&row.state, &row.event, &row.next, &row.commands] {
                 assert!(!cell.contains('|'), "a cell breaks the table: {cell}");

@@ -31,6 +31,7 @@ pub(super) async fn recover(
     let mut recovery = Recovery::default();
     let mut found = HashMap::new();
     let mut stored = Vec::new();
+    let mut unreadable = Vec::new();
     for task in catalog.tasks().await.map_err(BuildError::Recovery)? {
         let read = async {
             let records = catalog.epoch_records(task).await?;
@@ -54,8 +55,9 @@ pub(super) async fn recover(
         let task_found = match read.await {
             Ok(found) => found,
             Err(error) => {
-                tracing::error!(%task, %error, "the task's records are unreadable");
+                tracing::error!(%task, %error, "the task's records are unreadable; it is quarantined here until the store is repaired");
                 recovery.failed.push((task, error.to_string()));
+                unreadable.push(task);
                 continue;
             }
         };
@@ -91,7 +93,10 @@ pub(super) async fn recover(
         Some(node) => (node.name.to_string(), node.config.machine()),
         None => (inner.host.clone(), handoff::Config::default()),
     };
-    let (machine, verdicts, commands) = handoff::Host::recover(name, config, stored);
+    let (mut machine, verdicts, commands) = handoff::Host::recover(name, config, stored);
+    for task in unreadable {
+        machine.quarantine(task);
+    }
     for (task, verdict) in verdicts {
         let Some(task_found) = found.remove(&task) else {
             continue;
@@ -306,40 +311,37 @@ fn recover_arrival(
         recovery.failed.push((task, reason));
         return;
     };
-    let Some(task_type) = inner.types.get(&type_name) else {
-        let reason =
-            format!("arriving task type `{type_name}` is not registered (Builder::register)");
-        recovery.failed.push((task, reason));
-        return;
+    let start = match inner.types.get(&type_name) {
+        None => Err(format!(
+            "arriving task type `{type_name}` is not registered (Builder::register)"
+        )),
+        Some(task_type) => copy.and_then(|bytes| {
+            (task_type.prepare)(&bytes)
+                .map(|(_, start)| start)
+                .map_err(|e| e.to_string())
+        }),
     };
-    let start = copy.and_then(|bytes| {
-        (task_type.prepare)(&bytes)
-            .map(|(_, start)| start)
-            .map_err(|e| e.to_string())
-    });
-    match start {
-        Ok(start) => {
-            tracing::info!(%task, %from, epoch, "a hand-off was in doubt; asking the source");
-            recovery.in_doubt.push(task);
-            node.copies().insert(
-                (task, handoff),
-                Arrival {
-                    handoff,
-                    epoch,
-                    from,
-                    from_addr,
-                    type_name,
-                    output_type,
-                    checkpoint,
-                    start,
-                },
-            );
-        }
-        Err(reason) => {
-            tracing::error!(%task, %reason, "a prepared copy is unusable");
-            recovery
-                .failed
-                .push((task, format!("prepared copy from `{from}`: {reason}")));
-        }
+    if let Err(reason) = &start {
+        // Still held: if its source committed, the ownership is recorded here and a start
+        // that can decode the copy resumes it; if not, it is discarded.
+        tracing::error!(%task, %reason, "a prepared copy cannot run here");
+        recovery
+            .failed
+            .push((task, format!("prepared copy from `{from}`: {reason}")));
     }
+    tracing::info!(%task, %from, epoch, "a hand-off was in doubt; asking the source");
+    recovery.in_doubt.push(task);
+    node.copies().insert(
+        (task, handoff),
+        Arrival {
+            handoff,
+            epoch,
+            from,
+            from_addr,
+            type_name,
+            output_type,
+            checkpoint,
+            start,
+        },
+    );
 }

@@ -248,3 +248,29 @@ fn a_leftover_prepared_record_does_not_hide_the_move_below_it() {
         (Some(&moved), Some(2))
     );
 }
+
+#[test]
+fn a_task_whose_records_are_unreadable_is_never_said_to_have_aborted() {
+    // It may have committed a move that a destination now asks about: "Aborted" would make
+    // the destination drop the only copy.
+    let mut host = crate::handoff::table::quarantined();
+    let out = must(&mut host, recv(SOURCE, HANDOFF, Body::Resolve));
+    let pending = send(SOURCE, HANDOFF, Body::Resolution(Resolution::Pending));
+    assert_eq!(out, [pending]);
+    let out = must(&mut host, offer(SOURCE, NEWER, 1));
+    assert!(
+        matches!(
+            &out[..],
+            [Command::Send {
+                envelope: Envelope {
+                    body: Body::Refuse(Refusal::Unavailable { .. }),
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(phase(&host), "Quarantined");
+    assert_eq!(host.occupied(), 0);
+}

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::checkpoint::{CatalogError, CheckpointKey, EpochRecord, TaskRecord};
+use crate::handoff::WriteResult;
 use crate::runtime::shared::TaskShared;
 use crate::runtime::RuntimeInner;
 use crate::task::TaskId;
@@ -22,7 +23,10 @@ pub(crate) struct Arrival {
     pub(crate) output_type: String,
     /// Where the copy is in the store (with a store), and the steps it has completed.
     pub(crate) checkpoint: CheckpointKey,
-    pub(crate) start: StartTask,
+    /// Runs the decoded copy; `Err(why)` when it could not be decoded here (recovered after a
+    /// restart with its type unregistered or its image damaged): its ownership can still be
+    /// recorded if the source committed, and a later start resumes it once it decodes.
+    pub(crate) start: Result<StartTask, String>,
 }
 
 impl Arrival {
@@ -107,11 +111,50 @@ pub(crate) async fn record_owner(
         .await
 }
 
-/// Runs the arrived task (its ownership is recorded).
-pub(crate) fn start(runtime: &Arc<RuntimeInner>, task: TaskId, arrival: Arrival) {
+/// Records the ownership of the copy of hand-off `handoff` (the machine's `write owner`).
+pub(crate) async fn write_owner(
+    runtime: &Arc<RuntimeInner>,
+    task: TaskId,
+    handoff: u64,
+) -> WriteResult {
+    let Some(node) = &runtime.node else {
+        return WriteResult::Failed;
+    };
+    let ownership = node.copies().get(&(task, handoff)).map(Arrival::ownership);
+    let recorded = match ownership {
+        Some(ownership) => record_owner(runtime, task, ownership)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Err("its copy is not here".to_owned()),
+    };
+    match recorded {
+        Ok(()) => WriteResult::Durable,
+        Err(error) => {
+            tracing::error!(%task, %error, "could not record the ownership of an arrived task; retrying");
+            WriteResult::Failed
+        }
+    }
+}
+
+/// Runs the arrived copy of hand-off `handoff` (its ownership is recorded: the machine's
+/// `start task`). Under the copies' lock, so the task never looks unknown while it starts.
+pub(crate) fn start(runtime: &Arc<RuntimeInner>, task: TaskId, handoff: u64) {
+    let Some(node) = &runtime.node else { return };
+    let mut copies = node.copies();
+    let Some(arrival) = copies.remove(&(task, handoff)) else {
+        tracing::error!(%task, "the machine started a copy that is not here");
+        return;
+    };
     let next_seq = arrival.checkpoint.seq + 1;
-    tracing::info!(%task, from = %arrival.from, epoch = arrival.epoch, steps = arrival.checkpoint.steps, "task arrived");
-    (arrival.start)(runtime, task, arrival.checkpoint, next_seq, arrival.epoch);
+    match arrival.start {
+        Ok(start) => {
+            tracing::info!(%task, from = %arrival.from, epoch = arrival.epoch, steps = arrival.checkpoint.steps, "task arrived");
+            start(runtime, task, arrival.checkpoint, next_seq, arrival.epoch);
+        }
+        Err(reason) => {
+            tracing::error!(%task, %reason, "the task is ours now but cannot run here; it resumes from its copy at a start that can decode it");
+        }
+    }
 }
 
 /// Forgets a copy that will not run: its `prepared` record first (if still this hand-off's),

@@ -3,13 +3,25 @@
 //! whose decision arrived that way, discarding copies. Each runs on its own tokio task and
 //! feeds what happened back to the machine, whose answer is carried out the same way.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
 use super::arrival;
-use crate::handoff::{Body, Command, Envelope, Event, Write, WriteResult};
+use crate::handoff::{Body, Command, Envelope, Event, Write};
 use crate::runtime::RuntimeInner;
 use crate::task::TaskId;
 use crate::transport::protocol::{Request, Resolution};
+
+/// Queues a batch of the machine's commands for a conversation's driver, timers first: a
+/// batch's timer bounds the work of the same batch (the `Transfer` deadline bounds sending the
+/// image it comes with).
+pub(crate) fn enqueue(queue: &mut VecDeque<Command>, commands: Vec<Command>) {
+    let (timers, rest): (Vec<_>, Vec<_>) = commands
+        .into_iter()
+        .partition(|c| matches!(c, Command::ArmTimer { .. }));
+    queue.extend(timers);
+    queue.extend(rest);
+}
 
 /// Carries out `commands` in the background.
 pub(crate) fn carry_out(runtime: &Arc<RuntimeInner>, commands: Vec<Command>) {
@@ -81,23 +93,7 @@ async fn run(runtime: &Weak<RuntimeInner>, command: Command) {
             task,
             write: write @ Write::Owner { handoff, .. },
         } => {
-            let ownership = node
-                .copies()
-                .get(&(task, handoff))
-                .map(arrival::Arrival::ownership);
-            let recorded = match ownership {
-                Some(ownership) => arrival::record_owner(&rt, task, ownership)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => Err("the copy is not here".to_owned()),
-            };
-            let result = match recorded {
-                Ok(()) => WriteResult::Durable,
-                Err(error) => {
-                    tracing::error!(%task, %error, "could not record an arrived task; retrying");
-                    WriteResult::Failed
-                }
-            };
+            let result = arrival::write_owner(&rt, task, handoff).await;
             feed(
                 &rt,
                 Event::Wrote {
@@ -108,14 +104,8 @@ async fn run(runtime: &Weak<RuntimeInner>, command: Command) {
             );
         }
         Command::StartTask { task, handoff, .. } => {
-            // Under the copies' lock: the task never looks unknown while it starts.
-            {
-                let mut copies = node.copies();
-                if let Some(arrival) = copies.remove(&(task, handoff)) {
-                    tracing::info!(%task, from = %arrival.from, "the source committed the hand-off in doubt");
-                    arrival::start(&rt, task, arrival);
-                }
-            }
+            tracing::info!(%task, "the source committed the hand-off in doubt");
+            arrival::start(&rt, task, handoff);
         }
         Command::DiscardCopy {
             task,

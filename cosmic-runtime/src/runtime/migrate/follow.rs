@@ -67,7 +67,7 @@ fn status_of(wire: &WireStatus) -> TaskStatus {
 pub(crate) fn whereabouts(runtime: &RuntimeInner, task: TaskId) -> Whereabouts {
     // Arrivals first: a task coming back keeps its old forwarding entry until it starts.
     if let Some(node) = &runtime.node {
-        if let Some((steps, epoch)) = node.arriving(task) {
+        if let Some((steps, epoch)) = node.arrival_progress(task) {
             return Whereabouts::Here {
                 status: WireStatus::Arriving,
                 steps,

@@ -173,12 +173,12 @@ impl Node {
 
     /// Whether a copy of `task` is arriving here (or being started).
     pub(crate) fn is_arriving(&self, task: TaskId) -> bool {
-        self.arriving(task).is_some()
+        self.arrival_progress(task).is_some()
     }
 
     /// The steps and epoch of a copy of `task` arriving here, if one is. A copy counts until
     /// its driver runs: `StartTask` starts it under the copies' lock.
-    pub(crate) fn arriving(&self, task: TaskId) -> Option<(u64, u64)> {
+    pub(crate) fn arrival_progress(&self, task: TaskId) -> Option<(u64, u64)> {
         let copies = self.copies();
         let copy = copies
             .iter()

@@ -60,6 +60,15 @@ pub(crate) async fn receive(
     {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
+    if runtime.running().contains(&offer.task)
+        && matches!(node.phase(offer.task), Some(Phase::Moved { .. }))
+    {
+        // Its retirement would delete the returning copy's image: not while it runs.
+        let refusal = Refusal::Unavailable {
+            reason: "the task is still leaving this host".into(),
+        };
+        return channel.send(&OfferAnswer::Refuse(refusal)).await;
+    }
     let from = channel.peer().node.to_string();
     let event = Event::Received {
         from: from.clone(),
@@ -172,7 +181,7 @@ struct Taking<'a> {
     inline_image: Vec<u8>,
     /// The verified image, until it is recorded.
     image: Option<bytes::Bytes>,
-    /// The deadline of the step in progress (the machine's `Arrival` timer).
+    /// The deadline of the step in progress (the machine's `Image` or `Decision` timer).
     deadline: Instant,
     awaiting: Option<Awaiting>,
     /// A channel failure that ended the conversation.
@@ -181,18 +190,19 @@ struct Taking<'a> {
 
 impl Taking<'_> {
     async fn run(&mut self, commands: Vec<Command>) -> Result<(), ChannelError> {
-        let mut queue: VecDeque<Command> = commands.into();
+        let mut queue = VecDeque::new();
+        super::execute::enqueue(&mut queue, commands);
         loop {
             while let Some(command) = queue.pop_front() {
                 if let Some(event) = self.execute(command).await {
-                    queue.extend(self.node.step(event));
+                    super::execute::enqueue(&mut queue, self.node.step(event));
                 }
             }
             let Some(awaiting) = self.awaiting.take() else {
                 break;
             };
             if let Some(event) = self.await_source(awaiting).await {
-                queue.extend(self.node.step(event));
+                super::execute::enqueue(&mut queue, self.node.step(event));
             }
         }
         match self.error.take() {
@@ -218,27 +228,10 @@ impl Taking<'_> {
                 ..
             } => Some(self.record_prepared(write).await),
             Command::Write {
-                write: write @ Write::Owner { .. },
+                write: write @ Write::Owner { handoff, .. },
                 ..
             } => {
-                let ownership = self
-                    .node
-                    .copies()
-                    .get(&(task, self.offer.handoff))
-                    .map(Arrival::ownership);
-                let recorded = match ownership {
-                    Some(ownership) => arrival::record_owner(self.runtime, task, ownership)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    None => Err("the copy is not here".to_owned()),
-                };
-                let result = match recorded {
-                    Ok(()) => WriteResult::Durable,
-                    Err(error) => {
-                        tracing::error!(%error, "could not record the ownership of an arrived task");
-                        WriteResult::Failed
-                    }
-                };
+                let result = arrival::write_owner(self.runtime, task, handoff).await;
                 Some(Event::Wrote {
                     task,
                     write,
@@ -246,13 +239,7 @@ impl Taking<'_> {
                 })
             }
             Command::StartTask { handoff, .. } => {
-                // Under the copies' lock: the task never looks unknown while it starts.
-                {
-                    let mut copies = self.node.copies();
-                    if let Some(arrival) = copies.remove(&(task, handoff)) {
-                        arrival::start(self.runtime, task, arrival);
-                    }
-                }
+                arrival::start(self.runtime, task, handoff);
                 #[cfg(feature = "fault-injection")]
                 if self.node.fault(FaultPoint::DestAfterStart).await == Injected::Drop {
                     self.error = Some(ChannelError::UnexpectedEof);
@@ -420,7 +407,7 @@ impl Taking<'_> {
                 seq: 0,
                 steps: self.offer.steps,
             },
-            start,
+            start: Ok(start),
         };
         self.node
             .copies()

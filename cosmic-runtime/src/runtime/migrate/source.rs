@@ -30,6 +30,9 @@ use crate::transport::protocol::{
 };
 use crate::transport::{ChannelError, SecureChannel};
 
+/// How long an `Abort` may take to go out on a channel whose peer did not answer in time.
+const ABORT_PATIENCE: Duration = Duration::from_secs(1);
+
 /// What the driver knows about the task it moves.
 pub(crate) struct Moving<'a> {
     pub(crate) task: TaskId,
@@ -148,7 +151,7 @@ struct Giving<'a> {
     channel: Option<SecureChannel>,
     /// Whether the channel was an idle one reused (it may have been closed by the peer).
     reused: bool,
-    /// The deadline of the step in progress (the machine's `Step` timer).
+    /// The deadline of the step in progress (the machine's `Offer` or `Transfer` timer).
     deadline: Instant,
     step: HandoffStep,
     awaiting: Option<Awaiting>,
@@ -160,19 +163,24 @@ struct Giving<'a> {
 
 impl Giving<'_> {
     async fn run(&mut self, commands: Vec<Command>) -> Result<Forward, MigrateError> {
-        let mut queue: VecDeque<Command> = commands.into();
+        let mut queue = VecDeque::new();
+        super::execute::enqueue(&mut queue, commands);
         loop {
             while let Some(command) = queue.pop_front() {
                 if let Some(event) = self.execute(command).await {
-                    queue.extend(self.node.step(event));
+                    super::execute::enqueue(&mut queue, self.node.step(event));
                 }
             }
             let Some(awaiting) = self.awaiting.take() else {
                 break;
             };
             if let Some(event) = self.await_answer(awaiting).await {
-                queue.extend(self.node.step(event));
+                super::execute::enqueue(&mut queue, self.node.step(event));
             }
+        }
+        // A conversation that ended cleanly leaves its channel for the next one.
+        if let Some(channel) = self.channel.take() {
+            self.node.park(self.addr, channel);
         }
         self.finish()
     }
@@ -239,7 +247,9 @@ impl Giving<'_> {
                     handoff,
                     resolution,
                 };
-                let channel = self.channel.as_mut()?;
+                let Some(channel) = self.channel.as_mut() else {
+                    return Some(self.peer_lost());
+                };
                 match channel.send(&request).await {
                     Ok(()) => None,
                     Err(error) => Some(self.lost(HandoffStep::Offer, error)),
@@ -265,9 +275,11 @@ impl Giving<'_> {
                 None
             }
             Body::Abort => {
-                // Best effort: a destination that misses it asks us later.
+                // Best effort, and briefly (the peer may be stalled): a destination that misses
+                // it asks us later. The conversation is over either way.
                 if let Some(mut channel) = self.channel.take() {
-                    let _ = channel.send(&Decision::Abort).await;
+                    let _ =
+                        tokio::time::timeout(ABORT_PATIENCE, channel.send(&Decision::Abort)).await;
                 }
                 None
             }
@@ -444,15 +456,6 @@ impl Giving<'_> {
                 }
             }
         };
-        // An answer that ends the conversation leaves the channel clean for the next one.
-        if matches!(
-            answer,
-            Body::Refuse(_) | Body::PrepareFailed(_) | Body::Started | Body::Deferred
-        ) {
-            if let Some(channel) = self.channel.take() {
-                self.node.park(self.addr, channel);
-            }
-        }
         Some(self.received(answer))
     }
 
@@ -549,7 +552,7 @@ impl Giving<'_> {
     fn timer_fired(&mut self, step: HandoffStep) -> Event {
         let after = self.node.config.step_timeout;
         self.error = Some(self.timed_out(step, after));
-        self.channel = None;
+        // The channel stays for the `Abort` the machine sends next (then it is dropped).
         let kind = match step {
             HandoffStep::Connect | HandoffStep::Offer => TimerKind::Offer,
             _ => TimerKind::Transfer,
