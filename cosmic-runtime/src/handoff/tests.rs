@@ -3,6 +3,7 @@
 //! restarts in `recovery.rs`). The machines are driven into each phase by the builders of
 //! the state table (`table.rs`), through real events only.
 
+mod arbitrary;
 mod destination;
 mod recovery;
 mod source;
