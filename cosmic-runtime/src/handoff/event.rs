@@ -211,3 +211,20 @@ pub enum Event {
     /// A timer fired.
     TimerFired(Timer),
 }
+
+impl Event {
+    /// The task the event is about (every event is about exactly one).
+    pub fn task(&self) -> TaskId {
+        match self {
+            Event::Spawned { task }
+            | Event::Finished { task }
+            | Event::MoveRequested { task, .. }
+            | Event::PeerLost { task, .. }
+            | Event::ImageChecked { task, .. }
+            | Event::Wrote { task, .. }
+            | Event::ReadBack { task, .. } => *task,
+            Event::Received { envelope, .. } => envelope.task,
+            Event::TimerFired(timer) => timer.task,
+        }
+    }
+}

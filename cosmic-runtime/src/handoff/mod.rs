@@ -166,6 +166,53 @@ pub struct Host {
     name: String,
     config: Config,
     tasks: BTreeMap<TaskId, Entry>,
+    /// What the tasks' phases count against the bounds, kept as phases change.
+    load: Load,
+}
+
+/// What tasks count against a host's bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Load {
+    /// Running, leaving or arriving (`max_tasks`).
+    occupied: usize,
+    /// Copies arriving (`max_arriving`).
+    arriving: usize,
+    /// Their bytes (`max_arriving_bytes`).
+    arriving_bytes: u64,
+}
+
+impl Load {
+    /// What one task in `phase` counts.
+    fn of(phase: Option<&Phase>) -> Load {
+        match phase {
+            Some(Phase::Running | Phase::Leaving(_)) => Load {
+                occupied: 1,
+                ..Load::default()
+            },
+            Some(Phase::Arriving(a)) => Load {
+                occupied: 1,
+                arriving: 1,
+                arriving_bytes: a.size,
+            },
+            _ => Load::default(),
+        }
+    }
+
+    fn with(self, other: Load) -> Load {
+        Load {
+            occupied: self.occupied + other.occupied,
+            arriving: self.arriving + other.arriving,
+            arriving_bytes: self.arriving_bytes.saturating_add(other.arriving_bytes),
+        }
+    }
+
+    fn without(self, other: Load) -> Load {
+        Load {
+            occupied: self.occupied.saturating_sub(other.occupied),
+            arriving: self.arriving.saturating_sub(other.arriving),
+            arriving_bytes: self.arriving_bytes.saturating_sub(other.arriving_bytes),
+        }
+    }
 }
 
 impl Host {
@@ -175,6 +222,7 @@ impl Host {
             name: name.into(),
             config,
             tasks: BTreeMap::new(),
+            load: Load::default(),
         }
     }
 
@@ -205,26 +253,12 @@ impl Host {
 
     /// How many tasks count against `max_tasks`: running, leaving or arriving here.
     pub fn occupied(&self) -> usize {
-        self.tasks
-            .values()
-            .filter(|e| {
-                matches!(
-                    e.phase,
-                    Phase::Running | Phase::Leaving(_) | Phase::Arriving(_)
-                )
-            })
-            .count()
+        self.load.occupied
     }
 
     /// Copies arriving here now, and their bytes.
     pub fn arriving(&self) -> (usize, u64) {
-        self.tasks
-            .values()
-            .filter_map(|e| match &e.phase {
-                Phase::Arriving(a) => Some(a.size),
-                _ => None,
-            })
-            .fold((0, 0), |(n, bytes), size| (n + 1, bytes + size))
+        (self.load.arriving, self.load.arriving_bytes)
     }
 
     /// Forgets `task` (a finished task whose tombstone retention expired).
@@ -237,6 +271,28 @@ impl Host {
     /// Takes one event; returns what to do, or why the event does not apply (then nothing
     /// changed).
     pub fn step(&mut self, event: Event) -> Result<Vec<Command>, StepError> {
+        // Every event is about one task: the load is kept by the change of that task's phase
+        // (a scan of every task the host knows would make each offer cost O(tasks)).
+        let task = event.task();
+        let before = Load::of(self.phase(task));
+        let result = self.dispatch(event);
+        let after = Load::of(self.phase(task));
+        self.load = self.load.without(before).with(after);
+        result
+    }
+
+    /// The load counted from scratch (after recovery, and to check the kept one in tests).
+    pub(crate) fn recount(&self) -> Load {
+        self.tasks
+            .values()
+            .fold(Load::default(), |load, e| load.with(Load::of(Some(&e.phase))))
+    }
+
+    pub(crate) fn set_load(&mut self, load: Load) {
+        self.load = load;
+    }
+
+    fn dispatch(&mut self, event: Event) -> Result<Vec<Command>, StepError> {
         match event {
             Event::Spawned { task } => self.spawned(task),
             Event::Finished { task } => self.finished(task),

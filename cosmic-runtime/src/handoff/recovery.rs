@@ -190,6 +190,7 @@ impl Host {
             }
             recovered.push((task, verdict));
         }
+        host.set_load(host.recount());
         (host, recovered, commands)
     }
 
@@ -205,5 +206,6 @@ impl Host {
                 commits: Vec::new(),
             },
         );
+        self.set_load(self.recount());
     }
 }

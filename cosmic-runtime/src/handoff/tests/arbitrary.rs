@@ -162,6 +162,12 @@ proptest! {
                 }
                 Err(_) => prop_assert_eq!(&host, &before),
             }
+            // The load kept as phases change is the load counted from scratch.
+            prop_assert_eq!((host.occupied(), host.arriving()), {
+                let mut fresh = host.clone();
+                fresh.set_load(fresh.recount());
+                (fresh.occupied(), fresh.arriving())
+            });
         }
     }
 }

@@ -137,24 +137,29 @@ pub(crate) async fn write_owner(
 }
 
 /// Runs the arrived copy of hand-off `handoff` (its ownership is recorded: the machine's
-/// `start task`). Under the copies' lock, so the task never looks unknown while it starts.
+/// `start task`). The copy stays listed until its driver runs, so the task never looks
+/// unknown while it starts; the copies' lock is not held while it starts (other hand-offs use
+/// it all the time).
 pub(crate) fn start(runtime: &Arc<RuntimeInner>, task: TaskId, handoff: u64) {
     let Some(node) = &runtime.node else { return };
-    let mut copies = node.copies();
-    let Some(arrival) = copies.remove(&(task, handoff)) else {
+    let taken = node.copies().get_mut(&(task, handoff)).map(|arrival| {
+        let start = std::mem::replace(&mut arrival.start, Err("started already".into()));
+        (start, arrival.checkpoint, arrival.epoch, arrival.from.clone())
+    });
+    let Some((start, checkpoint, epoch, from)) = taken else {
         tracing::error!(%task, "the machine started a copy that is not here");
         return;
     };
-    let next_seq = arrival.checkpoint.seq + 1;
-    match arrival.start {
+    match start {
         Ok(start) => {
-            tracing::info!(%task, from = %arrival.from, epoch = arrival.epoch, steps = arrival.checkpoint.steps, "task arrived");
-            start(runtime, task, arrival.checkpoint, next_seq, arrival.epoch);
+            tracing::info!(%task, %from, epoch, steps = checkpoint.steps, "task arrived");
+            start(runtime, task, checkpoint, checkpoint.seq + 1, epoch);
         }
         Err(reason) => {
             tracing::error!(%task, %reason, "the task is ours now but cannot run here; it resumes from its copy at a start that can decode it");
         }
     }
+    node.copies().remove(&(task, handoff));
 }
 
 /// Forgets a copy that will not run: its `prepared` record first (if still this hand-off's),
