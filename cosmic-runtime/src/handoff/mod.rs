@@ -283,9 +283,9 @@ impl Host {
 
     /// The load counted from scratch (after recovery, and to check the kept one in tests).
     pub(crate) fn recount(&self) -> Load {
-        self.tasks
-            .values()
-            .fold(Load::default(), |load, e| load.with(Load::of(Some(&e.phase))))
+        self.tasks.values().fold(Load::default(), |load, e| {
+            load.with(Load::of(Some(&e.phase)))
+        })
     }
 
     pub(crate) fn set_load(&mut self, load: Load) {

@@ -144,7 +144,12 @@ pub(crate) fn start(runtime: &Arc<RuntimeInner>, task: TaskId, handoff: u64) {
     let Some(node) = &runtime.node else { return };
     let taken = node.copies().get_mut(&(task, handoff)).map(|arrival| {
         let start = std::mem::replace(&mut arrival.start, Err("started already".into()));
-        (start, arrival.checkpoint, arrival.epoch, arrival.from.clone())
+        (
+            start,
+            arrival.checkpoint,
+            arrival.epoch,
+            arrival.from.clone(),
+        )
     });
     let Some((start, checkpoint, epoch, from)) = taken else {
         tracing::error!(%task, "the machine started a copy that is not here");
