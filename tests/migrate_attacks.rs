@@ -67,28 +67,6 @@ fn node(name: &str) -> NodeName {
     name.parse().unwrap()
 }
 
-/// Room for hundreds of connections, both of their ends (the host runs in this process).
-fn raise_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        let wanted = 16_384.min(limit.rlim_max);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
-        assert!(
-            limit.rlim_cur >= 2048,
-            "RLIMIT_NOFILE {} is too low for these tests",
-            limit.rlim_cur
-        );
-    }
-}
-
 /// The process's resident memory (the host runs in it), from `/proc/self/statm`.
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -309,7 +287,7 @@ async fn slow_offers_of_a_gibibyte_are_bounded_and_cut_off() {
     const SIZE: u64 = 1 << 30;
     const RATE: u64 = 256 << 10;
     let _serial = SERIAL.lock().await;
-    raise_file_limit();
+    cosmic_tests::files::raise_file_limit(2048);
     let configure = |b: Builder| b.max_image_size(SIZE).max_arriving(64, 2 << 30);
     let target = host("target", &configure).await;
     let addr = target.rt.local_addr().unwrap();
@@ -373,7 +351,7 @@ async fn junk_images_are_bounded_by_the_byte_budget() {
     const SIZE: u64 = 256 << 20;
     const BUDGET: u64 = 512 << 20;
     let _serial = SERIAL.lock().await;
-    raise_file_limit();
+    cosmic_tests::files::raise_file_limit(2048);
     let configure = |b: Builder| b.max_image_size(SIZE).max_arriving(64, BUDGET);
     let target = host("target", &configure).await;
     let addr = target.rt.local_addr().unwrap();
@@ -451,7 +429,7 @@ async fn idle_authenticated_connections_are_bounded() {
     const IDLE: usize = 500;
     const LIMIT: usize = 64;
     let _serial = SERIAL.lock().await;
-    raise_file_limit();
+    cosmic_tests::files::raise_file_limit(2048);
     let configure = |b: Builder| b.max_peer_connections(LIMIT);
     let target = host("target", &configure).await;
     let addr = target.rt.local_addr().unwrap();
@@ -694,7 +672,7 @@ async fn copies_in_doubt_are_bounded_and_their_source_asked_with_back_off() {
     const OFFERS: usize = 10;
     const MAX: usize = 4;
     let _serial = SERIAL.lock().await;
-    raise_file_limit();
+    cosmic_tests::files::raise_file_limit(2048);
     let logged = Arc::new(Mutex::new(Logged::default()));
     let _logging = tracing::subscriber::set_default(Recorder(Arc::clone(&logged)));
     let source = FakeSource::start().await;

@@ -42,28 +42,6 @@ fn node(name: &str) -> NodeName {
     name.parse().unwrap()
 }
 
-/// Room for a thousand connections, both of their ends, and the hosts' own files.
-fn raise_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        let wanted = 16_384.min(limit.rlim_max);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
-        assert!(
-            limit.rlim_cur >= 4 * ATTACKERS as libc::rlim_t,
-            "RLIMIT_NOFILE {} is too low for these tests",
-            limit.rlim_cur
-        );
-    }
-}
-
 /// Keyless peers: each holds a connection open, idle or sending a byte now and then, and opens
 /// a new one when the host closes it (after a pause, so as not to run out of ports).
 struct Attack {
@@ -192,7 +170,7 @@ fn millis(d: Duration) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_handshake_gets_through_1000_keyless_connections() {
     let _serial = SERIAL.lock().await;
-    raise_file_limit();
+    cosmic_tests::files::raise_file_limit(4 * ATTACKERS as libc::rlim_t);
     let listener = SecureListener::bind(
         "127.0.0.1:0".parse().unwrap(),
         &key("host"),
@@ -270,7 +248,7 @@ async fn move_once(from: &Host, to: &Host) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_move_gets_through_1000_keyless_connections() {
     let _serial = SERIAL.lock().await;
-    raise_file_limit();
+    cosmic_tests::files::raise_file_limit(4 * ATTACKERS as libc::rlim_t);
     let target = host("target").await;
     let warm_up_source = host("source-warm-up").await;
     let idle_source = host("source-idle").await;
@@ -374,7 +352,7 @@ async fn refused_once(addr: SocketAddr) {
 async fn thousands_of_refusals_make_a_few_lines_with_their_count() {
     const REFUSALS: u64 = 2000;
     let _serial = SERIAL.lock().await;
-    raise_file_limit();
+    cosmic_tests::files::raise_file_limit(4 * ATTACKERS as libc::rlim_t);
     let counts = Arc::new(Mutex::new(RefusalLines::default()));
     let _logging = tracing::subscriber::set_default(CountRefusals(Arc::clone(&counts)));
 

@@ -367,6 +367,12 @@ impl Sim {
         self.trace.push_back(format!("t={:>6} {line}", self.now));
     }
 
+    /// Whether `host` is up and still the incarnation an event was meant for (events of an
+    /// incarnation that crashed are dropped, as its process would have been).
+    fn is_current(&self, host: usize, incarnation: u32) -> bool {
+        self.hosts[host].incarnation == incarnation && self.hosts[host].machine.is_some()
+    }
+
     fn host_index(&self, name: &str) -> Option<usize> {
         self.hosts.iter().position(|h| h.name == name)
     }
@@ -429,8 +435,7 @@ impl Sim {
                 timer,
                 armed,
             } => {
-                if self.hosts[host].incarnation != incarnation || self.hosts[host].machine.is_none()
-                {
+                if !self.is_current(host, incarnation) {
                     return Ok(());
                 }
                 if self.armed.get(&(host, timer)) != Some(&armed) {
@@ -445,8 +450,7 @@ impl Sim {
                 write,
                 size,
             } => {
-                if self.hosts[host].incarnation != incarnation || self.hosts[host].machine.is_none()
-                {
+                if !self.is_current(host, incarnation) {
                     return Ok(());
                 }
                 let roll = self.rng.below(100);
@@ -483,8 +487,7 @@ impl Sim {
                 epoch,
                 handoff,
             } => {
-                if self.hosts[host].incarnation != incarnation || self.hosts[host].machine.is_none()
-                {
+                if !self.is_current(host, incarnation) {
                     return Ok(());
                 }
                 let result = if self.rng.chance(self.faults.write_fails) {
@@ -510,8 +513,7 @@ impl Sim {
                 task,
                 handoff,
             } => {
-                if self.hosts[host].incarnation != incarnation || self.hosts[host].machine.is_none()
-                {
+                if !self.is_current(host, incarnation) {
                     return Ok(());
                 }
                 self.feed(

@@ -8,6 +8,8 @@
 //! rather than follow along silently.
 
 pub mod counter;
+#[cfg(unix)]
+pub mod files;
 pub mod identity;
 
 use cosmic::image::{Arch, Endian, ImageWriter, Isa};

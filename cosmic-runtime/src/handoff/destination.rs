@@ -23,13 +23,7 @@ impl Host {
         handoff: HandoffId,
         peer: &str,
     ) -> Result<&Arriving, StepError> {
-        let entry = self.entry(task)?;
-        let Phase::Arriving(arriving) = &entry.phase else {
-            return Err(StepError::StaleHandoff { task, handoff });
-        };
-        if arriving.handoff != handoff {
-            return Err(StepError::StaleHandoff { task, handoff });
-        }
+        let arriving = self.current_arrival(task, handoff)?;
         if arriving.from != peer {
             return Err(StepError::WrongPeer {
                 task,
@@ -39,6 +33,33 @@ impl Host {
             });
         }
         Ok(arriving)
+    }
+
+    /// The arriving side of `task` if `handoff` is its current hand-off.
+    fn current_arrival(&self, task: TaskId, handoff: HandoffId) -> Result<&Arriving, StepError> {
+        match &self.entry(task)?.phase {
+            Phase::Arriving(arriving) if arriving.handoff == handoff => Ok(arriving),
+            _ => Err(StepError::StaleHandoff { task, handoff }),
+        }
+    }
+
+    /// The arriving side of `task` if it is arriving at all, and at `step` of `handoff`; else
+    /// `event` does not apply.
+    fn arriving_at(
+        &self,
+        task: TaskId,
+        handoff: HandoffId,
+        step: ArriveStep,
+        event: &str,
+    ) -> Result<&Arriving, StepError> {
+        let entry = self.entry(task)?;
+        match &entry.phase {
+            Phase::Arriving(arriving) if arriving.handoff == handoff && arriving.step == step => {
+                Ok(arriving)
+            }
+            Phase::Arriving(_) => Err(not_applicable(task, &entry.phase, event)),
+            _ => Err(StepError::StaleHandoff { task, handoff }),
+        }
     }
 
     fn arrival_mut(&mut self, task: TaskId) -> &mut Arriving {
@@ -184,13 +205,7 @@ impl Host {
         handoff: HandoffId,
         result: Result<(), String>,
     ) -> Result<Vec<Command>, StepError> {
-        let entry = self.entry(task)?;
-        let Phase::Arriving(arriving) = &entry.phase else {
-            return Err(StepError::StaleHandoff { task, handoff });
-        };
-        if arriving.handoff != handoff || arriving.step != ArriveStep::Receiving {
-            return Err(not_applicable(task, &entry.phase, "ImageChecked"));
-        }
+        let arriving = self.arriving_at(task, handoff, ArriveStep::Receiving, "ImageChecked")?;
         let from = arriving.from.clone();
         match result {
             Ok(()) => {
@@ -374,13 +389,7 @@ impl Host {
             handoff,
             kind,
         } = timer;
-        let entry = self.entry(task)?;
-        let Phase::Arriving(arriving) = &entry.phase else {
-            return Err(StepError::StaleHandoff { task, handoff });
-        };
-        if arriving.handoff != handoff {
-            return Err(StepError::StaleHandoff { task, handoff });
-        }
+        let arriving = self.current_arrival(task, handoff)?;
         match (kind, arriving.step) {
             (TimerKind::Image, ArriveStep::Receiving) => {
                 // The image did not arrive in time (a stalled or vanished sender).
@@ -397,7 +406,11 @@ impl Host {
                     write: Write::Owner { epoch, handoff },
                 }])
             }
-            _ => Err(not_applicable(task, &entry.phase, "a stale timer")),
+            _ => Err(not_applicable(
+                task,
+                &self.entry(task)?.phase,
+                "a stale timer",
+            )),
         }
     }
 
@@ -407,13 +420,7 @@ impl Host {
         handoff: HandoffId,
         result: WriteResult,
     ) -> Result<Vec<Command>, StepError> {
-        let entry = self.entry(task)?;
-        let Phase::Arriving(arriving) = &entry.phase else {
-            return Err(StepError::StaleHandoff { task, handoff });
-        };
-        if arriving.handoff != handoff || arriving.step != ArriveStep::Committing {
-            return Err(not_applicable(task, &entry.phase, "Wrote(owner)"));
-        }
+        let arriving = self.arriving_at(task, handoff, ArriveStep::Committing, "Wrote(owner)")?;
         let (from, epoch) = (arriving.from.clone(), arriving.epoch);
         match result {
             WriteResult::Durable => {

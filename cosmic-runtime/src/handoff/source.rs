@@ -23,13 +23,7 @@ const READ_BACK_MAX: Duration = Duration::from_secs(5);
 impl Host {
     /// The leaving side of `task` if `handoff` is its current hand-off with `peer`.
     fn leaving(&self, task: TaskId, handoff: HandoffId, peer: &str) -> Result<&Leaving, StepError> {
-        let entry = self.entry(task)?;
-        let Phase::Leaving(leaving) = &entry.phase else {
-            return Err(StepError::StaleHandoff { task, handoff });
-        };
-        if leaving.handoff != handoff {
-            return Err(StepError::StaleHandoff { task, handoff });
-        }
+        let leaving = self.current_leaving(task, handoff)?;
         if leaving.to != peer {
             return Err(StepError::WrongPeer {
                 task,
@@ -39,6 +33,33 @@ impl Host {
             });
         }
         Ok(leaving)
+    }
+
+    /// The leaving side of `task` if `handoff` is its current hand-off.
+    fn current_leaving(&self, task: TaskId, handoff: HandoffId) -> Result<&Leaving, StepError> {
+        match &self.entry(task)?.phase {
+            Phase::Leaving(leaving) if leaving.handoff == handoff => Ok(leaving),
+            _ => Err(StepError::StaleHandoff { task, handoff }),
+        }
+    }
+
+    /// The leaving side of `task` if it is leaving at all, and at `step` of `handoff`; else
+    /// `event` does not apply.
+    fn leaving_at(
+        &self,
+        task: TaskId,
+        handoff: HandoffId,
+        step: LeaveStep,
+        event: &str,
+    ) -> Result<&Leaving, StepError> {
+        let entry = self.entry(task)?;
+        match &entry.phase {
+            Phase::Leaving(leaving) if leaving.handoff == handoff && leaving.step == step => {
+                Ok(leaving)
+            }
+            Phase::Leaving(_) => Err(not_applicable(task, &entry.phase, event)),
+            _ => Err(StepError::StaleHandoff { task, handoff }),
+        }
     }
 
     fn leaving_mut(&mut self, task: TaskId) -> &mut Leaving {
@@ -304,13 +325,7 @@ impl Host {
             handoff,
             kind,
         } = timer;
-        let entry = self.entry(task)?;
-        let Phase::Leaving(leaving) = &entry.phase else {
-            return Err(StepError::StaleHandoff { task, handoff });
-        };
-        if leaving.handoff != handoff {
-            return Err(StepError::StaleHandoff { task, handoff });
-        }
+        let leaving = self.current_leaving(task, handoff)?;
         match (kind, leaving.step) {
             (TimerKind::Offer, LeaveStep::Offered)
             | (TimerKind::Transfer, LeaveStep::Transferring) => {
@@ -328,7 +343,11 @@ impl Host {
                 epoch: leaving.epoch,
                 handoff,
             }]),
-            _ => Err(not_applicable(task, &entry.phase, "a stale timer")),
+            _ => Err(not_applicable(
+                task,
+                &self.entry(task)?.phase,
+                "a stale timer",
+            )),
         }
     }
 
@@ -338,13 +357,7 @@ impl Host {
         handoff: HandoffId,
         result: WriteResult,
     ) -> Result<Vec<Command>, StepError> {
-        let entry = self.entry(task)?;
-        let Phase::Leaving(leaving) = &entry.phase else {
-            return Err(StepError::StaleHandoff { task, handoff });
-        };
-        if leaving.handoff != handoff || leaving.step != LeaveStep::Committing {
-            return Err(not_applicable(task, &entry.phase, "Wrote(moved)"));
-        }
+        let leaving = self.leaving_at(task, handoff, LeaveStep::Committing, "Wrote(moved)")?;
         match result {
             WriteResult::Durable => Ok(self.committed(task)),
             #[cfg(feature = "sim-mutants")]
@@ -372,13 +385,7 @@ impl Host {
         handoff: HandoffId,
         result: ReadBack,
     ) -> Result<Vec<Command>, StepError> {
-        let entry = self.entry(task)?;
-        let Phase::Leaving(leaving) = &entry.phase else {
-            return Err(StepError::StaleHandoff { task, handoff });
-        };
-        if leaving.handoff != handoff || leaving.step != LeaveStep::CheckingCommit {
-            return Err(not_applicable(task, &entry.phase, "ReadBack"));
-        }
+        let leaving = self.leaving_at(task, handoff, LeaveStep::CheckingCommit, "ReadBack")?;
         match result {
             ReadBack::Landed => Ok(self.committed(task)),
             ReadBack::Absent => {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::migrate::Arrival;
+use super::migrate::{Arrival, CopyError};
 use super::shared::{Forward, TaskShared};
 use super::{BuildError, Recovery, RuntimeInner};
 use crate::checkpoint::{Catalog, EpochRecord, Outcome, TaskRecord};
@@ -21,7 +21,7 @@ struct Found {
     outcome: Option<Outcome>,
     /// The copy of the newest `prepared` record, read once: its size counts against the
     /// bound on copies arriving, and it is decoded from these bytes.
-    prepared_copy: Option<Result<bytes::Bytes, String>>,
+    prepared_copy: Option<Result<bytes::Bytes, CopyError>>,
 }
 
 pub(super) async fn recover(
@@ -39,8 +39,8 @@ pub(super) async fn recover(
                 Some((_, EpochRecord::Prepared { checkpoint, .. })) => {
                     Some(match catalog.checkpoint(task, *checkpoint).await {
                         Ok(Some(bytes)) => Ok(bytes),
-                        Ok(None) => Err("its prepared copy is missing".to_owned()),
-                        Err(error) => Err(error.to_string()),
+                        Ok(None) => Err(CopyError::Missing),
+                        Err(error) => Err(CopyError::Unreadable(Arc::new(error))),
                     })
                 }
                 _ => None,
@@ -134,9 +134,7 @@ pub(super) async fn recover(
                         (e == epoch && matches!(record, EpochRecord::Prepared { .. }))
                             .then_some(record)
                     });
-                let copy = task_found
-                    .prepared_copy
-                    .unwrap_or_else(|| Err("its prepared copy is missing".to_owned()));
+                let copy = task_found.prepared_copy.unwrap_or(Err(CopyError::Missing));
                 if let Some(prepared) = prepared {
                     recover_arrival(inner, task, epoch, prepared, copy, &mut recovery);
                 }
@@ -290,7 +288,7 @@ fn recover_arrival(
     task: TaskId,
     epoch: u64,
     prepared: EpochRecord,
-    copy: Result<bytes::Bytes, String>,
+    copy: Result<bytes::Bytes, CopyError>,
     recovery: &mut Recovery,
 ) {
     let EpochRecord::Prepared {
@@ -312,13 +310,13 @@ fn recover_arrival(
         return;
     };
     let start = match inner.types.get(&type_name) {
-        None => Err(format!(
-            "arriving task type `{type_name}` is not registered (Builder::register)"
-        )),
+        None => Err(CopyError::UnknownType {
+            type_name: type_name.clone(),
+        }),
         Some(task_type) => copy.and_then(|bytes| {
             (task_type.prepare)(&bytes)
                 .map(|(_, start)| start)
-                .map_err(|e| e.to_string())
+                .map_err(|error| CopyError::Undecodable(Arc::new(error)))
         }),
     };
     if let Err(reason) = &start {

@@ -95,3 +95,4 @@ pub use node::{NodeName, PeerInfo, MAX_NODE_NAME_LEN};
 
 /// The largest payload of one Noise message: the size of the chunks large messages travel in.
 pub const CHUNK_SIZE: usize = noise::MAX_PLAINTEXT;
+pub(crate) use channel::error_chain;

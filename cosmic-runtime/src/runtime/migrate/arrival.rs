@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::CopyError;
 use crate::checkpoint::{CatalogError, CheckpointKey, EpochRecord, TaskRecord};
 use crate::handoff::WriteResult;
 use crate::runtime::shared::TaskShared;
@@ -26,7 +27,7 @@ pub(crate) struct Arrival {
     /// Runs the decoded copy; `Err(why)` when it could not be decoded here (recovered after a
     /// restart with its type unregistered or its image damaged): its ownership can still be
     /// recorded if the source committed, and a later start resumes it once it decodes.
-    pub(crate) start: Result<StartTask, String>,
+    pub(crate) start: Result<StartTask, CopyError>,
 }
 
 impl Arrival {
@@ -125,7 +126,7 @@ pub(crate) async fn write_owner(
         Some(ownership) => record_owner(runtime, task, ownership)
             .await
             .map_err(|e| e.to_string()),
-        None => Err("its copy is not here".to_owned()),
+        None => Err(CopyError::Missing.to_string()),
     };
     match recorded {
         Ok(()) => WriteResult::Durable,
@@ -143,7 +144,7 @@ pub(crate) async fn write_owner(
 pub(crate) fn start(runtime: &Arc<RuntimeInner>, task: TaskId, handoff: u64) {
     let Some(node) = &runtime.node else { return };
     let taken = node.copies().get_mut(&(task, handoff)).map(|arrival| {
-        let start = std::mem::replace(&mut arrival.start, Err("started already".into()));
+        let start = std::mem::replace(&mut arrival.start, Err(CopyError::Started));
         (
             start,
             arrival.checkpoint,

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
 use super::arrival;
+use super::copy_error::AskError;
 use crate::handoff::{Body, Command, Envelope, Event, Write};
 use crate::runtime::RuntimeInner;
 use crate::task::TaskId;
@@ -70,7 +71,8 @@ async fn run(runtime: &Weak<RuntimeInner>, command: Command) {
                         },
                     },
                 ),
-                Err(reason) => {
+                Err(error) => {
+                    let reason = crate::transport::error_chain(&error);
                     tracing::debug!(%task, from = %to, %reason, "cannot reach the source of a hand-off in doubt yet");
                 }
             }
@@ -135,8 +137,12 @@ async fn ask(
     task: TaskId,
     handoff: u64,
     from: &str,
-) -> Result<Resolution, String> {
-    let node = runtime.node.as_ref().ok_or("not a host")?;
+) -> Result<Resolution, AskError> {
+    let Some(node) = runtime.node.as_ref() else {
+        return Err(AskError::NoAddress {
+            source_host: from.to_owned(),
+        });
+    };
     let offered_at = node
         .copies()
         .get(&(task, handoff))
@@ -148,17 +154,23 @@ async fn ask(
     if let Some(addr) = node.peer_addr(from).filter(|a| !addrs.contains(a)) {
         addrs.push(addr);
     }
-    let mut reasons = Vec::new();
+    let attempts = addrs.len();
+    let mut last = AskError::NoAddress {
+        source_host: from.to_owned(),
+    };
     for addr in addrs {
         match ask_at(node, task, handoff, from, addr).await {
             Ok(answer) => return Ok(answer),
-            Err(reason) => reasons.push(format!("{addr}: {reason}")),
+            Err(error) => last = error,
         }
     }
-    if reasons.is_empty() {
-        reasons.push(format!("no address known for `{from}`"));
-    }
-    Err(reasons.join("; "))
+    Err(match attempts {
+        0 | 1 => last,
+        _ => AskError::Every {
+            attempts,
+            last: Box::new(last),
+        },
+    })
 }
 
 async fn ask_at(
@@ -167,27 +179,27 @@ async fn ask_at(
     handoff: u64,
     from: &str,
     addr: std::net::SocketAddr,
-) -> Result<Resolution, String> {
+) -> Result<Resolution, AskError> {
     let conversation = async {
-        let mut channel = node.fresh_channel(addr).await.map_err(|e| e.to_string())?;
+        let mut channel = node.fresh_channel(addr).await.map_err(AskError::Connect)?;
         if channel.peer().node.as_str() != from {
-            return Err(format!(
-                "the host there is `{}`, not the source `{from}`",
-                channel.peer().node
-            ));
+            return Err(AskError::WrongHost {
+                found: channel.peer().node.to_string(),
+                expected: from.to_owned(),
+            });
         }
         channel
             .send(&Request::Resolve { task, handoff })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(AskError::Channel)?;
         let answer = channel
             .recv_within::<Resolution>(super::MAX_CONTROL_SIZE)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(AskError::Channel)?;
         let _ = channel.close().await;
         Ok(answer)
     };
     tokio::time::timeout(node.config.step_timeout, conversation)
         .await
-        .unwrap_or_else(|_| Err("timed out".to_owned()))
+        .unwrap_or(Err(AskError::TimedOut))
 }

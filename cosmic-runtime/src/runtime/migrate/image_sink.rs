@@ -23,10 +23,34 @@ pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(1);
 pub(crate) enum Received {
     /// The image, exactly as long as offered.
     Image(bytes::Bytes),
-    /// It arrived but is not what was offered (why).
-    Wrong(String),
-    /// The sender fell below the minimum rate, or the deadline passed.
-    TooSlow(String),
+    /// It ended short of the offered size, after `received` bytes.
+    Wrong {
+        /// Bytes received.
+        received: u64,
+    },
+    /// The transfer was cut off.
+    TooSlow(CutOff),
+}
+
+/// Why a transfer was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CutOff {
+    /// The step's deadline passed.
+    #[error("the image did not arrive in time ({received} of {size} bytes)")]
+    Late {
+        /// Bytes received.
+        received: u64,
+        /// Bytes offered.
+        size: u64,
+    },
+    /// The sender fell below the minimum rate.
+    #[error("the sender fell below {} KiB/s ({received} of {size} bytes)", MIN_RATE_BYTES >> 10)]
+    BelowRate {
+        /// Bytes received.
+        received: u64,
+        /// Bytes offered.
+        size: u64,
+    },
 }
 
 /// Receives an image of `size` bytes within `deadline`, at no less than the minimum rate.
@@ -52,16 +76,13 @@ pub(crate) async fn receive(
             tokio::select! {
                 result = &mut transfer => break Ok(result),
                 _ = tokio::time::sleep_until(deadline) => {
-                    break Err(format!("the image did not arrive in time ({} of {size} bytes)", progress.load(Ordering::Relaxed)));
+                    let received = progress.load(Ordering::Relaxed);
+                    break Err(CutOff::Late { received, size });
                 }
                 _ = window.tick() => {
                     let now = progress.load(Ordering::Relaxed);
                     if now < size && now - last < MIN_RATE_BYTES.min(size - last) {
-                        break Err(format!(
-                            "the sender fell below {} KiB/s ({} of {size} bytes)",
-                            MIN_RATE_BYTES >> 10,
-                            now
-                        ));
+                        break Err(CutOff::BelowRate { received: now, size });
                     }
                     last = now;
                 }
@@ -70,11 +91,9 @@ pub(crate) async fn receive(
     };
     match outcome {
         Ok(Ok(length)) if length == size => Ok(Received::Image(bytes::Bytes::from(sink.buffer))),
-        Ok(Ok(length)) => Ok(Received::Wrong(format!(
-            "image of {length} bytes, {size} announced"
-        ))),
+        Ok(Ok(received)) => Ok(Received::Wrong { received }),
         Ok(Err(error)) => Err(error),
-        Err(reason) => Ok(Received::TooSlow(reason)),
+        Err(cut) => Ok(Received::TooSlow(cut)),
     }
 }
 

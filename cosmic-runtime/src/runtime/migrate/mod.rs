@@ -15,6 +15,7 @@
 
 mod arrival;
 mod connections;
+mod copy_error;
 mod error;
 mod execute;
 #[cfg(feature = "fault-injection")]
@@ -34,6 +35,7 @@ pub use fault::{FaultAction, FaultPlan, FaultPoint};
 pub use follow::TaskLocation;
 
 pub(crate) use arrival::{Arrival, StartTask};
+pub(crate) use copy_error::CopyError;
 pub(crate) use execute::carry_out;
 
 use super::shared::Control;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::arrival::{self, Arrival};
+use super::copy_error::CopyError;
 #[cfg(feature = "fault-injection")]
 use super::fault::{FaultPoint, Injected};
 use super::image_sink::{self, Received};
@@ -346,9 +347,13 @@ impl Taking<'_> {
         let image = if self.inline_image.is_empty() {
             match image_sink::receive(self.node, self.channel, size, self.deadline).await {
                 Ok(Received::Image(image)) => Ok(image),
-                Ok(Received::Wrong(reason)) => Err(reason),
-                Ok(Received::TooSlow(reason)) => {
-                    tracing::warn!(%reason, "cut off a slow transfer");
+                Ok(Received::Wrong { received }) => Err(CopyError::WrongLength {
+                    received,
+                    announced: size,
+                }
+                .to_string()),
+                Ok(Received::TooSlow(cut)) => {
+                    tracing::warn!(reason = %cut, "cut off a slow transfer");
                     self.error = Some(ChannelError::UnexpectedEof);
                     return Some(self.timer_fired(TimerKind::Image));
                 }
@@ -360,13 +365,14 @@ impl Taking<'_> {
         } else if self.inline_image.len() as u64 == size {
             Ok(bytes::Bytes::from(std::mem::take(&mut self.inline_image)))
         } else {
-            Err(format!(
-                "inline image of {} bytes, {size} announced",
-                self.inline_image.len()
-            ))
+            Err(CopyError::WrongLength {
+                received: self.inline_image.len() as u64,
+                announced: size,
+            }
+            .to_string())
         };
         let result = match image {
-            Ok(image) => self.check(image).await,
+            Ok(image) => self.check(image).await.map_err(|error| error.to_string()),
             Err(reason) => Err(reason),
         };
         Some(Event::ImageChecked {
@@ -377,7 +383,7 @@ impl Taking<'_> {
     }
 
     /// Verifies and decodes the image; keeps the decoded copy for `StartTask`.
-    async fn check(&mut self, image: bytes::Bytes) -> Result<(), String> {
+    async fn check(&mut self, image: bytes::Bytes) -> Result<(), CopyError> {
         // Large states take a while to verify and decode: off the async workers. Small ones
         // are decoded here, which saves two thread hand-offs (most of a small move's latency).
         let decode = self.kind.prepare;
@@ -389,12 +395,12 @@ impl Taking<'_> {
         };
         let start = match decoded {
             Ok(Ok((header, start))) if header_matches(&header, &self.offer) => start,
-            Ok(Ok(_)) => return Err("the image does not match the offer".to_owned()),
+            Ok(Ok(_)) => return Err(CopyError::NotAsOffered),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "refused a damaged image");
-                return Err(super::error::rejected_image(&error));
+                return Err(CopyError::Undecodable(Arc::new(error)));
             }
-            Err(join) => return Err(format!("decoding the image failed: {join}")),
+            Err(_) => return Err(CopyError::DecodeAborted),
         };
         let arrival = Arrival {
             handoff: self.offer.handoff,
