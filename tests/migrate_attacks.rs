@@ -675,6 +675,9 @@ async fn copies_in_doubt_are_bounded_and_their_source_asked_with_back_off() {
     cosmic_tests::files::raise_file_limit(2048);
     let logged = Arc::new(Mutex::new(Logged::default()));
     let _logging = tracing::subscriber::set_default(Recorder(Arc::clone(&logged)));
+    // Whether a log line is wanted is cached per call site for the whole process: a line
+    // first reached by another test, while no subscriber listened, would stay off here.
+    tracing::callsite::rebuild_interest_cache();
     let source = FakeSource::start().await;
     let configure = |b: Builder| b.max_arriving(MAX, 1 << 30);
     let target = host("target", &configure).await;
@@ -805,6 +808,9 @@ async fn a_source_that_is_gone_is_asked_about_quietly() {
     let _serial = SERIAL.lock().await;
     let logged = Arc::new(Mutex::new(Logged::default()));
     let _logging = tracing::subscriber::set_default(Recorder(Arc::clone(&logged)));
+    // Whether a log line is wanted is cached per call site for the whole process: a line
+    // first reached by another test, while no subscriber listened, would stay off here.
+    tracing::callsite::rebuild_interest_cache();
     let target = host("target", &|b| b).await;
     let addr = target.rt.local_addr().unwrap();
     let image = Arc::new(counter_image());

@@ -355,6 +355,9 @@ async fn thousands_of_refusals_make_a_few_lines_with_their_count() {
     cosmic_tests::files::raise_file_limit(4 * ATTACKERS as libc::rlim_t);
     let counts = Arc::new(Mutex::new(RefusalLines::default()));
     let _logging = tracing::subscriber::set_default(CountRefusals(Arc::clone(&counts)));
+    // Whether a log line is wanted is cached per call site for the whole process: a line
+    // first reached by another test, while no subscriber listened, would stay off here.
+    tracing::callsite::rebuild_interest_cache();
 
     let mut listener = SecureListener::bind(
         "127.0.0.1:0".parse().unwrap(),
