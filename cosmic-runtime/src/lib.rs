@@ -6,6 +6,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod handoff;
 pub mod image;
 mod log_limit;

@@ -18,4 +18,6 @@ pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;
 pub(crate) use persister::{PersistRequest, Persister};
 pub use policy::{daly_interval, young_interval, Policy, Schedule};
+#[allow(unused_imports)] // the cluster layout checks its keys against it in tests
+pub(crate) use store::validate_key;
 pub use store::{CheckpointStore, PutMode, StoreError};
