@@ -63,6 +63,10 @@ pub enum CatalogError {
         #[source]
         source: CaptureError,
     },
+    /// A checkpoint was written to the shared store but the coordinator did not make it
+    /// current (the task is another host's now, or the coordinator did not answer).
+    #[error("checkpoint not made current")]
+    NotCommitted(#[source] crate::cluster::CommitError),
     /// A record in the store does not decode.
     #[error("record `{key}` is damaged")]
     Damaged {
@@ -222,15 +226,8 @@ impl Catalog {
 
     /// Records how `task` ended (once: a second, different outcome is refused by the store).
     pub async fn put_outcome(&self, task: TaskId, outcome: &Outcome) -> Result<(), CatalogError> {
-        let record = match outcome {
-            Outcome::Completed(output) => {
-                (OUTCOME_COMPLETED, String::new(), BulkVec(output.to_vec()))
-            }
-            Outcome::Failed(message) => (OUTCOME_FAILED, message.clone(), BulkVec(Vec::new())),
-            Outcome::Cancelled => (OUTCOME_CANCELLED, String::new(), BulkVec(Vec::new())),
-        };
         let key = Self::outcome_key(task);
-        let bytes = encode(&key, &record)?;
+        let bytes = encode_outcome(&key, outcome)?;
         match self.store.put(&key, bytes, PutMode::Create).await {
             Ok(()) => Ok(()),
             // The same outcome written twice (a retry after an unclear failure) is fine.
@@ -249,18 +246,7 @@ impl Catalog {
         let Some(bytes) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let (kind, message, output) =
-            image::restore::<(u8, String, BulkVec<u8>)>(&bytes).map_err(|source| {
-                CatalogError::Damaged {
-                    key: key.clone(),
-                    source,
-                }
-            })?;
-        Ok(Some(match kind {
-            OUTCOME_COMPLETED => Outcome::Completed(Bytes::from(output.0)),
-            OUTCOME_FAILED => Outcome::Failed(message),
-            _ => Outcome::Cancelled,
-        }))
+        decode_outcome(&key, &bytes).map(Some)
     }
 
     /// Removes every checkpoint of a finished task.
@@ -303,6 +289,32 @@ pub(super) fn encode<T: crate::state::Migratable>(
             key: key.to_owned(),
             source,
         })
+}
+
+/// An outcome record as stored (an image of (kind, failure message, output image)).
+pub(crate) fn encode_outcome(key: &str, outcome: &Outcome) -> Result<Bytes, CatalogError> {
+    let record = match outcome {
+        Outcome::Completed(output) => (OUTCOME_COMPLETED, String::new(), BulkVec(output.to_vec())),
+        Outcome::Failed(message) => (OUTCOME_FAILED, message.clone(), BulkVec(Vec::new())),
+        Outcome::Cancelled => (OUTCOME_CANCELLED, String::new(), BulkVec(Vec::new())),
+    };
+    encode(key, &record)
+}
+
+/// Reads an outcome record written by [`encode_outcome`].
+pub(crate) fn decode_outcome(key: &str, bytes: &[u8]) -> Result<Outcome, CatalogError> {
+    let (kind, message, output) =
+        image::restore::<(u8, String, BulkVec<u8>)>(bytes).map_err(|source| {
+            CatalogError::Damaged {
+                key: key.to_owned(),
+                source,
+            }
+        })?;
+    Ok(match kind {
+        OUTCOME_COMPLETED => Outcome::Completed(Bytes::from(output.0)),
+        OUTCOME_FAILED => Outcome::Failed(message),
+        _ => Outcome::Cancelled,
+    })
 }
 
 fn parse_checkpoint_key(name: &str) -> Option<CheckpointKey> {

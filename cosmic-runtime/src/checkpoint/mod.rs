@@ -11,12 +11,13 @@ mod persister;
 mod policy;
 mod store;
 
+pub(crate) use catalog::{decode_outcome, encode_outcome};
 pub use catalog::{Catalog, CatalogError, CheckpointKey, Outcome, TaskRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use file_store::FileStore;
 pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;
-pub(crate) use persister::{PersistRequest, Persister};
+pub(crate) use persister::{PersistRequest, Persister, Target as PersistTarget};
 pub use policy::{daly_interval, young_interval, Policy, Schedule};
 #[allow(unused_imports)] // the cluster layout checks its keys against it in tests
 pub(crate) use store::validate_key;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
 use super::{Catalog, CatalogError, CheckpointKey};
+use crate::cluster::{ClusterHost, OwnedTask};
 use crate::task::TaskId;
 
 /// Answer to a waiter: the checkpoint that made its request durable.
@@ -37,9 +38,16 @@ pub(crate) type WriteObserver =
     Arc<dyn Fn(TaskId, CheckpointKey, usize, &PersistResult) + Send + Sync>;
 
 /// The write queue of one task; see the module docs.
+/// Where a task's checkpoints go: its host's own store, or a cluster's shared store (made
+/// current through the coordinator).
+pub(crate) enum Target {
+    Catalog(Catalog),
+    Cluster(Arc<ClusterHost>, Arc<OwnedTask>),
+}
+
 pub(crate) struct Persister {
     task: TaskId,
-    catalog: Catalog,
+    target: Target,
     slot: Mutex<Slot>,
     spare: Mutex<Vec<Vec<u8>>>,
     wake: Notify,
@@ -49,10 +57,10 @@ pub(crate) struct Persister {
 
 impl Persister {
     /// Starts the writer of `task`'s checkpoints on the current tokio runtime.
-    pub(crate) fn start(task: TaskId, catalog: Catalog, observer: WriteObserver) -> Arc<Persister> {
+    pub(crate) fn start(task: TaskId, target: Target, observer: WriteObserver) -> Arc<Persister> {
         let persister = Arc::new(Persister {
             task,
-            catalog,
+            target,
             slot: Mutex::new(Slot::default()),
             spare: Mutex::new(Vec::new()),
             wake: Notify::new(),
@@ -126,12 +134,19 @@ impl Persister {
             let started = Instant::now();
             let size = request.image.len();
             let image = Bytes::from(request.image);
-            let result = self
-                .catalog
-                .put_checkpoint_image(self.task, request.key, image.clone())
-                .await
-                .map(|()| request.key)
-                .map_err(Arc::new);
+            let result = match &self.target {
+                Target::Catalog(catalog) => {
+                    catalog
+                        .put_checkpoint_image(self.task, request.key, image.clone())
+                        .await
+                }
+                Target::Cluster(host, owned) => {
+                    host.persist(self.task, owned, request.key, image.clone())
+                        .await
+                }
+            }
+            .map(|()| request.key)
+            .map_err(Arc::new);
             // The store has let go of its copy: keep the buffer for a later capture.
             if let Ok(buffer) = image.try_into_mut() {
                 let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
@@ -153,8 +168,8 @@ impl Persister {
             }
             // Pruning comes after the answer: the new image is durable, and deleting a large
             // old one waits on the file system for as long as writing it did.
-            if result.is_ok() {
-                if let Err(error) = self.catalog.prune_checkpoints(self.task).await {
+            if let (Ok(_), Target::Catalog(catalog)) = (&result, &self.target) {
+                if let Err(error) = catalog.prune_checkpoints(self.task).await {
                     tracing::warn!(task = %self.task, %error, "failed to remove old checkpoints");
                 }
             }

@@ -15,6 +15,7 @@ use super::stats::StatsCounters;
 use super::task_types::TaskTypes;
 use super::{BuildError, Recovery, Runtime, RuntimeInner};
 use crate::checkpoint::{Catalog, CheckpointStore, Clock, Policy, SystemClock};
+use crate::cluster::{ClusterConfig, ClusterHost, HostLoad, MemberRecord};
 use crate::task::Task;
 use crate::transport::{
     ChannelConfig, ClusterKey, Credentials, HostKey, ListenError, NodeName, PublicKey,
@@ -39,6 +40,7 @@ pub struct Builder {
     trusted: Vec<(String, PublicKey)>,
     channel: ChannelConfig,
     migration: MigrationConfig,
+    cluster: Option<ClusterConfig>,
     #[cfg(feature = "fault-injection")]
     fault: Option<FaultPlan>,
 }
@@ -70,6 +72,7 @@ impl Builder {
                 max_connections: 1024,
                 reuse_connections: true,
             },
+            cluster: None,
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -235,6 +238,17 @@ impl Builder {
 
     /// Fault tests: inject `plan` into this runtime's hand-offs. Only with the
     /// `fault-injection` feature.
+    /// Makes this host a member of a cluster: its tasks' ownership and current checkpoints are
+    /// the coordinator's to say, their checkpoints go to the store (which every member must
+    /// share: a folder all reach, or an object store), a dead member's tasks are taken over by
+    /// the others, and busy members move tasks to idle ones. Needs `store`, `listen` and
+    /// `cluster_key`. The store's own recovery is not run: a member resumes only what the
+    /// coordinator says it owns (see `cosmic_runtime::cluster`).
+    pub fn cluster(mut self, config: ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fn inject_fault(mut self, plan: FaultPlan) -> Self {
@@ -273,9 +287,36 @@ impl Builder {
                 (Some(node), Some(listener))
             }
         };
+        let cluster = match self.cluster {
+            None => None,
+            Some(config) => {
+                let Some(store) = self.store.clone() else {
+                    return Err(BuildError::ClusterSetup {
+                        missing: "a store every member shares (`store`)",
+                    });
+                };
+                if node.is_none() {
+                    return Err(BuildError::ClusterSetup {
+                        missing: "an address for its peers (`listen`, with `cluster_key`)",
+                    });
+                }
+                Some(ClusterHost::new(
+                    self.host.clone(),
+                    config,
+                    store,
+                    self.keep,
+                ))
+            }
+        };
+        let catalog = match cluster {
+            Some(_) => None,
+            None => self.store.map(|store| Catalog::new(store, self.keep)),
+        };
         let inner = Arc::new(RuntimeInner {
             node,
-            catalog: self.store.map(|store| Catalog::new(store, self.keep)),
+            cluster,
+            steps_total: std::sync::atomic::AtomicU64::new(0),
+            catalog,
             stats: Arc::new(StatsCounters::new(Arc::clone(&self.clock))),
             host: self.host,
             policy: self.policy,
@@ -300,11 +341,48 @@ impl Builder {
             // Copies in doubt: ask their sources how the hand-offs ended.
             super::migrate::carry_out(&inner, settle);
         }
+        if let (Some(cluster), Some(node)) = (&inner.cluster, &inner.node) {
+            join_cluster(&inner, cluster, node).await?;
+        }
         Ok(Runtime { inner })
     }
 }
 
 /// Checks the host settings and binds the listener.
+/// Publishes this host, starts renewing its lease and scanning the cluster, and waits until it
+/// holds a lease (an earlier life's lease of the same name must run out first).
+async fn join_cluster(
+    inner: &Arc<RuntimeInner>,
+    cluster: &Arc<ClusterHost>,
+    node: &Node,
+) -> Result<(), BuildError> {
+    for name in inner.types.names() {
+        tracing::debug!(host = %cluster.name, r#type = %name, "can run");
+    }
+    cluster.set_record(MemberRecord {
+        name: cluster.name.clone(),
+        addr: node.addr.to_string(),
+        public_key: node.key.host_key.public_key(),
+        load: HostLoad::default(),
+        types: inner.types.names(),
+        draining: false,
+    });
+    tokio::spawn(Arc::clone(cluster).keep_lease(Arc::downgrade(inner)));
+    tokio::spawn(crate::cluster::scan_loop(
+        Arc::clone(cluster),
+        Arc::downgrade(inner),
+    ));
+    let waited = cluster.config.lease_ttl * 3 + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + waited;
+    while !cluster.lease_holds() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(BuildError::Join { waited });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn bind_node(
     listen: &str,

@@ -14,9 +14,12 @@ use tracing::Instrument;
 
 use super::error::ControlError;
 use super::migrate::{source, MigrateError};
-use super::shared::{Control, TaskShared};
+use super::shared::{Control, Forward, TaskShared};
 use super::RuntimeInner;
-use crate::checkpoint::{CheckpointKey, Outcome, PersistRequest, Persister, Policy, Schedule};
+use crate::checkpoint::{
+    CheckpointKey, Outcome, PersistRequest, PersistTarget, Persister, Policy, Schedule,
+};
+use crate::cluster::{MoveResult, OwnedTask};
 use crate::image::{self, ImageWriter};
 use crate::state::Migratable;
 use crate::task::{Step, StepContext, Task, TaskId, TaskStatus};
@@ -36,11 +39,23 @@ pub(crate) fn start<T: Task>(
         TaskShared::running(id, T::Output::type_name().into_owned(), from.steps, epoch);
     runtime.tasks().insert(id, Arc::clone(&shared));
     runtime.running().insert(id);
-    let persister = runtime.catalog.as_ref().map(|catalog| {
+    let cluster_task = runtime
+        .cluster
+        .as_ref()
+        .and_then(|cluster| cluster.owned_task(id));
+    let target = match (&runtime.cluster, &cluster_task, &runtime.catalog) {
+        (Some(cluster), Some(owned), _) => Some(PersistTarget::Cluster(
+            Arc::clone(cluster),
+            Arc::clone(owned),
+        )),
+        (None, _, Some(catalog)) => Some(PersistTarget::Catalog(catalog.clone())),
+        _ => None,
+    };
+    let persister = target.map(|target| {
         let stats = Arc::clone(&runtime.stats);
         Persister::start(
             id,
-            catalog.clone(),
+            target,
             Arc::new(move |_, _, size, result| match result {
                 Ok(_) => stats.written(size),
                 Err(_) => stats.write_failed(),
@@ -57,6 +72,7 @@ pub(crate) fn start<T: Task>(
         steps: from.steps,
         next_seq,
         paused: false,
+        cluster_task,
     };
     let span =
         tracing::info_span!("task", task = %id, host = %runtime.host, r#type = %T::type_name());
@@ -74,6 +90,8 @@ struct Driver {
     steps: u64,
     next_seq: u64,
     paused: bool,
+    /// In a cluster: the task's token and fence, checked at every safe point.
+    cluster_task: Option<Arc<OwnedTask>>,
 }
 
 /// Removes the task from the runtime's running set when its driver ends, however it ends.
@@ -104,6 +122,10 @@ impl Driver {
             id,
         };
         loop {
+            if !self.may_go_on().await {
+                self.lost().await;
+                return;
+            }
             match self.safe_point(&mut task).await {
                 Next::Step => {}
                 Next::Cancel(done) => {
@@ -137,6 +159,7 @@ impl Driver {
                     };
                     self.steps += 1;
                     self.shared.set_steps(self.steps);
+                    self.runtime.step_done();
                     self.finish(outcome).await;
                     return;
                 }
@@ -148,6 +171,7 @@ impl Driver {
             }
             self.steps += 1;
             self.shared.set_steps(self.steps);
+            self.runtime.step_done();
             self.schedule.step_done();
             if cx.checkpoint_requested {
                 self.checkpoint(&task, Vec::new());
@@ -167,6 +191,52 @@ impl Driver {
             }
             tokio::task::yield_now().await;
         }
+    }
+
+    /// In a cluster, whether the task may take its next step: not if another host holds a
+    /// newer token (fenced). While the lease does not hold from this host's point of view (a
+    /// renewal is late), the task waits here: it goes on if the lease is renewed, and stops
+    /// if it ends.
+    async fn may_go_on(&self) -> bool {
+        let (Some(cluster), Some(owned)) = (&self.runtime.cluster, &self.cluster_task) else {
+            return true;
+        };
+        let mut waited = false;
+        loop {
+            if owned.is_fenced() {
+                return false;
+            }
+            if cluster.may_run(owned) {
+                if waited {
+                    tracing::info!("the lease holds again; going on");
+                }
+                return true;
+            }
+            if self.runtime.is_shutting_down() {
+                return false;
+            }
+            if !waited {
+                tracing::warn!("the lease does not hold: waiting at this safe point");
+                waited = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The task is no longer this host's (fenced, or the lease ended): stop without recording
+    /// anything; its owner runs it from the current checkpoint.
+    async fn lost(&mut self) {
+        if let Some(persister) = self.persister.take() {
+            persister.close().await;
+        }
+        if let Some(cluster) = &self.runtime.cluster {
+            cluster.disown(self.shared.id);
+        }
+        tracing::warn!(
+            steps = self.steps,
+            "stopped here: the task is no longer this host's"
+        );
+        self.shared.set_status(TaskStatus::Stopped);
     }
 
     /// Serves control requests and scheduled checkpoints; waits here while paused.
@@ -323,6 +393,51 @@ impl Driver {
             return false;
         }
         let mut image = self.writer.take();
+        if let (Some(cluster), Some(owned)) = (&self.runtime.cluster, &self.cluster_task) {
+            let owned = Arc::clone(owned);
+            let result = cluster
+                .transfer(
+                    &self.runtime,
+                    id,
+                    &owned,
+                    to,
+                    Bytes::from(image),
+                    self.steps,
+                )
+                .await;
+            let error = |source| MigrateError::Coordinator {
+                task: id,
+                host: to.to_owned(),
+                source: Arc::new(source),
+            };
+            return match result {
+                MoveResult::Moved { to, addr } => {
+                    tracing::info!(%to, steps = self.steps, "task moved");
+                    self.shared.set_moved(Forward {
+                        host: to,
+                        addr,
+                        epoch: 0,
+                        handoff: 0,
+                    });
+                    answer(Ok(()));
+                    if let Some(persister) = self.persister.take() {
+                        persister.close().await;
+                    }
+                    cluster.disown(id);
+                    true
+                }
+                MoveResult::Failed(source) => {
+                    tracing::warn!(error = %source, "move failed; the task stays here");
+                    answer(Err(error(source)));
+                    false
+                }
+                MoveResult::Lost(source) => {
+                    answer(Err(error(source)));
+                    self.lost().await;
+                    true
+                }
+            };
+        }
         let moving = source::Moving {
             task: id,
             output_type: &self.shared.output_type,
@@ -361,6 +476,18 @@ impl Driver {
         let id = self.shared.id;
         if let Some(persister) = self.persister.take() {
             persister.close().await;
+        }
+        if let (Some(cluster), Some(owned)) = (&self.runtime.cluster, &self.cluster_task) {
+            let recorded = cluster.finish(id, owned, &outcome).await;
+            cluster.disown(id);
+            if !recorded {
+                tracing::warn!(
+                    steps = self.steps,
+                    "ended here, but the task is another host's now: its end is not recorded here"
+                );
+                self.shared.set_status(TaskStatus::Stopped);
+                return;
+            }
         }
         if let Some(catalog) = &self.runtime.catalog {
             if self.runtime.policy != Policy::Never {

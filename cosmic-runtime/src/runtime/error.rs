@@ -20,6 +20,18 @@ pub enum BuildError {
     /// `listen` was given without `cluster_key`.
     #[error("a host (`listen`) needs a cluster key (`cluster_key`)")]
     NoClusterKey,
+    /// `cluster` was given without what a cluster member needs.
+    #[error("a cluster member needs {missing}")]
+    ClusterSetup {
+        /// What is missing.
+        missing: &'static str,
+    },
+    /// The host could not join the cluster in time.
+    #[error("failed to join the cluster within {waited:?}")]
+    Join {
+        /// How long it tried.
+        waited: std::time::Duration,
+    },
     /// The host's name cannot be a node name.
     #[error("the host name cannot name a node")]
     HostName(#[source] NodeNameError),
@@ -65,6 +77,16 @@ pub enum SpawnError {
     /// The runtime is shutting down.
     #[error("the runtime is shut down")]
     ShutDown,
+    /// The cluster's coordinator did not record the new task (or this host's lease does not
+    /// hold).
+    #[error("the coordinator did not record new task {task}")]
+    Coordinator {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<crate::cluster::CoordinatorError>,
+    },
 }
 
 /// Error returned by [`TaskHandle::join`](super::TaskHandle::join).

@@ -25,7 +25,8 @@ use crate::checkpoint::{Catalog, CheckpointKey, Clock, Policy, TaskRecord};
 use crate::image;
 use crate::state::Migratable;
 use crate::task::{Task, TaskId, TaskStatus};
-use shared::{Control, TaskShared};
+pub(crate) use shared::Control;
+use shared::TaskShared;
 use stats::StatsCounters;
 use task_types::TaskTypes;
 
@@ -74,6 +75,10 @@ pub(crate) struct RuntimeInner {
     verify_every: Option<u64>,
     pub(crate) types: TaskTypes,
     pub(crate) node: Option<migrate::node::Node>,
+    /// Membership of a cluster, with a coordinator (`Builder::cluster`).
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterHost>>,
+    /// Steps completed by every task here (the load the host publishes).
+    steps_total: std::sync::atomic::AtomicU64,
     tasks: Mutex<HashMap<TaskId, Arc<TaskShared>>>,
     running: Mutex<std::collections::HashSet<TaskId>>,
     stats: Arc<StatsCounters>,
@@ -111,6 +116,11 @@ impl Runtime {
         self.inner.types.register::<T>();
         let id = TaskId::random();
         let first = CheckpointKey { seq: 0, steps: 0 };
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.spawn(&task, id).await?;
+            let shared = driver::start(&self.inner, id, task, first, first.seq + 1, 0);
+            return Ok(TaskHandle::new(shared, Arc::downgrade(&self.inner)));
+        }
         if let (Some(catalog), true) = (&self.inner.catalog, self.inner.policy != Policy::Never) {
             let started = std::time::Instant::now();
             let bytes =
@@ -242,6 +252,47 @@ impl Runtime {
         migrate::follow::locate(&self.inner, task).await
     }
 
+    /// Leaves the cluster (a host told to stop: SIGTERM, a spot-instance notice): takes no new
+    /// tasks, moves its tasks to the other hosts within `deadline`, checkpoints whatever could
+    /// not leave in time, and ends its lease at once so the others take those over without
+    /// waiting for it to run out. The runtime is shut down afterwards.
+    pub async fn leave(
+        &self,
+        deadline: std::time::Duration,
+    ) -> Result<crate::cluster::LeaveReport, MigrateError> {
+        let cluster = self
+            .inner
+            .cluster
+            .as_ref()
+            .ok_or(MigrateError::NotInCluster)?;
+        let report = crate::cluster::leave(&self.inner, cluster, deadline).await;
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        Ok(report)
+    }
+
+    /// What the cluster did with tasks on this host: moves made by the balancer or a leave,
+    /// takeovers, arrivals, tasks fenced or given up. Empty outside a cluster.
+    pub fn cluster_events(&self) -> Vec<crate::cluster::ClusterEvent> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.events())
+            .unwrap_or_default()
+    }
+
+    /// Pins a task to this host (or unpins it): the balancer leaves pinned tasks alone. A
+    /// leave or an explicit move still moves them.
+    pub fn pin(&self, task: TaskId, pinned: bool) -> Result<(), HandleError> {
+        let owned = self
+            .inner
+            .cluster
+            .as_ref()
+            .and_then(|cluster| cluster.owned_task(task))
+            .ok_or(HandleError::NotFound { task })?;
+        owned.set_pinned(pinned);
+        Ok(())
+    }
+
     /// Stops every task at its next safe point, takes a last checkpoint of each (with a
     /// store), and waits until they are durable. Tasks resume at the next start on the store.
     pub async fn shutdown(&self) {
@@ -257,6 +308,15 @@ impl Runtime {
         for wait in waits {
             let _ = wait.await;
         }
+        if let Some(cluster) = &self.inner.cluster {
+            // The last checkpoints are current: end the lease now, so that the other hosts
+            // take the tasks over without waiting for it to run out.
+            if let Some(lease) = cluster.give_up_lease() {
+                if let Err(error) = cluster.coordinator.leave(&lease).await {
+                    tracing::warn!(host = %cluster.name, %error, "failed to end the lease at shutdown");
+                }
+            }
+        }
     }
 }
 
@@ -269,6 +329,16 @@ impl RuntimeInner {
 
     pub(crate) fn task(&self, task: TaskId) -> Option<Arc<TaskShared>> {
         self.tasks().get(&task).cloned()
+    }
+
+    /// Counts a step done by some task here.
+    pub(crate) fn step_done(&self) {
+        self.steps_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Steps done by every task here since the start.
+    pub(crate) fn total_steps(&self) -> u64 {
+        self.steps_total.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

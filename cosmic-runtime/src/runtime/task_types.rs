@@ -49,6 +49,19 @@ impl TaskTypes {
             .insert(T::type_name().into_owned(), entry);
     }
 
+    /// The names of every registered type, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .types
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
     pub(crate) fn get(&self, type_name: &str) -> Option<TaskType> {
         self.types
             .lock()

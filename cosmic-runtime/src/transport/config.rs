@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// The version of the transport protocol this build speaks. Peers exchange it in the hello
 /// right after the Noise handshake and refuse each other when it differs.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Limits and settings of a [`SecureChannel`](super::SecureChannel) and a
 /// [`SecureListener`](super::SecureListener).

@@ -53,6 +53,9 @@ pub enum Request {
         /// How it ended.
         resolution: Resolution,
     },
+    /// A cluster peer made this host the owner of a task (a move through the coordinator):
+    /// scan the coordinator now rather than at the next interval. No answer.
+    Adopt,
 }
 
 /// What a source says about a task it wants to move. Everything the destination needs to

@@ -45,6 +45,21 @@ pub enum MigrateError {
     /// The runtime was built without `listen` and `cluster_key`: it is not a host.
     #[error("this runtime is not a host (build it with `listen` and `cluster_key`)")]
     NotAHost,
+    /// Leaving needs a cluster (`Builder::cluster`).
+    #[error("this runtime is not a member of a cluster (build it with `Builder::cluster`)")]
+    NotInCluster,
+    /// The cluster's coordinator refused the move or did not answer: the task stays here
+    /// (unless the error is `Fenced`: then it is another host's, and stops here).
+    #[error("the coordinator did not move task {task} to `{host}`")]
+    Coordinator {
+        /// The task.
+        task: TaskId,
+        /// The destination.
+        host: String,
+        /// Why.
+        #[source]
+        source: Arc<crate::cluster::CoordinatorError>,
+    },
     /// No peer of that name is configured.
     #[error("no peer named `{host}` (add it with `Builder::peer` or `Runtime::add_peer`)")]
     UnknownPeer {

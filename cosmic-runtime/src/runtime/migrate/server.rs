@@ -107,6 +107,12 @@ async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
                 settle(&runtime, &peer, task, handoff, resolution);
                 Ok(())
             }
+            Request::Adopt => {
+                if let Some(cluster) = &runtime.cluster {
+                    cluster.wake_scan.notify_one();
+                }
+                Ok(())
+            }
             Request::Locate { task } => channel.send(&follow::whereabouts(&runtime, task)).await,
             Request::AwaitOutcome { task } => {
                 let answer = follow::await_change(&runtime, task).await;

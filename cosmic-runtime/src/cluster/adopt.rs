@@ -1,0 +1,187 @@
+//! Starting a task that became this host's: taken over from a host that is gone, or moved
+//! here by another host. Either way it resumes from the checkpoint the coordinator says is
+//! current, after this host has checked that it can: the type is registered here and the
+//! checkpoint reads and decodes. A host that cannot says so, leaves it (or gives it back,
+//! orphaned) and is left out of its next assignment.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::coordinator::{CheckpointRef, CoordinatorError, Owner, TaskEntry};
+use super::host::{ClusterEventKind, ClusterHost};
+use crate::checkpoint::CheckpointKey;
+use crate::runtime::migrate::StartTask;
+use crate::runtime::RuntimeInner;
+use crate::task::TaskId;
+
+/// Why this host cannot run a task.
+fn cannot_run(
+    runtime: &Arc<RuntimeInner>,
+    host: &ClusterHost,
+    entry: &TaskEntry,
+    checkpoint: &CheckpointRef,
+    bytes: Option<Bytes>,
+) -> Result<StartTask, String> {
+    let Some(task_type) = runtime.types.get(&entry.type_name) else {
+        return Err(format!(
+            "its type `{}` is not registered on `{}` (Builder::register)",
+            entry.type_name, host.name
+        ));
+    };
+    let Some(bytes) = bytes else {
+        return Err(format!(
+            "its checkpoint `{}` is missing from the store",
+            checkpoint.key
+        ));
+    };
+    (task_type.prepare)(&bytes)
+        .map(|(_, start)| start)
+        .map_err(|error| {
+            format!(
+                "its checkpoint `{}` does not decode: {error}",
+                checkpoint.key
+            )
+        })
+}
+
+async fn read(host: &ClusterHost, checkpoint: &CheckpointRef) -> Result<Option<Bytes>, String> {
+    host.store.get(&checkpoint.key).await.map_err(|error| {
+        format!(
+            "its checkpoint `{}` cannot be read: {error}",
+            checkpoint.key
+        )
+    })
+}
+
+fn exclude(host: &ClusterHost, task: TaskId, reason: &str, entry: &TaskEntry) {
+    tracing::warn!(%task, r#type = %entry.type_name, %reason, "cannot run this task here; leaving it to another host");
+    host.unrunnable
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(task)
+        .or_default()
+        .push(host.name.clone());
+    host.event(
+        task,
+        ClusterEventKind::Released {
+            reason: reason.to_owned(),
+        },
+    );
+}
+
+fn start(
+    runtime: &Arc<RuntimeInner>,
+    host: &ClusterHost,
+    entry: &TaskEntry,
+    token: super::Token,
+    checkpoint: &CheckpointRef,
+    start: StartTask,
+    kind: ClusterEventKind,
+) {
+    host.own(
+        entry.task,
+        entry.type_name.clone(),
+        token,
+        Some(checkpoint),
+        true,
+    );
+    host.event(entry.task, kind);
+    let from = CheckpointKey {
+        seq: 0,
+        steps: checkpoint.steps,
+    };
+    start(runtime, entry.task, from, 1, 0);
+}
+
+/// Takes over an orphaned task, if this host can run it and wins the coordinator's race.
+pub(crate) async fn take_over(runtime: &Arc<RuntimeInner>, host: &ClusterHost, entry: &TaskEntry) {
+    let task = entry.task;
+    let bytes = match read(host, &entry.current).await {
+        Ok(bytes) => bytes,
+        Err(reason) => return exclude(host, task, &reason, entry),
+    };
+    if let Err(reason) = cannot_run(runtime, host, entry, &entry.current, bytes.clone()) {
+        return exclude(host, task, &reason, entry);
+    }
+    let Ok(lease) = host.lease() else { return };
+    let (token, current) = match host.coordinator.take_over(&lease, task, entry.token).await {
+        Ok(won) => won,
+        Err(CoordinatorError::NotOrphaned { .. } | CoordinatorError::Fenced(_)) => return,
+        Err(error) => {
+            tracing::warn!(%task, %error, "take over failed");
+            return;
+        }
+    };
+    // The current checkpoint may have changed between the read and the take over.
+    let bytes = if current.key == entry.current.key {
+        bytes
+    } else {
+        match read(host, &current).await {
+            Ok(bytes) => bytes,
+            Err(reason) => return give_back(runtime, host, entry, token, &reason).await,
+        }
+    };
+    let starter = match cannot_run(runtime, host, entry, &current, bytes) {
+        Ok(starter) => starter,
+        Err(reason) => return give_back(runtime, host, entry, token, &reason).await,
+    };
+    let from = match &entry.owner {
+        Owner::Host { host, .. } => Some(host.clone()),
+        _ => None,
+    };
+    tracing::info!(%task, r#type = %entry.type_name, steps = current.steps, ?from, %token, "took over an orphaned task");
+    start(
+        runtime,
+        host,
+        entry,
+        token,
+        &current,
+        starter,
+        ClusterEventKind::TookOver {
+            from,
+            steps: current.steps,
+        },
+    );
+    host.collect(task, Some(&current.key)).await;
+}
+
+/// Starts a task another host moved here (the coordinator already names this host).
+pub(crate) async fn arrive(runtime: &Arc<RuntimeInner>, host: &ClusterHost, entry: &TaskEntry) {
+    let bytes = match read(host, &entry.current).await {
+        Ok(bytes) => bytes,
+        Err(reason) => return give_back(runtime, host, entry, entry.token, &reason).await,
+    };
+    match cannot_run(runtime, host, entry, &entry.current, bytes) {
+        Ok(starter) => {
+            tracing::info!(task = %entry.task, steps = entry.current.steps, token = %entry.token, "a task moved here; resuming it");
+            start(
+                runtime,
+                host,
+                entry,
+                entry.token,
+                &entry.current,
+                starter,
+                ClusterEventKind::Arrived {
+                    steps: entry.current.steps,
+                },
+            );
+        }
+        Err(reason) => give_back(runtime, host, entry, entry.token, &reason).await,
+    }
+}
+
+/// Orphans a task this host owns but cannot run, so another host takes it over.
+async fn give_back(
+    _runtime: &Arc<RuntimeInner>,
+    host: &ClusterHost,
+    entry: &TaskEntry,
+    token: super::Token,
+    reason: &str,
+) {
+    exclude(host, entry.task, reason, entry);
+    let Ok(lease) = host.lease() else { return };
+    if let Err(error) = host.coordinator.release(&lease, entry.task, token).await {
+        tracing::warn!(task = %entry.task, %error, "failed to give the task back");
+    }
+}

@@ -1,0 +1,178 @@
+//! The scan: every interval (or at once when a peer says it moved a task here), a host reads
+//! the cluster's members and tasks from the coordinator and acts on what concerns it:
+//! - trust and addresses: members whose published key an operator trusted become peers;
+//! - its own tasks: one the coordinator names it owner of but that does not run here was moved
+//!   here, and starts; one that runs here but has a newer owner is fenced;
+//! - orphans: tasks whose owner is gone are spread over the live hosts by load
+//!   ([`assign_orphans`](super::balance::assign_orphans)), and this host takes over its share;
+//!   an orphan left by its assigned host for a few scans is open to any host that can run it;
+//! - balance: if it is busier than the cluster's mean by the configured margin, it moves
+//!   tasks to the least loaded hosts ([`plan_moves`](super::balance::plan_moves)).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::adopt;
+use super::balance::{plan_moves, Movable};
+use super::coordinator::CoordinatorError;
+use super::decide::{decide, Action, Running, ScanInput};
+use super::host::{ClusterEventKind, ClusterHost};
+use crate::runtime::RuntimeInner;
+use crate::task::{TaskId, TaskStatus};
+
+/// Scans until the runtime is gone or shuts down.
+pub(crate) async fn run(host: Arc<ClusterHost>, runtime: Weak<RuntimeInner>) {
+    let interval = host.config.scan_interval();
+    let mut orphaned_since = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = host.wake_scan.notified() => {}
+        }
+        let Some(runtime) = runtime.upgrade() else {
+            return;
+        };
+        if runtime.is_shutting_down() && host.draining.load(Ordering::SeqCst) {
+            // Leaving: takes nothing new.
+            continue;
+        }
+        if !host.lease_holds() {
+            continue;
+        }
+        if let Err(error) = scan(&runtime, &host, &mut orphaned_since).await {
+            tracing::warn!(host = %host.name, %error, "cluster scan failed");
+        }
+    }
+}
+
+async fn scan(
+    runtime: &Arc<RuntimeInner>,
+    host: &ClusterHost,
+    orphaned_since: &mut BTreeMap<TaskId, Duration>,
+) -> Result<(), CoordinatorError> {
+    let lease = host.lease()?;
+    let members = host.coordinator.members().await?;
+    let trusted = host.coordinator.trusted().await?;
+    if let Some(node) = &runtime.node {
+        node.learn_members(&host.name, &members, &trusted);
+    }
+    let tasks = host.coordinator.tasks().await?;
+    let draining = host.draining.load(Ordering::SeqCst) || runtime.is_shutting_down();
+    let running: HashMap<TaskId, Running> = host
+        .owned()
+        .iter()
+        .map(|(task, owned)| {
+            (
+                *task,
+                Running {
+                    token: owned.token(),
+                    fenced: owned.is_fenced(),
+                },
+            )
+        })
+        .collect();
+    let excluded = host
+        .unrunnable
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let input = ScanInput {
+        me: &host.name,
+        incarnation: lease.incarnation,
+        draining,
+        running: &running,
+        excluded: &excluded,
+        // Left by its assigned host for three scans: anyone who can may take it.
+        grace: host.config.scan_interval() * 3,
+        now: host.now(),
+    };
+    for action in decide(&input, &members, &tasks, orphaned_since) {
+        match action {
+            Action::Arrive(entry) => adopt::arrive(runtime, host, &entry).await,
+            Action::Fence(task) => {
+                if let Some(owned) = host.owned_task(task) {
+                    tracing::warn!(%task, "the task has a newer owner: stopping it here");
+                    owned.fence();
+                    host.event(task, ClusterEventKind::Fenced);
+                }
+            }
+            Action::TakeOver(entry) => adopt::take_over(runtime, host, &entry).await,
+        }
+    }
+    if !draining {
+        balance(runtime, host, &members);
+    }
+    Ok(())
+}
+
+/// Starts the moves the balancer plans for this host.
+fn balance(runtime: &Arc<RuntimeInner>, host: &ClusterHost, members: &[super::Member]) {
+    let config = &host.config.balance;
+    if !config.enabled {
+        return;
+    }
+    // This host's own load, fresh rather than as last published.
+    let mut members = members.to_vec();
+    if let Some(me) = members.iter_mut().find(|m| m.record.name == host.name) {
+        me.record.load.runnable = runtime.running().len() as u32;
+        me.record.load.capacity = host.config.capacity;
+    }
+    let mine: Vec<Movable> = {
+        let owned = host.owned();
+        let tasks = runtime.tasks();
+        owned
+            .iter()
+            .filter(|(id, task)| {
+                !task.is_fenced()
+                    && tasks
+                        .get(id)
+                        .is_some_and(|shared| shared.status() == TaskStatus::Running)
+            })
+            .map(|(id, task)| Movable {
+                task: *id,
+                type_name: task.type_name.clone(),
+                pinned: task.pinned(),
+                since_arrival: task.arrived.map(|at| at.elapsed()),
+            })
+            .collect()
+    };
+    let in_flight = host.moves_in_flight.load(Ordering::SeqCst);
+    let moves = {
+        let mut active = host.balancing.lock().unwrap_or_else(|p| p.into_inner());
+        plan_moves(&host.name, &members, &mine, in_flight, &mut active, config)
+    };
+    for planned in moves {
+        let Some(shared) = runtime.task(planned.task) else {
+            continue;
+        };
+        tracing::info!(task = %planned.task, to = %planned.to, reason = %planned.reason, "balancing: moving a task");
+        host.moves_in_flight.fetch_add(1, Ordering::SeqCst);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = shared.send(crate::runtime::Control::Migrate {
+            to: planned.to.clone(),
+            reply,
+        });
+        let host_ref = runtime.cluster.clone();
+        tokio::spawn(async move {
+            let result = if sent { answer.await.ok() } else { None };
+            if let Some(host) = host_ref {
+                host.moves_in_flight.fetch_sub(1, Ordering::SeqCst);
+                match result {
+                    Some(Ok(())) => host.event(
+                        planned.task,
+                        ClusterEventKind::Balanced {
+                            to: planned.to,
+                            reason: planned.reason,
+                        },
+                    ),
+                    Some(Err(error)) => {
+                        tracing::info!(task = %planned.task, to = %planned.to, %error, "balancing move did not happen")
+                    }
+                    None => {}
+                }
+            }
+        });
+    }
+}
