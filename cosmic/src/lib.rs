@@ -151,6 +151,12 @@ pub mod checkpoint {
     pub use cosmic_runtime::checkpoint::*;
 }
 
+/// Clusters: a coordinator (membership, ownership with fencing tokens, current checkpoints),
+/// failover, load balancing, leaving on purpose, and a read-only view for operators.
+pub mod cluster {
+    pub use cosmic_runtime::cluster::*;
+}
+
 /// The runtime's builder, handles, errors and statistics.
 pub mod runtime {
     pub use cosmic_runtime::runtime::*;

@@ -220,7 +220,7 @@ pub enum CoordinatorError {
         task: TaskId,
     },
     /// A move named a host that is not a live member, or one that is leaving.
-    #[error("host `{host}` is not a live member of the cluster")]
+    #[error("host `{host}` is not a live member of the cluster (or not one its operator trusted)")]
     NoSuchMember {
         /// The host.
         host: String,

@@ -196,6 +196,11 @@ impl ClusterHost {
             Ok(members) => members,
             Err(error) => return MoveResult::Failed(error),
         };
+        let trusted = match self.coordinator.trusted().await {
+            Ok(trusted) => trusted,
+            Err(error) => return MoveResult::Failed(error),
+        };
+        let members = super::peers::trusted_members(members, &trusted);
         let Some(member) = members
             .iter()
             .find(|m| m.record.name == to && !m.record.draining)

@@ -12,6 +12,21 @@ use crate::runtime::RuntimeInner;
 use crate::transport::protocol::Request;
 use crate::transport::{NodeName, PublicKey};
 
+/// The members whose published key is the one an operator trusted for their name.
+pub(crate) fn trusted_members(
+    members: Vec<Member>,
+    trusted: &[(String, PublicKey)],
+) -> Vec<Member> {
+    members
+        .into_iter()
+        .filter(|m| {
+            trusted
+                .iter()
+                .any(|(name, key)| *name == m.record.name && *key == m.record.public_key)
+        })
+        .collect()
+}
+
 impl Node {
     /// Trusts the operator's list, and knows the addresses of the trusted members.
     pub(crate) fn learn_members(

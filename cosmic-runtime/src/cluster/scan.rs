@@ -58,6 +58,19 @@ async fn scan(
     if let Some(node) = &runtime.node {
         node.learn_members(&host.name, &members, &trusted);
     }
+    // Only members an operator trusted (by the key they publish) take part in decisions:
+    // joining alone gives a host no task.
+    let members = super::peers::trusted_members(members, &trusted);
+    let trusted_here = members.iter().any(|m| m.record.name == host.name);
+    if !trusted_here {
+        if let Some(node) = &runtime.node {
+            node.warn_about(
+                "this host is not trusted by the cluster's operator (`cosmic host add NAME KEY`): it takes no task",
+                &host.name,
+                &node.key.host_key.public_key(),
+            );
+        }
+    }
     let tasks = host.coordinator.tasks().await?;
     let draining = host.draining.load(Ordering::SeqCst) || runtime.is_shutting_down();
     let running: HashMap<TaskId, Running> = host
@@ -81,7 +94,8 @@ async fn scan(
     let input = ScanInput {
         me: &host.name,
         incarnation: lease.incarnation,
-        draining,
+        // An untrusted host takes nothing new.
+        draining: draining || !trusted_here,
         running: &running,
         excluded: &excluded,
         // Left by its assigned host for three scans: anyone who can may take it.
