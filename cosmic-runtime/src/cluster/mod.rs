@@ -3,10 +3,14 @@
 //! store laid out by [`layout`]. On top of it, failover (the survivors take over a dead host's
 //! tasks) and load balancing (busy hosts move tasks to idle ones).
 
+#[doc(hidden)]
+pub mod conformance;
 mod coordinator;
+mod folder;
 pub mod layout;
 
 pub use coordinator::{
     CheckpointCommit, CheckpointRef, Coordinator, CoordinatorError, Fenced, HostLoad, Lease,
     Member, MemberRecord, Owner, TaskEntry, Token,
 };
+pub use folder::FolderCoordinator;
