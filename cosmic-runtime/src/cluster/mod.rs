@@ -7,8 +7,11 @@ mod adopt;
 pub mod balance;
 mod commit;
 mod config;
+#[doc(hidden)]
+pub mod conformance;
 mod coordinator;
 pub mod decide;
+mod folder;
 mod host;
 pub mod layout;
 mod leave;
@@ -33,3 +36,4 @@ pub use coordinator::{
     CheckpointCommit, CheckpointRef, Coordinator, CoordinatorError, Fenced, HostLoad, Lease,
     Member, MemberRecord, Owner, TaskEntry, Token,
 };
+pub use folder::FolderCoordinator;
