@@ -98,7 +98,10 @@ fn ok<T>(result: Result<T, CoordinatorError>, what: &str) -> T {
 
 async fn join<C: Coordinator>(c: &C, name: &str, ttl: Duration) -> Lease {
     let lease = ok(c.join(&record(name), ttl).await, &format!("join `{name}`"));
-    assert_eq!(lease.host, name, "join: the lease names the host that joined");
+    assert_eq!(
+        lease.host, name,
+        "join: the lease names the host that joined"
+    );
     assert!(
         lease.ttl >= ttl,
         "join: the lease lasts at least the time to live asked ({ttl:?}), got {:?}",
@@ -166,10 +169,7 @@ fn expect_lease_ended<T: std::fmt::Debug>(result: Result<T, CoordinatorError>, w
     );
 }
 
-fn expect_fenced<T: std::fmt::Debug>(
-    result: Result<T, CoordinatorError>,
-    what: &str,
-) -> Fenced {
+fn expect_fenced<T: std::fmt::Debug>(result: Result<T, CoordinatorError>, what: &str) -> Fenced {
     match result {
         Err(CoordinatorError::Fenced(fenced)) => fenced,
         other => panic!("{what} is refused as Fenced, got {other:?}"),
@@ -210,12 +210,24 @@ pub async fn membership<C: Coordinator>(c: C) {
         .find(|m| m.record.name == "alpha")
         .expect("alpha listed");
     assert_eq!(alpha.record, busier, "keep_alive publishes the new record");
-    assert_eq!(alpha.incarnation, a.incarnation, "keep_alive keeps the incarnation");
+    assert_eq!(
+        alpha.incarnation, a.incarnation,
+        "keep_alive keeps the incarnation"
+    );
 
     ok(c.leave(&a).await, "leave");
-    assert!(!is_member(&c, &a).await, "a host that left is no longer a member");
-    assert!(is_member(&c, &b).await, "leaving ends only the leaver's lease");
-    expect_lease_ended(c.keep_alive(&a, &record("alpha")).await, "keep_alive after leave");
+    assert!(
+        !is_member(&c, &a).await,
+        "a host that left is no longer a member"
+    );
+    assert!(
+        is_member(&c, &b).await,
+        "leaving ends only the leaver's lease"
+    );
+    expect_lease_ended(
+        c.keep_alive(&a, &record("alpha")).await,
+        "keep_alive after leave",
+    );
 
     // Bad input is refused, not a panic.
     assert!(
@@ -245,7 +257,10 @@ pub async fn name_in_use_until_the_lease_ends<C: Coordinator>(c: C) {
             expires_in,
         }) => {
             assert_eq!(host, "alpha", "NameInUse names the host");
-            assert_eq!(incarnation, old.incarnation, "NameInUse names the live incarnation");
+            assert_eq!(
+                incarnation, old.incarnation,
+                "NameInUse names the live incarnation"
+            );
             assert!(
                 expires_in <= old.ttl,
                 "NameInUse: the live lease ends within its time to live, got {expires_in:?}"
@@ -267,7 +282,10 @@ pub async fn name_in_use_until_the_lease_ends<C: Coordinator>(c: C) {
         Owner::Orphaned,
         "the tasks of an ended incarnation are orphaned, even after its name joined again"
     );
-    assert_eq!(entry.token, token, "orphaning by lease end is not a change of token");
+    assert_eq!(
+        entry.token, token,
+        "orphaning by lease end is not a change of token"
+    );
     expect_lease_ended(
         c.keep_alive(&old, &record("alpha")).await,
         "keep_alive of the old incarnation",
@@ -277,13 +295,20 @@ pub async fn name_in_use_until_the_lease_ends<C: Coordinator>(c: C) {
         c.take_over(&new, task, entry.token).await,
         "take over a task of one's own previous incarnation",
     );
-    assert_eq!(from, checkpoint(task, &old, 0), "take over resumes from the current checkpoint");
+    assert_eq!(
+        from,
+        checkpoint(task, &old, 0),
+        "take over resumes from the current checkpoint"
+    );
 }
 
 /// keep_alive after the lease ran out is LeaseEnded, and stays so: the lease never revives.
 pub async fn expired_lease_is_never_renewed<C: Coordinator>(c: C) {
     let lease = join(&c, "alpha", SHORT_TTL).await;
-    ok(c.keep_alive(&lease, &record("alpha")).await, "keep_alive a live lease");
+    ok(
+        c.keep_alive(&lease, &record("alpha")).await,
+        "keep_alive a live lease",
+    );
     wait_until_ended(&c, &lease).await;
     for attempt in 1..=3 {
         expect_lease_ended(
@@ -296,8 +321,14 @@ pub async fn expired_lease_is_never_renewed<C: Coordinator>(c: C) {
         "a refused keep_alive does not revive the lease"
     );
     expect_lease_ended(
-        c.create(&lease, TaskId(1), TYPE, "u64", checkpoint(TaskId(1), &lease, 0))
-            .await,
+        c.create(
+            &lease,
+            TaskId(1),
+            TYPE,
+            "u64",
+            checkpoint(TaskId(1), &lease, 0),
+        )
+        .await,
         "create",
     );
     join(&c, "alpha", LONG_TTL).await;
@@ -307,10 +338,17 @@ pub async fn expired_lease_is_never_renewed<C: Coordinator>(c: C) {
 pub async fn members_lists_only_live_ones<C: Coordinator>(c: C) {
     let short = join(&c, "alpha", SHORT_TTL).await;
     let long = join(&c, "beta", LONG_TTL).await;
-    assert!(is_member(&c, &short).await && is_member(&c, &long).await, "both are members");
+    assert!(
+        is_member(&c, &short).await && is_member(&c, &long).await,
+        "both are members"
+    );
     wait_until_ended(&c, &short).await;
     let members = ok(c.members().await, "list members");
-    assert_eq!(members.len(), 1, "only the live member is listed: {members:?}");
+    assert_eq!(
+        members.len(),
+        1,
+        "only the live member is listed: {members:?}"
+    );
     assert_eq!(members[0].record.name, "beta", "the live member is listed");
     ok(c.leave(&long).await, "leave");
     assert!(
@@ -321,7 +359,10 @@ pub async fn members_lists_only_live_ones<C: Coordinator>(c: C) {
 
 /// trust and trusted: an operator's act, one key per name, replaced by the next.
 pub async fn trust<C: Coordinator>(c: C) {
-    assert!(ok(c.trusted().await, "list trusted").is_empty(), "nothing trusted at first");
+    assert!(
+        ok(c.trusted().await, "list trusted").is_empty(),
+        "nothing trusted at first"
+    );
     let (k1, k2, k3) = (
         PublicKey::from_bytes([1; 32]),
         PublicKey::from_bytes([2; 32]),
@@ -348,15 +389,25 @@ pub async fn trust<C: Coordinator>(c: C) {
         ok(c.members().await, "list members").is_empty(),
         "trust is not membership"
     );
-    assert!(c.trust("", k1).await.is_err(), "an empty host name is refused");
+    assert!(
+        c.trust("", k1).await.is_err(),
+        "an empty host name is refused"
+    );
 }
 
 /// create, task, tasks, TaskExists.
 pub async fn create_and_read_tasks<C: Coordinator>(c: C) {
     let a = join(&c, "alpha", LONG_TTL).await;
     let (t1, t2) = (TaskId(0x11), TaskId(0x12));
-    assert_eq!(ok(c.task(t1).await, "read a task"), None, "an unknown task reads as None");
-    assert!(ok(c.tasks().await, "list tasks").is_empty(), "no tasks at first");
+    assert_eq!(
+        ok(c.task(t1).await, "read a task"),
+        None,
+        "an unknown task reads as None"
+    );
+    assert!(
+        ok(c.tasks().await, "list tasks").is_empty(),
+        "no tasks at first"
+    );
     let token = create(&c, &a, t1).await;
     let expected = TaskEntry {
         task: t1,
@@ -366,10 +417,20 @@ pub async fn create_and_read_tasks<C: Coordinator>(c: C) {
         token,
         current: checkpoint(t1, &a, 0),
     };
-    assert_eq!(entry(&c, t1).await, expected, "task reads what create recorded");
+    assert_eq!(
+        entry(&c, t1).await,
+        expected,
+        "task reads what create recorded"
+    );
     ok(
-        c.create(&a, t2, "conformance::Other", "String", checkpoint(t2, &a, 5))
-            .await,
+        c.create(
+            &a,
+            t2,
+            "conformance::Other",
+            "String",
+            checkpoint(t2, &a, 5),
+        )
+        .await,
         "create a second task",
     );
     let mut tasks = ok(c.tasks().await, "list tasks");
@@ -381,13 +442,21 @@ pub async fn create_and_read_tasks<C: Coordinator>(c: C) {
         ("conformance::Other", "String"),
         "tasks reads each task's types"
     );
-    assert_eq!(tasks[1].current, checkpoint(t2, &a, 5), "the first checkpoint is current");
+    assert_eq!(
+        tasks[1].current,
+        checkpoint(t2, &a, 5),
+        "the first checkpoint is current"
+    );
     let again = c.create(&a, t1, TYPE, "u64", checkpoint(t1, &a, 9)).await;
     assert!(
         matches!(again, Err(CoordinatorError::TaskExists { task }) if task == t1),
         "creating a task id twice is TaskExists, got {again:?}"
     );
-    assert_eq!(entry(&c, t1).await, expected, "a refused create changes nothing");
+    assert_eq!(
+        entry(&c, t1).await,
+        expected,
+        "a refused create changes nothing"
+    );
 }
 
 /// commit_checkpoints: per-entry verdicts in order; the last commit of a task is current; a
@@ -410,14 +479,26 @@ pub async fn commit_checkpoints<C: Coordinator>(c: C) {
         .await,
         "commit checkpoints",
     );
-    assert_eq!(verdicts, [Ok(()), Ok(()), Ok(())], "the owner's commits succeed");
+    assert_eq!(
+        verdicts,
+        [Ok(()), Ok(()), Ok(())],
+        "the owner's commits succeed"
+    );
     assert_eq!(
         entry(&c, t1).await.current,
         checkpoint(t1, &a, 2),
         "entries apply in order: the last commit of a task is current"
     );
-    assert_eq!(entry(&c, t2).await.current, checkpoint(t2, &a, 1), "each task has its own");
-    assert_eq!(entry(&c, t1).await.token, k1, "a commit does not change the token");
+    assert_eq!(
+        entry(&c, t2).await.current,
+        checkpoint(t2, &a, 1),
+        "each task has its own"
+    );
+    assert_eq!(
+        entry(&c, t1).await.token,
+        k1,
+        "a commit does not change the token"
+    );
 
     let moved = ok(
         c.transfer(&a, t1, k1, "beta", checkpoint(t1, &a, 3)).await,
@@ -444,7 +525,11 @@ pub async fn commit_checkpoints<C: Coordinator>(c: C) {
         "a commit with a token that is no longer the newest is fenced, naming the newest \
          token and owner"
     );
-    assert_eq!(verdicts[1], Ok(()), "one fenced entry does not fail the others");
+    assert_eq!(
+        verdicts[1],
+        Ok(()),
+        "one fenced entry does not fail the others"
+    );
     assert_eq!(
         entry(&c, t1).await.current,
         checkpoint(t1, &a, 3),
@@ -455,8 +540,16 @@ pub async fn commit_checkpoints<C: Coordinator>(c: C) {
             .await,
         "commit checkpoints",
     );
-    assert_eq!(verdicts, [Ok(())], "the new owner commits with the new token");
-    assert_eq!(entry(&c, t1).await.current, checkpoint(t1, &b, 1), "and its commit is current");
+    assert_eq!(
+        verdicts,
+        [Ok(())],
+        "the new owner commits with the new token"
+    );
+    assert_eq!(
+        entry(&c, t1).await.current,
+        checkpoint(t1, &b, 1),
+        "and its commit is current"
+    );
     assert_eq!(
         ok(c.commit_checkpoints(&a, &[]).await, "commit nothing"),
         [],
@@ -479,11 +572,15 @@ pub async fn commit_many_checkpoints<C: Coordinator>(c: C) {
     for entry in commits.iter().step_by(10) {
         let checkpoint = entry.checkpoint.clone();
         ok(
-            c.transfer(&a, entry.task, entry.token, "beta", checkpoint).await,
+            c.transfer(&a, entry.task, entry.token, "beta", checkpoint)
+                .await,
             "transfer",
         );
     }
-    let verdicts = ok(c.commit_checkpoints(&a, &commits).await, "commit a big batch");
+    let verdicts = ok(
+        c.commit_checkpoints(&a, &commits).await,
+        "commit a big batch",
+    );
     assert_eq!(verdicts.len(), commits.len(), "one verdict per entry");
     for (n, (entry, verdict)) in commits.iter().zip(&verdicts).enumerate() {
         if n % 10 == 0 {
@@ -519,7 +616,8 @@ pub async fn token_is_held_only_by_its_owner<C: Coordinator>(c: C) {
         "a commit by a host that does not own the task is fenced, got {verdicts:?}"
     );
     expect_fenced(
-        c.transfer(&b, task, token, "beta", checkpoint(task, &b, 1)).await,
+        c.transfer(&b, task, token, "beta", checkpoint(task, &b, 1))
+            .await,
         "a transfer by a host that does not own the task",
     );
     expect_fenced(
@@ -552,7 +650,11 @@ pub async fn stale_commit_never_becomes_current<C: Coordinator>(c: C) {
     assert_eq!(verdicts, [Ok(())], "the owner's commit succeeds");
     wait_until_ended(&c, &a).await;
     let (taken, from) = ok(c.take_over(&b, task, token).await, "take over an orphan");
-    assert_eq!(from, checkpoint(task, &a, 1), "the takeover resumes from the last commit");
+    assert_eq!(
+        from,
+        checkpoint(task, &a, 1),
+        "the takeover resumes from the last commit"
+    );
     // alpha, paused past its lease, wakes and commits: refused either way.
     let late = c
         .commit_checkpoints(&a, &[commit(task, token, checkpoint(task, &a, 2))])
@@ -584,7 +686,11 @@ pub async fn stale_commit_never_becomes_current<C: Coordinator>(c: C) {
         checkpoint(task, &a, 1),
         "no stale checkpoint became current after the takeover"
     );
-    assert_eq!((entry.owner, entry.token), (host(&b), taken), "beta owns the task");
+    assert_eq!(
+        (entry.owner, entry.token),
+        (host(&b), taken),
+        "beta owns the task"
+    );
 }
 
 /// transfer: to a live member; not to an unknown, draining or ended one; not with a stale
@@ -599,22 +705,31 @@ pub async fn transfer<C: Coordinator>(c: C) {
     let task = TaskId(0x51);
     let token = create(&c, &a, task).await;
     for to in ["nobody", "gamma"] {
-        let result = c.transfer(&a, task, token, to, checkpoint(task, &a, 1)).await;
+        let result = c
+            .transfer(&a, task, token, to, checkpoint(task, &a, 1))
+            .await;
         assert!(
             matches!(&result, Err(CoordinatorError::NoSuchMember { host }) if host == to),
             "a transfer to `{to}` (unknown or draining) is NoSuchMember, got {result:?}"
         );
     }
     wait_until_ended(&c, &short).await;
-    let result = c.transfer(&a, task, token, "delta", checkpoint(task, &a, 1)).await;
+    let result = c
+        .transfer(&a, task, token, "delta", checkpoint(task, &a, 1))
+        .await;
     assert!(
         matches!(result, Err(CoordinatorError::NoSuchMember { .. })),
         "a transfer to a member whose lease ended is NoSuchMember, got {result:?}"
     );
-    assert_eq!(entry(&c, task).await.token, token, "refused transfers change nothing");
+    assert_eq!(
+        entry(&c, task).await.token,
+        token,
+        "refused transfers change nothing"
+    );
 
     let moved = ok(
-        c.transfer(&a, task, token, "beta", checkpoint(task, &a, 1)).await,
+        c.transfer(&a, task, token, "beta", checkpoint(task, &a, 1))
+            .await,
         "transfer to a live member",
     );
     assert!(moved > token, "a transfer gives a newer token");
@@ -625,7 +740,8 @@ pub async fn transfer<C: Coordinator>(c: C) {
         "after a transfer the target owns the task, with the given checkpoint current"
     );
     let fenced = expect_fenced(
-        c.transfer(&a, task, token, "beta", checkpoint(task, &a, 2)).await,
+        c.transfer(&a, task, token, "beta", checkpoint(task, &a, 2))
+            .await,
         "a transfer with a stale token",
     );
     assert_eq!(
@@ -634,11 +750,16 @@ pub async fn transfer<C: Coordinator>(c: C) {
         "Fenced names the newest token and owner"
     );
     let back = ok(
-        c.transfer(&b, task, moved, "alpha", checkpoint(task, &b, 1)).await,
+        c.transfer(&b, task, moved, "alpha", checkpoint(task, &b, 1))
+            .await,
         "transfer back",
     );
     assert!(back > moved, "every transfer gives a newer token");
-    assert_eq!(self::entry(&c, task).await.owner, host(&a), "the task moved back");
+    assert_eq!(
+        self::entry(&c, task).await.owner,
+        host(&a),
+        "the task moved back"
+    );
 }
 
 /// take_over: only an orphan, only with the newest token seen; it returns the current
@@ -665,7 +786,11 @@ pub async fn take_over<C: Coordinator>(c: C) {
         Owner::Orphaned,
         "the tasks of a host that left are orphaned at once"
     );
-    for seen in [Token(token.0.wrapping_sub(1)), Token(token.0 + 1), Token(token.0 + 100)] {
+    for seen in [
+        Token(token.0.wrapping_sub(1)),
+        Token(token.0 + 1),
+        Token(token.0 + 100),
+    ] {
         let result = c.take_over(&b, task, seen).await;
         assert!(
             matches!(&result, Err(CoordinatorError::Fenced(f)) if f.token == token),
@@ -675,7 +800,11 @@ pub async fn take_over<C: Coordinator>(c: C) {
     }
     let (taken, from) = ok(c.take_over(&b, task, token).await, "take over an orphan");
     assert!(taken > token, "a takeover gives a newer token");
-    assert_eq!(from, checkpoint(task, &a, 1), "a takeover returns the current checkpoint");
+    assert_eq!(
+        from,
+        checkpoint(task, &a, 1),
+        "a takeover returns the current checkpoint"
+    );
     let entry = entry(&c, task).await;
     assert_eq!(
         (entry.owner, entry.token, entry.current),
@@ -683,14 +812,20 @@ pub async fn take_over<C: Coordinator>(c: C) {
         "after a takeover the taker owns the task and the checkpoint is unchanged"
     );
     let again = c.take_over(&b, task, token).await;
-    assert!(again.is_err(), "a second takeover with the old token is refused, got {again:?}");
+    assert!(
+        again.is_err(),
+        "a second takeover with the old token is refused, got {again:?}"
+    );
     let again = c.take_over(&b, task, taken).await;
     assert!(
         matches!(&again, Err(CoordinatorError::NotOrphaned { owner, .. }) if *owner == host(&b)),
         "taking over one's own live task is NotOrphaned, got {again:?}"
     );
     let unknown = c.take_over(&b, TaskId(0x6f), Token(1)).await;
-    assert!(unknown.is_err(), "taking over an unknown task is refused, got {unknown:?}");
+    assert!(
+        unknown.is_err(),
+        "taking over an unknown task is refused, got {unknown:?}"
+    );
 }
 
 /// Of 16 hosts taking over one orphan at once, exactly one wins.
@@ -740,7 +875,11 @@ pub async fn take_over_race<C: Coordinator>(c: C) {
         winners.len()
     );
     let (winner, taken, from) = winners.pop().expect("one winner");
-    assert_eq!(from, checkpoint(task, &a, 7), "the winner resumes from the current checkpoint");
+    assert_eq!(
+        from,
+        checkpoint(task, &a, 7),
+        "the winner resumes from the current checkpoint"
+    );
     let entry = entry(&*c, task).await;
     assert_eq!(
         (entry.owner, entry.token),
@@ -778,11 +917,25 @@ pub async fn release_then_take_over<C: Coordinator>(c: C) {
         matches!(&verdicts[..], [Err(Fenced { token: t, owner: Owner::Orphaned, .. })] if *t == released),
         "a commit after releasing is fenced, got {verdicts:?}"
     );
-    expect_fenced(c.release(&a, task, token).await, "a second release with the old token");
-    let (taken, from) = ok(c.take_over(&b, task, released).await, "take over a released task");
+    expect_fenced(
+        c.release(&a, task, token).await,
+        "a second release with the old token",
+    );
+    let (taken, from) = ok(
+        c.take_over(&b, task, released).await,
+        "take over a released task",
+    );
     assert!(taken > released, "a takeover gives a newer token");
-    assert_eq!(from, checkpoint(task, &a, 1), "the taker resumes from the released checkpoint");
-    assert_eq!(self::entry(&c, task).await.owner, host(&b), "the taker owns it");
+    assert_eq!(
+        from,
+        checkpoint(task, &a, 1),
+        "the taker resumes from the released checkpoint"
+    );
+    assert_eq!(
+        self::entry(&c, task).await.owner,
+        host(&b),
+        "the taker owns it"
+    );
 }
 
 /// finish once, repeat Ok; a stale or different finish is refused; forget only finished.
@@ -793,8 +946,14 @@ pub async fn finish_and_forget<C: Coordinator>(c: C) {
     let token = create(&c, &a, task).await;
     let outcome = layout::outcome_key(task, &a.host, a.incarnation);
     let forget = c.forget(task).await;
-    assert!(forget.is_err(), "forgetting an unfinished task is refused, got {forget:?}");
-    assert!(c.task(task).await.ok().flatten().is_some(), "a refused forget keeps the task");
+    assert!(
+        forget.is_err(),
+        "forgetting an unfinished task is refused, got {forget:?}"
+    );
+    assert!(
+        c.task(task).await.ok().flatten().is_some(),
+        "a refused forget keeps the task"
+    );
 
     ok(c.finish(&a, task, token, &outcome).await, "finish");
     let entry = entry(&c, task).await;
@@ -810,11 +969,19 @@ pub async fn finish_and_forget<C: Coordinator>(c: C) {
         c.finish(&a, task, token, &outcome).await,
         "repeating the same finish after it succeeded",
     );
-    assert_eq!(self::entry(&c, task).await.token, entry.token, "a repeated finish changes nothing");
+    assert_eq!(
+        self::entry(&c, task).await.token,
+        entry.token,
+        "a repeated finish changes nothing"
+    );
     let other = c.finish(&a, task, token, "another outcome").await;
-    assert!(other.is_err(), "a finish with another outcome is refused, got {other:?}");
+    assert!(
+        other.is_err(),
+        "a finish with another outcome is refused, got {other:?}"
+    );
     expect_fenced(
-        c.finish(&a, task, Token(token.0.wrapping_sub(1)), &outcome).await,
+        c.finish(&a, task, Token(token.0.wrapping_sub(1)), &outcome)
+            .await,
         "a finish with a stale token",
     );
     let verdicts = ok(
@@ -822,14 +989,20 @@ pub async fn finish_and_forget<C: Coordinator>(c: C) {
             .await,
         "commit checkpoints",
     );
-    assert!(verdicts[0].is_err(), "a commit to a finished task is fenced, got {verdicts:?}");
+    assert!(
+        verdicts[0].is_err(),
+        "a commit to a finished task is fenced, got {verdicts:?}"
+    );
     let result = c.take_over(&b, task, entry.token).await;
     assert!(
         matches!(result, Err(CoordinatorError::NotOrphaned { .. })),
         "a finished task cannot be taken over (NotOrphaned), got {result:?}"
     );
     let result = c.release(&a, task, entry.token).await;
-    assert!(result.is_err(), "a finished task cannot be released, got {result:?}");
+    assert!(
+        result.is_err(),
+        "a finished task cannot be released, got {result:?}"
+    );
     assert_eq!(
         self::entry(&c, task).await.owner,
         Owner::Finished { outcome },
@@ -837,9 +1010,15 @@ pub async fn finish_and_forget<C: Coordinator>(c: C) {
     );
 
     ok(c.forget(task).await, "forget a finished task");
-    assert_eq!(ok(c.task(task).await, "read a task"), None, "a forgotten task is unknown");
+    assert_eq!(
+        ok(c.task(task).await, "read a task"),
+        None,
+        "a forgotten task is unknown"
+    );
     assert!(
-        ok(c.tasks().await, "list tasks").iter().all(|e| e.task != task),
+        ok(c.tasks().await, "list tasks")
+            .iter()
+            .all(|e| e.task != task),
         "a forgotten task is not listed"
     );
 }
@@ -864,8 +1043,13 @@ pub async fn tokens_strictly_grow<C: Coordinator>(c: C) {
     tokens.push(ok(c.release(&a, task, last(&tokens)).await, "release"));
     tokens.push(ok(c.take_over(&b, task, last(&tokens)).await, "take over").0);
     ok(
-        c.finish(&b, task, last(&tokens), &layout::outcome_key(task, "beta", b.incarnation))
-            .await,
+        c.finish(
+            &b,
+            task,
+            last(&tokens),
+            &layout::outcome_key(task, "beta", b.incarnation),
+        )
+        .await,
         "finish",
     );
     tokens.push(entry(&c, task).await.token);
@@ -892,7 +1076,8 @@ pub async fn ended_lease_is_refused<C: Coordinator>(c: C) {
         "create",
     );
     expect_lease_ended(
-        c.commit_checkpoints(&a, &[commit(task, token, ckpt.clone())]).await,
+        c.commit_checkpoints(&a, &[commit(task, token, ckpt.clone())])
+            .await,
         "commit_checkpoints",
     );
     expect_lease_ended(

@@ -1,124 +1,6 @@
 //! [`FolderCoordinator`]: the embedded [`Coordinator`] of hosts on one machine, agreeing
-//! through a folder they all reach. No server, nothing to install.
-//!
-//! # The files
-//!
-//! ```text
-//! <folder>/format                          "cosmic folder coordinator 1": what this folder is
-//! <folder>/tmp/                            files and folders being written, renamed into place
-//! <folder>/members/<host>/<incarnation>    a lease: the member record, when it was last
-//!                                          renewed (wall clock, ms) and its time to live
-//! <folder>/members/<host>/<incarnation>.ended   the lease was ended (left, or renewed too late)
-//! <folder>/trusted/<host>                  the public key trusted for <host> (hex)
-//! <folder>/tasks/<task>/meta               type name and output type
-//! <folder>/tasks/<task>/<token>/change     the owner from this token on (a host's incarnation,
-//!                                          nobody, or the outcome) and the checkpoint the
-//!                                          change made current, if it set one
-//! <folder>/tasks/<task>/<token>/open/current    the newest checkpoint committed under <token>
-//! <folder>/tasks/<task>/<token>/sealed/         `open/` once a newer token exists
-//! <folder>/tasks/<task>/<token>/base       the checkpoint carried over from the token before
-//! ```
-//!
-//! Numbers are written with 20 digits (`00000000000000000007`) so names sort as numbers;
-//! records are one format byte then [postcard](https://docs.rs/postcard). Folders are mode
-//! 0700 and files 0600: the folder is the trust boundary, and [`FolderCoordinator::open`]
-//! refuses one that the group or other users may enter.
-//!
-//! # Why every change is atomic
-//!
-//! Nothing is ever edited in place. A record is written whole to a file in `tmp/`, flushed to
-//! disk, and then moved into place by one system call the kernel performs atomically:
-//! - a **rename** replaces a file (a renewal, a trusted key, a commit): readers see the old
-//!   record or the new one, never a mix;
-//! - a **hard link** creates a file only if the name is free (a new incarnation): of two
-//!   hosts joining under one name at once, exactly one link succeeds;
-//! - a **rename of a folder** onto a name that holds a non-empty folder fails, so it creates a
-//!   folder whole and only if the name is free: a new task (`tasks/<task>/`), and every change
-//!   of owner (`tasks/<task>/<token + 1>/`). That is the compare-and-set on the token: of any
-//!   number of hosts changing a task at token `t` (moving, taking over, releasing, finishing
-//!   it), the one whose rename creates `<t + 1>/` wins and all others are refused.
-//!
-//! A checkpoint is committed under token `t` by renaming it to `<t>/open/current`, which
-//! works only while the folder `<t>/open` exists. Whoever creates `<t + 1>/` then renames
-//! `<t>/open` to `<t>/sealed` (and so does any host that finds `<t + 1>/` while `<t>/open` is
-//! still there: a host killed between the two leaves nothing half done). From then on a
-//! commit under `t` fails: it is [`Fenced`], and its checkpoint is nowhere a reader looks. A
-//! commit that landed before the seal was current under `t`, and a takeover or a release
-//! carries it over to `t + 1` (written once to `<t + 1>/base`), so a checkpoint reported
-//! committed is never lost and one reported fenced never becomes current.
-//!
-//! A process killed at any point leaves whole records or none: what it left in `tmp/` is
-//! collected a minute later by the next [`open`](FolderCoordinator::open) or join, and a
-//! change it claimed but did not finish (sealing, carrying over) is finished by the next
-//! host that reads the task.
-//!
-//! # One machine, one clock
-//!
-//! A lease is live while `renewed_at + ttl` is later than the wall clock now; every host reads
-//! the same clock, so they agree on when a lease ends. A host that judges leases reads the
-//! clock *before* reading the lease, and a renewal reads it *after* writing, and refuses (and
-//! ends the lease) if it wrote after the lease had run out: so a lease some host saw expire is
-//! never renewed, and what was decided on its expiry (a takeover, a rejoin) stands. Hosts on
-//! several machines, or a wall clock set back by more than a time to live, break this: use
-//! the etcd coordinator across machines.
-//!
-//! All file work runs on tokio's blocking threads ([`tokio::task::spawn_blocking`]): every
-//! method does several system calls, most of them flushes to disk, so none is small enough to
-//! run on the runtime's threads.
-//!
-//! # Example
-//!
-//! ```rust
-//! use std::time::Duration;
-//! use cosmic_runtime::cluster::{
-//!     CheckpointCommit, CheckpointRef, Coordinator, FolderCoordinator, HostLoad, MemberRecord,
-//!     Owner,
-//! };
-//! use cosmic_runtime::task::TaskId;
-//! use cosmic_runtime::transport::PublicKey;
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let folder = std::env::temp_dir().join(format!("cosmic-folder-doc-{}", std::process::id()));
-//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-//! runtime.block_on(async {
-//!     let coordinator = FolderCoordinator::open(&folder)?;
-//!     let member = |name: &str| MemberRecord {
-//!         name: name.into(),
-//!         addr: format!("127.0.0.1:{}", 7000 + name.len()),
-//!         public_key: PublicKey::from_bytes([name.len() as u8; 32]),
-//!         load: HostLoad::default(),
-//!         types: vec!["Counter".into()],
-//!         draining: false,
-//!     };
-//!     let checkpoint = |seq: u64| CheckpointRef {
-//!         key: format!("cluster/tasks/demo/alpha/1/ckpt-{seq}"),
-//!         steps: seq * 100,
-//!     };
-//!
-//!     // alpha joins with a short lease, starts a task and commits a checkpoint of it.
-//!     let alpha = coordinator.join(&member("alpha"), Duration::from_millis(200)).await?;
-//!     let task = TaskId(7);
-//!     let token = coordinator.create(&alpha, task, "Counter", "u64", checkpoint(0)).await?;
-//!     let commit = CheckpointCommit { task, token, checkpoint: checkpoint(1) };
-//!     let verdicts = coordinator.commit_checkpoints(&alpha, &[commit]).await?;
-//!     assert_eq!(verdicts, vec![Ok(())]);
-//!
-//!     // alpha stops renewing its lease: once it ends, its task is orphaned...
-//!     let beta = coordinator.join(&member("beta"), Duration::from_secs(30)).await?;
-//!     tokio::time::sleep(Duration::from_millis(300)).await;
-//!     let entry = coordinator.task(task).await?.expect("the task is known");
-//!     assert_eq!(entry.owner, Owner::Orphaned);
-//!
-//!     // ...and beta takes it over, resuming from the checkpoint alpha committed.
-//!     let (new_token, resume_from) = coordinator.take_over(&beta, task, entry.token).await?;
-//!     assert!(new_token > token);
-//!     assert_eq!(resume_from, checkpoint(1));
-//!     Ok::<(), Box<dyn std::error::Error>>(())
-//! })?;
-//! std::fs::remove_dir_all(&folder)?;
-//! # Ok(())
-//! # }
-//! ```
+//! through a folder they all reach. The files, and why each change is atomic, are described on
+//! the type.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -148,15 +30,137 @@ const FOLDER_FORMAT: &str = "cosmic folder coordinator 1\n";
 /// What is left in `tmp/` longer than this was left by a process that died: collected.
 const TEMP_MAX_AGE: Duration = Duration::from_secs(60);
 
+/// How many threads commit the checkpoints of a batch.
+const FLUSH_THREADS: usize = 32;
+
 /// How many times a read starts over when the files it reads change under it.
 const READ_ATTEMPTS: usize = 16;
 
 type Result<T, E = CoordinatorError> = std::result::Result<T, E>;
 
-/// The embedded coordinator: hosts on one machine agreeing through a shared folder. See the
-/// [module docs](self) for the files, why each change is atomic, and the one-clock assumption.
+/// The embedded coordinator: hosts on one machine agreeing through a folder they all reach.
+/// No server, nothing to install. Cheap to clone; clones share the folder, as do other
+/// processes that open it.
 ///
-/// Cheap to clone; clones share the folder (as do other processes that open it).
+/// # The files
+///
+/// ```text
+/// <folder>/format                          "cosmic folder coordinator 1": what this folder is
+/// <folder>/tmp/                            files and folders being written, renamed into place
+/// <folder>/members/<host>/<incarnation>    a lease: the member record, when it was last
+///                                          renewed (wall clock, ms) and its time to live
+/// <folder>/members/<host>/<incarnation>.ended   the lease was ended (left, or renewed too late)
+/// <folder>/trusted/<host>                  the public key trusted for <host> (hex)
+/// <folder>/tasks/<task>/meta               type name and output type
+/// <folder>/tasks/<task>/<token>/change     the owner from this token on (a host's incarnation,
+///                                          nobody, or the outcome) and the checkpoint the
+///                                          change made current, if it set one
+/// <folder>/tasks/<task>/<token>/open/current    the newest checkpoint committed under <token>
+/// <folder>/tasks/<task>/<token>/sealed/         `open/` once a newer token exists
+/// <folder>/tasks/<task>/<token>/base       the checkpoint carried over from the token before
+/// ```
+///
+/// Numbers are written with 20 digits (`00000000000000000007`) so names sort as numbers;
+/// records are one format byte then [postcard](https://docs.rs/postcard). Folders are mode
+/// 0700 and files 0600: the folder is the trust boundary, and [`FolderCoordinator::open`]
+/// refuses one that the group or other users may enter.
+///
+/// # Why every change is atomic
+///
+/// Nothing is ever edited in place. A record is written whole to a file in `tmp/`, flushed to
+/// disk, and then moved into place by one system call the kernel performs atomically:
+/// - a **rename** replaces a file (a renewal, a trusted key, a commit): readers see the old
+///   record or the new one, never a mix;
+/// - a **hard link** creates a file only if the name is free (a new incarnation): of two
+///   hosts joining under one name at once, exactly one link succeeds;
+/// - a **rename of a folder** onto a name that holds a non-empty folder fails, so it creates a
+///   folder whole and only if the name is free: a new task (`tasks/<task>/`), and every change
+///   of owner (`tasks/<task>/<token + 1>/`). That is the compare-and-set on the token: of any
+///   number of hosts changing a task at token `t` (moving, taking over, releasing, finishing
+///   it), the one whose rename creates `<t + 1>/` wins and all others are refused.
+///
+/// A checkpoint is committed under token `t` by renaming it to `<t>/open/current`, which
+/// works only while the folder `<t>/open` exists. Whoever creates `<t + 1>/` then renames
+/// `<t>/open` to `<t>/sealed` (and so does any host that finds `<t + 1>/` while `<t>/open` is
+/// still there: a host killed between the two leaves nothing half done). From then on a
+/// commit under `t` fails: it is [`Fenced`], and its checkpoint is nowhere a reader looks. A
+/// commit that landed before the seal was current under `t`, and a takeover or a release
+/// carries it over to `t + 1` (written once to `<t + 1>/base`), so a checkpoint reported
+/// committed is never lost and one reported fenced never becomes current.
+///
+/// A process killed at any point leaves whole records or none: what it left in `tmp/` is
+/// collected a minute later by the next [`open`](FolderCoordinator::open) or join, and a
+/// change it claimed but did not finish (sealing, carrying over) is finished by the next
+/// host that reads the task.
+///
+/// # One machine, one clock
+///
+/// A lease is live while `renewed_at + ttl` is later than the wall clock now; every host reads
+/// the same clock, so they agree on when a lease ends. A host that judges leases reads the
+/// clock *before* reading the lease, and a renewal reads it *after* writing, and refuses (and
+/// ends the lease) if it wrote after the lease had run out: so a lease some host saw expire is
+/// never renewed, and what was decided on its expiry (a takeover, a rejoin) stands. Hosts on
+/// several machines, or a wall clock set back by more than a time to live, break this: use
+/// the etcd coordinator across machines.
+///
+/// All file work runs on tokio's blocking threads ([`tokio::task::spawn_blocking`]): every
+/// method does several system calls, most of them flushes to disk, so none is small enough to
+/// run on the runtime's threads. [`commit_checkpoints`](Coordinator::commit_checkpoints)
+/// spreads a batch's tasks over up to 32 threads of its own, so that their flushes overlap.
+///
+/// # Example
+///
+/// ```rust
+/// use std::time::Duration;
+/// use cosmic_runtime::cluster::{
+///     CheckpointCommit, CheckpointRef, Coordinator, FolderCoordinator, HostLoad, MemberRecord,
+///     Owner,
+/// };
+/// use cosmic_runtime::task::TaskId;
+/// use cosmic_runtime::transport::PublicKey;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let folder = std::env::temp_dir().join(format!("cosmic-folder-doc-{}", std::process::id()));
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// runtime.block_on(async {
+///     let coordinator = FolderCoordinator::open(&folder)?;
+///     let member = |name: &str| MemberRecord {
+///         name: name.into(),
+///         addr: format!("127.0.0.1:{}", 7000 + name.len()),
+///         public_key: PublicKey::from_bytes([name.len() as u8; 32]),
+///         load: HostLoad::default(),
+///         types: vec!["Counter".into()],
+///         draining: false,
+///     };
+///     let checkpoint = |seq: u64| CheckpointRef {
+///         key: format!("cluster/tasks/demo/alpha/1/ckpt-{seq}"),
+///         steps: seq * 100,
+///     };
+///
+///     // alpha joins with a short lease, starts a task and commits a checkpoint of it.
+///     let alpha = coordinator.join(&member("alpha"), Duration::from_millis(200)).await?;
+///     let task = TaskId(7);
+///     let token = coordinator.create(&alpha, task, "Counter", "u64", checkpoint(0)).await?;
+///     let commit = CheckpointCommit { task, token, checkpoint: checkpoint(1) };
+///     let verdicts = coordinator.commit_checkpoints(&alpha, &[commit]).await?;
+///     assert_eq!(verdicts, vec![Ok(())]);
+///
+///     // alpha stops renewing its lease: once it ends, its task is orphaned...
+///     let beta = coordinator.join(&member("beta"), Duration::from_secs(30)).await?;
+///     tokio::time::sleep(Duration::from_millis(300)).await;
+///     let entry = coordinator.task(task).await?.expect("the task is known");
+///     assert_eq!(entry.owner, Owner::Orphaned);
+///
+///     // ...and beta takes it over, resuming from the checkpoint alpha committed.
+///     let (new_token, resume_from) = coordinator.take_over(&beta, task, entry.token).await?;
+///     assert!(new_token > token);
+///     assert_eq!(resume_from, checkpoint(1));
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// std::fs::remove_dir_all(&folder)?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct FolderCoordinator {
     inner: Arc<Folder>,
@@ -461,6 +465,31 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = options.open(path).map_err(io_error("create", path))?;
     file.write_all(bytes).map_err(io_error("write", path))?;
     file.sync_all().map_err(io_error("flush", path))
+}
+
+/// Runs `work` on every item, on up to [`FLUSH_THREADS`] threads: flushes to disk issued
+/// together are written together (the file system's journal commits them as one), and a
+/// thread waiting for the disk does not hold up the others.
+fn in_parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    if items.len() <= 1 {
+        return items.iter().try_for_each(work);
+    }
+    let chunk = items.len().div_ceil(FLUSH_THREADS);
+    std::thread::scope(|scope| {
+        let work = &work;
+        let threads: Vec<_> = items
+            .chunks(chunk)
+            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(work)))
+            .collect();
+        threads.into_iter().try_for_each(|thread| {
+            thread.join().unwrap_or_else(|_| {
+                Err(CoordinatorError::Invalid {
+                    what: "flush",
+                    reason: "a flushing thread panicked".into(),
+                })
+            })
+        })
+    })
 }
 
 /// A file's bytes, or None if it does not exist.
@@ -842,7 +871,9 @@ impl Folder {
             renewed_at_ms: now,
             ttl_ms: old.ttl_ms,
         };
-        let path = self.name_dir(&lease.host).join(number_name(lease.incarnation));
+        let path = self
+            .name_dir(&lease.host)
+            .join(number_name(lease.incarnation));
         self.replace(&path, &encode(&renewed)?)?;
         let ended = CoordinatorError::LeaseEnded {
             host: lease.host.clone(),
@@ -862,7 +893,9 @@ impl Folder {
 
     fn leave(&self, lease: &Lease) -> Result<()> {
         check_name(&lease.host)?;
-        let record = self.name_dir(&lease.host).join(number_name(lease.incarnation));
+        let record = self
+            .name_dir(&lease.host)
+            .join(number_name(lease.incarnation));
         if record.exists() {
             return self.mark_ended(&lease.host, lease.incarnation);
         }
@@ -1112,7 +1145,13 @@ impl Folder {
         Err(self.kept_changing(task))
     }
 
-    fn create(&self, lease: &Lease, task: TaskId, meta: Meta, first: CheckpointRef) -> Result<Token> {
+    fn create(
+        &self,
+        lease: &Lease,
+        task: TaskId,
+        meta: Meta,
+        first: CheckpointRef,
+    ) -> Result<Token> {
         self.check_lease(lease)?;
         if meta.type_name.is_empty() {
             return Err(CoordinatorError::Invalid {
@@ -1212,6 +1251,13 @@ impl Folder {
         Err(self.fenced(task)?.into())
     }
 
+    /// Commits a batch in four passes, so that its flushes to disk go out together rather
+    /// than one after the other: check each entry's token and write its checkpoint to a file
+    /// in `tmp/`; flush those files (in parallel); rename each, in order, into its token's
+    /// slot (a sealed slot is a fenced entry); flush the slot folders (in parallel).
+    /// Commits a batch with its tasks in parallel (each task's entries in order, on one
+    /// thread): the file creations and flushes to disk of different tasks then overlap
+    /// instead of waiting for each other, which is most of the time a commit takes.
     fn commit_checkpoints(
         &self,
         lease: &Lease,
@@ -1219,16 +1265,28 @@ impl Folder {
     ) -> Result<Vec<Result<(), Fenced>>> {
         self.check_lease(lease)?;
         // Unknown tasks are refused before anything is written.
-        for commit in commits {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group_of: HashMap<TaskId, usize> = HashMap::new();
+        for (n, commit) in commits.iter().enumerate() {
             if !self.task_dir(commit.task).exists() {
                 return Err(CoordinatorError::NoSuchTask { task: commit.task });
             }
+            let group = *group_of.entry(commit.task).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[group].push(n);
         }
-        let mut verdicts = Vec::with_capacity(commits.len());
-        for commit in commits {
-            verdicts.push(self.commit_one(lease, commit)?);
-        }
-        Ok(verdicts)
+        let verdicts = std::sync::Mutex::new(vec![None; commits.len()]);
+        in_parallel(&groups, |group| {
+            for &n in group {
+                let verdict = self.commit_one(lease, &commits[n])?;
+                verdicts.lock().unwrap_or_else(|e| e.into_inner())[n] = Some(verdict);
+            }
+            Ok(())
+        })?;
+        let verdicts = verdicts.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(verdicts.into_iter().flatten().collect())
     }
 
     fn commit_one(&self, lease: &Lease, commit: &CheckpointCommit) -> Result<Result<(), Fenced>> {
@@ -1297,7 +1355,12 @@ impl Folder {
         }
     }
 
-    fn take_over(&self, lease: &Lease, task: TaskId, seen: Token) -> Result<(Token, CheckpointRef)> {
+    fn take_over(
+        &self,
+        lease: &Lease,
+        task: TaskId,
+        seen: Token,
+    ) -> Result<(Token, CheckpointRef)> {
         self.check_lease(lease)?;
         let newest = self
             .newest(task)?
@@ -1480,7 +1543,10 @@ mod tests {
         fs::set_permissions(&scratch.0, fs::Permissions::from_mode(0o750)).unwrap();
         let error = FolderCoordinator::open(&scratch.0).unwrap_err();
         let message = error.to_string();
-        assert!(matches!(error, CoordinatorError::Invalid { .. }), "{error:?}");
+        assert!(
+            matches!(error, CoordinatorError::Invalid { .. }),
+            "{error:?}"
+        );
         assert!(message.contains("mode 750"), "{message}");
         assert!(
             message.contains(&format!("chmod 700 {}", scratch.0.display())),
@@ -1512,10 +1578,19 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let scratch = Scratch::new("private");
         let c = scratch.open();
-        let lease = c.join(&lease_record("alpha"), Duration::from_secs(60)).await.unwrap();
+        let lease = c
+            .join(&lease_record("alpha"), Duration::from_secs(60))
+            .await
+            .unwrap();
         let task = TaskId(5);
         let token = c
-            .create(&lease, task, "T", "u64", conformance::checkpoint(task, &lease, 0))
+            .create(
+                &lease,
+                task,
+                "T",
+                "u64",
+                conformance::checkpoint(task, &lease, 0),
+            )
             .await
             .unwrap();
         let commit = CheckpointCommit {
@@ -1524,7 +1599,9 @@ mod tests {
             checkpoint: conformance::checkpoint(task, &lease, 1),
         };
         c.commit_checkpoints(&lease, &[commit]).await.unwrap();
-        c.trust("alpha", PublicKey::from_bytes([9; 32])).await.unwrap();
+        c.trust("alpha", PublicKey::from_bytes([9; 32]))
+            .await
+            .unwrap();
         let mut stack = vec![scratch.0.clone()];
         let mut seen = 0;
         while let Some(dir) = stack.pop() {
@@ -1553,12 +1630,23 @@ mod tests {
     async fn a_damaged_record_is_named() {
         let scratch = Scratch::new("damaged");
         let c = scratch.open();
-        let lease = c.join(&lease_record("alpha"), Duration::from_secs(60)).await.unwrap();
-        let task = TaskId(6);
-        c.create(&lease, task, "T", "u64", conformance::checkpoint(task, &lease, 0))
+        let lease = c
+            .join(&lease_record("alpha"), Duration::from_secs(60))
             .await
             .unwrap();
-        let change = c.path().join(format!("tasks/{task}/{}/change", number_name(1)));
+        let task = TaskId(6);
+        c.create(
+            &lease,
+            task,
+            "T",
+            "u64",
+            conformance::checkpoint(task, &lease, 0),
+        )
+        .await
+        .unwrap();
+        let change = c
+            .path()
+            .join(format!("tasks/{task}/{}/change", number_name(1)));
         fs::write(&change, [RECORD_FORMAT, 0xff, 0xff]).unwrap();
         let error = c.task(task).await.unwrap_err();
         assert!(
@@ -1569,7 +1657,9 @@ mod tests {
         let error = c.tasks().await.unwrap_err();
         assert!(error.to_string().contains("record format 7"), "{error}");
 
-        let member = c.path().join(format!("members/alpha/{}", number_name(lease.incarnation)));
+        let member = c
+            .path()
+            .join(format!("members/alpha/{}", number_name(lease.incarnation)));
         fs::write(&member, b"").unwrap();
         let error = c.members().await.unwrap_err();
         assert!(error.to_string().contains("empty"), "{error}");
@@ -1583,8 +1673,14 @@ mod tests {
     async fn leftovers_of_a_killed_process_are_ignored_and_finished() {
         let scratch = Scratch::new("killed");
         let c = scratch.open();
-        let a = c.join(&lease_record("alpha"), Duration::from_secs(60)).await.unwrap();
-        let b = c.join(&lease_record("beta"), Duration::from_secs(60)).await.unwrap();
+        let a = c
+            .join(&lease_record("alpha"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let b = c
+            .join(&lease_record("beta"), Duration::from_secs(60))
+            .await
+            .unwrap();
         let task = TaskId(7);
         let token = c
             .create(&a, task, "T", "u64", conformance::checkpoint(task, &a, 0))
@@ -1627,14 +1723,24 @@ mod tests {
         };
         let verdicts = c.commit_checkpoints(&a, &[two]).await.unwrap();
         assert!(
-            matches!(&verdicts[..], [Err(Fenced { token: Token(2), owner: Owner::Orphaned, .. })]),
+            matches!(
+                &verdicts[..],
+                [Err(Fenced {
+                    token: Token(2),
+                    owner: Owner::Orphaned,
+                    ..
+                })]
+            ),
             "{verdicts:?}"
         );
         let entry = c.task(task).await.unwrap().unwrap();
         assert_eq!(entry.owner, Owner::Orphaned);
         assert_eq!(entry.current, conformance::checkpoint(task, &a, 1));
         let (taken, from) = c.take_over(&b, task, Token(2)).await.unwrap();
-        assert_eq!((taken, from), (Token(3), conformance::checkpoint(task, &a, 1)));
+        assert_eq!(
+            (taken, from),
+            (Token(3), conformance::checkpoint(task, &a, 1))
+        );
 
         FolderCoordinator::open(c.path()).unwrap();
         assert!(!old.exists(), "an old temp file is collected");
@@ -1645,10 +1751,15 @@ mod tests {
     async fn a_renewal_written_after_the_lease_ran_out_ends_it() {
         let scratch = Scratch::new("late");
         let c = scratch.open();
-        let lease = c.join(&lease_record("alpha"), Duration::from_secs(60)).await.unwrap();
+        let lease = c
+            .join(&lease_record("alpha"), Duration::from_secs(60))
+            .await
+            .unwrap();
         // As if the renewal had been checked just before the deadline and written after it.
         let folder = &c.inner;
-        let path = folder.name_dir("alpha").join(number_name(lease.incarnation));
+        let path = folder
+            .name_dir("alpha")
+            .join(number_name(lease.incarnation));
         let mut file: MemberFile = read_record(&path).unwrap().unwrap();
         file.renewed_at_ms = now_ms() - 59_999;
         folder.replace(&path, &encode(&file).unwrap()).unwrap();
@@ -1661,13 +1772,29 @@ mod tests {
         folder.replace(&path, &encode(&renewed).unwrap()).unwrap();
         assert!(now_ms() >= old.deadline_ms());
         folder.mark_ended("alpha", lease.incarnation).unwrap();
-        assert!(c.members().await.unwrap().is_empty(), "an end marker ends a fresh lease");
-        let error = c.keep_alive(&lease, &lease_record("alpha")).await.unwrap_err();
-        assert!(matches!(error, CoordinatorError::LeaseEnded { .. }), "{error:?}");
-        let again = c.join(&lease_record("alpha"), Duration::from_secs(60)).await.unwrap();
+        assert!(
+            c.members().await.unwrap().is_empty(),
+            "an end marker ends a fresh lease"
+        );
+        let error = c
+            .keep_alive(&lease, &lease_record("alpha"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, CoordinatorError::LeaseEnded { .. }),
+            "{error:?}"
+        );
+        let again = c
+            .join(&lease_record("alpha"), Duration::from_secs(60))
+            .await
+            .unwrap();
         assert_eq!(again.incarnation, lease.incarnation + 1);
         let names = list(&folder.name_dir("alpha")).unwrap().unwrap();
-        assert_eq!(names, [number_name(again.incarnation)], "old incarnations collected");
+        assert_eq!(
+            names,
+            [number_name(again.incarnation)],
+            "old incarnations collected"
+        );
     }
 
     #[tokio::test]
@@ -1676,12 +1803,18 @@ mod tests {
         const ROUNDS: u64 = 100;
         let scratch = Scratch::new("throughput");
         let c = scratch.open();
-        let lease = c.join(&lease_record("alpha"), Duration::from_secs(600)).await.unwrap();
+        let lease = c
+            .join(&lease_record("alpha"), Duration::from_secs(600))
+            .await
+            .unwrap();
         let mut tokens = Vec::new();
         for n in 0..TASKS {
             let task = TaskId(0x10_000 + n);
             let first = conformance::checkpoint(task, &lease, 0);
-            tokens.push((task, c.create(&lease, task, "T", "u64", first).await.unwrap()));
+            tokens.push((
+                task,
+                c.create(&lease, task, "T", "u64", first).await.unwrap(),
+            ));
         }
         let start = std::time::Instant::now();
         for round in 1..=ROUNDS {
@@ -1705,6 +1838,98 @@ mod tests {
         assert_eq!(
             c.task(task).await.unwrap().unwrap().current,
             conformance::checkpoint(task, &lease, ROUNDS)
+        );
+    }
+}
+
+/// Processes, not threads: takers in separate processes, through the folder alone.
+#[cfg(test)]
+mod processes {
+    use super::*;
+    use crate::cluster::conformance;
+
+    const FOLDER: &str = "COSMIC_FOLDER_TAKER_FOLDER";
+    const NAME: &str = "COSMIC_FOLDER_TAKER_NAME";
+    const TAKERS: usize = 8;
+    const TASK: TaskId = TaskId(0x7a5c);
+
+    /// A taker when run by `only_one_process_wins` (with its variables set); else nothing.
+    #[tokio::test]
+    async fn taker_process() {
+        let (Ok(folder), Ok(name)) = (std::env::var(FOLDER), std::env::var(NAME)) else {
+            return;
+        };
+        let c = FolderCoordinator::open(folder).expect("open");
+        let lease = c
+            .join(&conformance::record(&name), Duration::from_secs(60))
+            .await
+            .expect("join");
+        // Start together: wait for the go file.
+        let go = c.path().join("go");
+        while !go.exists() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        match c.take_over(&lease, TASK, Token(1)).await {
+            Ok((token, _)) => println!("TAKER-RESULT won {token}"),
+            Err(error) => println!("TAKER-RESULT lost {error}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_one_process_wins() {
+        let scratch = std::env::temp_dir().join(format!(
+            "cosmic-folder-processes-{}-{:016x}",
+            std::process::id(),
+            TaskId::random().0
+        ));
+        let c = FolderCoordinator::open(&scratch).expect("open");
+        let owner = c
+            .join(&conformance::record("owner"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let first = conformance::checkpoint(TASK, &owner, 0);
+        c.create(&owner, TASK, "T", "u64", first).await.unwrap();
+        c.leave(&owner).await.unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..TAKERS)
+            .map(|n| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "cluster::folder::processes::taker_process",
+                        "--nocapture",
+                    ])
+                    .env(FOLDER, &scratch)
+                    .env(NAME, format!("taker-{n}"))
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start a taker process")
+            })
+            .collect();
+        // Let them join, then start them all at once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while c.members().await.unwrap().len() < TAKERS && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fs::write(scratch.join("go"), b"").unwrap();
+        let mut results = Vec::new();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(output.status.success(), "a taker process failed: {stdout}");
+            results.extend(
+                stdout
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("TAKER-RESULT "))
+                    .map(str::to_owned),
+            );
+        }
+        let _ = fs::remove_dir_all(&scratch);
+        assert_eq!(results.len(), TAKERS, "every taker reported: {results:?}");
+        let winners = results.iter().filter(|r| r.starts_with("won")).count();
+        assert_eq!(
+            winners, 1,
+            "exactly one process takes the task over: {results:?}"
         );
     }
 }
