@@ -47,6 +47,30 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl TaskRecord {
+    /// Decodes a task record from the bytes of its image (the value under `tasks/<id>/task`).
+    pub fn decode(bytes: &[u8]) -> Result<TaskRecord, RestoreError> {
+        let (type_name, output_type) = image::restore::<(String, String)>(bytes)?;
+        Ok(TaskRecord {
+            type_name,
+            output_type,
+        })
+    }
+}
+
+impl Outcome {
+    /// Decodes an outcome record from the bytes of its image (the value under
+    /// `tasks/<id>/outcome`).
+    pub fn decode(bytes: &[u8]) -> Result<Outcome, RestoreError> {
+        let (kind, message, output) = image::restore::<(u8, String, BulkVec<u8>)>(bytes)?;
+        Ok(match kind {
+            OUTCOME_COMPLETED => Outcome::Completed(Bytes::from(output.0)),
+            OUTCOME_FAILED => Outcome::Failed(message),
+            _ => Outcome::Cancelled,
+        })
+    }
+}
+
 /// Error returned by [`Catalog`] operations.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -103,7 +127,7 @@ impl Catalog {
         format!("tasks/{task}/task")
     }
 
-    fn outcome_key(task: TaskId) -> String {
+    pub(super) fn outcome_key(task: TaskId) -> String {
         format!("tasks/{task}/outcome")
     }
 
@@ -111,7 +135,7 @@ impl Catalog {
         format!("tasks/{task}/ckpt/")
     }
 
-    fn checkpoint_key(task: TaskId, key: CheckpointKey) -> String {
+    pub(super) fn checkpoint_key(task: TaskId, key: CheckpointKey) -> String {
         format!("tasks/{task}/ckpt/{:020}-{:020}", key.seq, key.steps)
     }
 
@@ -144,12 +168,9 @@ impl Catalog {
         let Some(bytes) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let (type_name, output_type) = image::restore::<(String, String)>(&bytes)
-            .map_err(|source| CatalogError::Damaged { key, source })?;
-        Ok(Some(TaskRecord {
-            type_name,
-            output_type,
-        }))
+        TaskRecord::decode(&bytes)
+            .map(Some)
+            .map_err(|source| CatalogError::Damaged { key, source })
     }
 
     /// Stores a checkpoint image of `task`, then removes checkpoints beyond the newest K.
@@ -249,18 +270,9 @@ impl Catalog {
         let Some(bytes) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let (kind, message, output) =
-            image::restore::<(u8, String, BulkVec<u8>)>(&bytes).map_err(|source| {
-                CatalogError::Damaged {
-                    key: key.clone(),
-                    source,
-                }
-            })?;
-        Ok(Some(match kind {
-            OUTCOME_COMPLETED => Outcome::Completed(Bytes::from(output.0)),
-            OUTCOME_FAILED => Outcome::Failed(message),
-            _ => Outcome::Cancelled,
-        }))
+        Outcome::decode(&bytes)
+            .map(Some)
+            .map_err(|source| CatalogError::Damaged { key, source })
     }
 
     /// Removes every checkpoint of a finished task.
@@ -305,7 +317,7 @@ pub(super) fn encode<T: crate::state::Migratable>(
         })
 }
 
-fn parse_checkpoint_key(name: &str) -> Option<CheckpointKey> {
+pub(super) fn parse_checkpoint_key(name: &str) -> Option<CheckpointKey> {
     let (seq, steps) = name.split_once('-')?;
     Some(CheckpointKey {
         seq: seq.parse().ok()?,

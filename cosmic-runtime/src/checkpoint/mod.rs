@@ -4,6 +4,7 @@
 
 mod catalog;
 mod clock;
+mod entry;
 mod file_store;
 mod memory_store;
 mod ownership;
@@ -13,6 +14,7 @@ mod store;
 
 pub use catalog::{Catalog, CatalogError, CheckpointKey, Outcome, TaskRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use entry::CatalogEntry;
 pub use file_store::FileStore;
 pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;
