@@ -47,6 +47,30 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl TaskRecord {
+    /// Decodes a task record from the bytes of its image (the value under `tasks/<id>/task`).
+    pub fn decode(bytes: &[u8]) -> Result<TaskRecord, RestoreError> {
+        let (type_name, output_type) = image::restore::<(String, String)>(bytes)?;
+        Ok(TaskRecord {
+            type_name,
+            output_type,
+        })
+    }
+}
+
+impl Outcome {
+    /// Decodes an outcome record from the bytes of its image (the value under
+    /// `tasks/<id>/outcome`).
+    pub fn decode(bytes: &[u8]) -> Result<Outcome, RestoreError> {
+        let (kind, message, output) = image::restore::<(u8, String, BulkVec<u8>)>(bytes)?;
+        Ok(match kind {
+            OUTCOME_COMPLETED => Outcome::Completed(Bytes::from(output.0)),
+            OUTCOME_FAILED => Outcome::Failed(message),
+            _ => Outcome::Cancelled,
+        })
+    }
+}
+
 /// Error returned by [`Catalog`] operations.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -107,7 +131,7 @@ impl Catalog {
         format!("tasks/{task}/task")
     }
 
-    fn outcome_key(task: TaskId) -> String {
+    pub(super) fn outcome_key(task: TaskId) -> String {
         format!("tasks/{task}/outcome")
     }
 
@@ -115,7 +139,7 @@ impl Catalog {
         format!("tasks/{task}/ckpt/")
     }
 
-    fn checkpoint_key(task: TaskId, key: CheckpointKey) -> String {
+    pub(super) fn checkpoint_key(task: TaskId, key: CheckpointKey) -> String {
         format!("tasks/{task}/ckpt/{:020}-{:020}", key.seq, key.steps)
     }
 
@@ -148,12 +172,9 @@ impl Catalog {
         let Some(bytes) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let (type_name, output_type) = image::restore::<(String, String)>(&bytes)
-            .map_err(|source| CatalogError::Damaged { key, source })?;
-        Ok(Some(TaskRecord {
-            type_name,
-            output_type,
-        }))
+        TaskRecord::decode(&bytes)
+            .map(Some)
+            .map_err(|source| CatalogError::Damaged { key, source })
     }
 
     /// Stores a checkpoint image of `task`, then removes checkpoints beyond the newest K.
@@ -303,21 +324,13 @@ pub(crate) fn encode_outcome(key: &str, outcome: &Outcome) -> Result<Bytes, Cata
 
 /// Reads an outcome record written by [`encode_outcome`].
 pub(crate) fn decode_outcome(key: &str, bytes: &[u8]) -> Result<Outcome, CatalogError> {
-    let (kind, message, output) =
-        image::restore::<(u8, String, BulkVec<u8>)>(bytes).map_err(|source| {
-            CatalogError::Damaged {
-                key: key.to_owned(),
-                source,
-            }
-        })?;
-    Ok(match kind {
-        OUTCOME_COMPLETED => Outcome::Completed(Bytes::from(output.0)),
-        OUTCOME_FAILED => Outcome::Failed(message),
-        _ => Outcome::Cancelled,
+    Outcome::decode(bytes).map_err(|source| CatalogError::Damaged {
+        key: key.to_owned(),
+        source,
     })
 }
 
-fn parse_checkpoint_key(name: &str) -> Option<CheckpointKey> {
+pub(super) fn parse_checkpoint_key(name: &str) -> Option<CheckpointKey> {
     let (seq, steps) = name.split_once('-')?;
     Some(CheckpointKey {
         seq: seq.parse().ok()?,

@@ -47,9 +47,37 @@ impl FileStore {
         })
     }
 
+    /// The store in the existing folder `root`, to read it: unlike [`open`](Self::open), this
+    /// creates nothing and leaves temporary files alone (a host may be writing them right
+    /// now). Fails if `root` is not a folder.
+    pub fn open_existing(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let io_error = |source| StoreError::Io {
+            operation: "open",
+            key: String::new(),
+            path: root.clone(),
+            source,
+        };
+        if !fs::metadata(&root).map_err(io_error)?.is_dir() {
+            return Err(io_error(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "a file store is a folder",
+            )));
+        }
+        Ok(FileStore {
+            root: Arc::new(root),
+        })
+    }
+
     /// The store's folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The file that holds `key`'s value (whether or not there is one), for tools that look at
+    /// the files themselves (their sizes, say). Fails for a key the store cannot hold.
+    pub fn path_of_key(&self, key: &str) -> Result<PathBuf, StoreError> {
+        self.path_of(key)
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
@@ -279,4 +307,32 @@ fn remove_temporaries(folder: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_existing_creates_nothing_and_removes_nothing() {
+        let dir = std::env::temp_dir().join(format!("cosmic-open-existing-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let missing = FileStore::open_existing(&dir).unwrap_err();
+        assert_eq!(missing.io_kind(), Some(io::ErrorKind::NotFound));
+        assert!(!dir.exists());
+
+        fs::create_dir_all(dir.join("t")).unwrap();
+        let temporary = dir.join("t/.key.tmp-0000000000000001");
+        fs::write(&temporary, b"half").unwrap();
+        let store = FileStore::open_existing(&dir).unwrap();
+        assert!(temporary.exists());
+        assert_eq!(store.path_of_key("t/key").unwrap(), dir.join("t/key"));
+        assert!(store.path_of_key("../key").is_err());
+
+        let file = dir.join("t/file");
+        fs::write(&file, b"x").unwrap();
+        let not_a_folder = FileStore::open_existing(&file).unwrap_err();
+        assert_eq!(not_a_folder.io_kind(), Some(io::ErrorKind::NotADirectory));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -4,6 +4,7 @@
 
 mod catalog;
 mod clock;
+mod entry;
 mod file_store;
 mod memory_store;
 mod ownership;
@@ -14,6 +15,7 @@ mod store;
 pub(crate) use catalog::{decode_outcome, encode_outcome};
 pub use catalog::{Catalog, CatalogError, CheckpointKey, Outcome, TaskRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use entry::CatalogEntry;
 pub use file_store::FileStore;
 pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;

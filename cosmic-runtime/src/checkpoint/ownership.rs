@@ -17,7 +17,7 @@
 
 use super::catalog::encode;
 use super::{Catalog, CatalogError, CheckpointKey, PutMode};
-use crate::image;
+use crate::image::{self, RestoreError};
 use crate::task::TaskId;
 
 /// One durable fact about who owns a task at an epoch.
@@ -55,7 +55,31 @@ pub enum EpochRecord {
 }
 
 impl EpochRecord {
-    fn kind(&self) -> &'static str {
+    /// Decodes an epoch record from the bytes of its image (the value under
+    /// `tasks/<id>/epoch/<epoch>.<kind>`).
+    pub fn decode(bytes: &[u8]) -> Result<EpochRecord, RestoreError> {
+        let stored = image::restore::<Stored>(bytes)?;
+        let (code, (a, b, handoff), ((type_name, output_type), (seq, steps))) = stored;
+        Ok(match code {
+            PREPARED => EpochRecord::Prepared {
+                from: a,
+                from_addr: b,
+                handoff,
+                type_name,
+                output_type,
+                checkpoint: CheckpointKey { seq, steps },
+            },
+            OWNER => EpochRecord::Owner { handoff },
+            _ => EpochRecord::Moved {
+                to: a,
+                to_addr: b,
+                handoff,
+            },
+        })
+    }
+
+    /// The kind of record, as in its key: `prepared`, `owner` or `moved`.
+    pub fn kind(&self) -> &'static str {
         match self {
             EpochRecord::Prepared { .. } => "prepared",
             EpochRecord::Owner { .. } => "owner",
@@ -75,7 +99,7 @@ fn epoch_prefix(task: TaskId) -> String {
     format!("tasks/{task}/epoch/")
 }
 
-fn epoch_key(task: TaskId, epoch: u64, kind: &str) -> String {
+pub(super) fn epoch_key(task: TaskId, epoch: u64, kind: &str) -> String {
     format!("tasks/{task}/epoch/{epoch:020}.{kind}")
 }
 
@@ -154,27 +178,9 @@ impl Catalog {
         let Some(bytes) = self.store().get(&key).await? else {
             return Ok(None);
         };
-        let stored = image::restore::<Stored>(&bytes).map_err(|source| CatalogError::Damaged {
-            key: key.clone(),
-            source,
-        })?;
-        let (code, (a, b, handoff), ((type_name, output_type), (seq, steps))) = stored;
-        Ok(Some(match code {
-            PREPARED => EpochRecord::Prepared {
-                from: a,
-                from_addr: b,
-                handoff,
-                type_name,
-                output_type,
-                checkpoint: CheckpointKey { seq, steps },
-            },
-            OWNER => EpochRecord::Owner { handoff },
-            _ => EpochRecord::Moved {
-                to: a,
-                to_addr: b,
-                handoff,
-            },
-        }))
+        EpochRecord::decode(&bytes)
+            .map(Some)
+            .map_err(|source| CatalogError::Damaged { key, source })
     }
 
     /// Removes the `prepared` record at `epoch` if it is still hand-off `handoff`'s (a newer

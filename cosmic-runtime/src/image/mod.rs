@@ -3,6 +3,7 @@
 
 mod checksum;
 mod error;
+mod examine;
 mod format;
 mod header;
 mod isa;
@@ -11,6 +12,7 @@ mod reader;
 mod writer;
 
 pub use error::{CaptureError, RestoreError};
+pub use examine::{examine, examine_reader, BodyCheck, Examination, ExamineError};
 pub use format::{Encoding, FORMAT_VERSION, MAGIC};
 pub use header::ImageHeader;
 pub use isa::{Arch, Endian, Isa};

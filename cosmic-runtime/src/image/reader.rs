@@ -2,7 +2,7 @@
 
 use std::any::Any;
 
-use super::checksum::crc32c;
+use super::examine::examine_with_limits;
 use super::format::{Encoding, CHECKSUM_LEN};
 use super::header::{self, ImageHeader};
 use super::writer::TypePlan;
@@ -18,7 +18,9 @@ pub struct RestoredState {
     pub state: Box<dyn Any + Send>,
 }
 
-/// Parses and verifies the header and the image's length, without decoding the body.
+/// Parses and verifies the header, the image's length and both checksums, and that this build
+/// decodes its encoding, without decoding the body. [`examine`](super::examine) reports on a
+/// damaged body (and keeps the header) rather than failing.
 pub fn inspect(bytes: &[u8]) -> Result<ImageHeader, RestoreError> {
     verify(bytes, &DecodeLimits::DEFAULT).map(|(header, _)| header)
 }
@@ -62,30 +64,7 @@ fn verify<'a>(
     bytes: &'a [u8],
     limits: &DecodeLimits,
 ) -> Result<(ImageHeader, &'a [u8]), RestoreError> {
-    let header = header::parse(bytes, limits)?;
-    let total = header.image_len();
-    let available = bytes.len() as u64;
-    if available < total {
-        return Err(RestoreError::Truncated {
-            part: "body",
-            needed: total - header.header_len as u64,
-            available: available - header.header_len as u64,
-        });
-    }
-    if available > total {
-        return Err(RestoreError::TrailingBytes {
-            extra: available - total,
-        });
-    }
-    let body_end = bytes.len() - CHECKSUM_LEN;
-    let body = &bytes[header.header_len..body_end];
-    let mut stored = [0; CHECKSUM_LEN];
-    stored.copy_from_slice(&bytes[body_end..]);
-    let stored = u32::from_le_bytes(stored);
-    let computed = crc32c(body);
-    if stored != computed {
-        return Err(RestoreError::BodyChecksum { stored, computed });
-    }
+    let header = examine_with_limits(bytes, limits)?.into_result()?;
     if header.encoding != Encoding::Portable {
         return Err(RestoreError::UnsupportedEncoding {
             type_name: header.type_name.clone(),
@@ -93,6 +72,7 @@ fn verify<'a>(
             reason: "this build only decodes portable images from storage",
         });
     }
+    let body = &bytes[header.header_len..bytes.len() - CHECKSUM_LEN];
     Ok((header, body))
 }
 

@@ -70,6 +70,24 @@ pub enum KeyError {
         /// The limit.
         limit: usize,
     },
+    /// A new key file was not written because a file is already there.
+    #[error("the cluster key file {} already exists", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A new key file could not be written.
+    #[error("failed to create the cluster key file {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The system's random number generator failed.
+    #[error("the system's random number generator failed while making a cluster key")]
+    Random,
 }
 
 /// Error returned by the constructors of [`HostKey`](super::HostKey).
@@ -97,6 +115,12 @@ pub enum HostKeyError {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// A new key file was not written because a file is already there.
+    #[error("the host key file {} already exists", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
     },
     /// A new key file could not be written.
     #[error("failed to create the host key file {}", path.display())]

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 use super::error::{HandshakeError, HostKeyError, PublicKeyError};
 use super::key::ClusterKey;
 use super::node::NodeName;
+use super::secret_file;
 
 /// The length of a [`PublicKey`], in bytes.
 pub const PUBLIC_KEY_LEN: usize = 32;
@@ -208,44 +209,36 @@ impl HostKey {
                 })
             }
         }
+        match HostKey::create(path, false) {
+            Err(HostKeyError::Exists { .. }) => HostKey::from_file(path),
+            made => made,
+        }
+    }
+
+    /// A new random key pair, written to a new file at `path` with mode 0600 (on Unix; never
+    /// readable by others, not even while it is written) and atomically (written under a
+    /// temporary name in the same folder, then put in place). If a file is there already, it
+    /// is replaced (atomically: readers see the old key or the new one) if `replace`, else
+    /// left alone and [`HostKeyError::Exists`] returned.
+    pub fn create(path: impl AsRef<Path>, replace: bool) -> Result<HostKey, HostKeyError> {
+        let path = path.as_ref();
         let document = Zeroizing::new(generate_pkcs8()?);
-        let write_error = |source| HostKeyError::Write {
-            path: path.to_owned(),
-            source,
+        let existing = if replace {
+            secret_file::Existing::Replace
+        } else {
+            secret_file::Existing::Keep
         };
-        let file_name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temporary = path.with_file_name(format!(
-            ".{file_name}.tmp-{}-{:08x}",
-            std::process::id(),
-            random_u32()?
-        ));
-        let written = (|| {
-            let mut open = std::fs::OpenOptions::new();
-            open.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-            let mut file = open.open(&temporary)?;
-            file.write_all(&document)?;
-            file.sync_all()?;
-            // Fails if the key appeared meanwhile: the first one written wins.
-            std::fs::hard_link(&temporary, path)
-        })();
-        let _ = std::fs::remove_file(&temporary);
-        match written {
-            Ok(()) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    // Make the new name durable; best effort (not every system allows it).
-                    let _ = std::fs::File::open(dir).and_then(|dir| dir.sync_all());
-                }
-                HostKey::from_material(&document, || format!("file {}", path.display()))
-            }
+        match secret_file::write(path, &document, existing) {
+            Ok(()) => HostKey::from_material(&document, || format!("file {}", path.display())),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                HostKey::from_file(path)
+                Err(HostKeyError::Exists {
+                    path: path.to_owned(),
+                })
             }
-            Err(error) => Err(write_error(error)),
+            Err(source) => Err(HostKeyError::Write {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -286,13 +279,6 @@ fn generate_pkcs8() -> Result<Vec<u8>, HostKeyError> {
         Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| HostKeyError::Random)?;
     // ring's document itself is not wiped when dropped; the copies we make are.
     Ok(document.as_ref().to_vec())
-}
-
-fn random_u32() -> Result<u32, HostKeyError> {
-    let mut bytes = [0u8; 4];
-    ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut bytes)
-        .map_err(|_| HostKeyError::Random)?;
-    Ok(u32::from_le_bytes(bytes))
 }
 
 /// The hosts this one trusts, by name: each name maps to the one public key that may use it.
@@ -528,6 +514,34 @@ mod tests {
         // No leftovers of the temporary file.
         let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "{names:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn create_refuses_an_existing_file_unless_asked_to_replace_it() {
+        let dir = std::env::temp_dir().join(format!("cosmic-host-key-new-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("beta.key");
+        let first = HostKey::create(&path, false).unwrap();
+        assert_eq!(
+            HostKey::from_file(&path).unwrap().public_key(),
+            first.public_key()
+        );
+        let err = HostKey::create(&path, false).unwrap_err();
+        assert!(
+            matches!(&err, HostKeyError::Exists { path: p } if p == &path),
+            "{err:?}"
+        );
+        assert_eq!(
+            HostKey::from_file(&path).unwrap().public_key(),
+            first.public_key()
+        );
+        let second = HostKey::create(&path, true).unwrap();
+        assert_ne!(second.public_key(), first.public_key());
+        assert_eq!(
+            HostKey::from_file(&path).unwrap().public_key(),
+            second.public_key()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

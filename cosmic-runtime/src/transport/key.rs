@@ -10,9 +10,13 @@ use blake2::{Blake2s256, Digest};
 use zeroize::Zeroizing;
 
 use super::error::KeyError;
+use super::secret_file;
 
 /// The shortest key accepted, in bytes.
 pub const MIN_KEY_LEN: usize = 32;
+
+/// The random bytes in a key made by [`ClusterKey::create`].
+const GENERATED_KEY_LEN: usize = 32;
 
 /// The longest key file read; anything longer is taken for a wrong file.
 const MAX_KEY_LEN: usize = 64 << 10;
@@ -93,6 +97,44 @@ impl ClusterKey {
                 .into_bytes(),
         );
         ClusterKey::from_material(&bytes, || format!("environment variable `{var}`"))
+    }
+
+    /// A new random key, written to a new file at `path`: 32 bytes from the system's random
+    /// number generator, as 64 hexadecimal digits and a newline (a text key, like the output of
+    /// `openssl rand -hex 32`, so it can also be put in an environment variable). The file
+    /// has mode 0600 (on Unix; never readable by others, not even while it is written) and is
+    /// written atomically (under a temporary name in the same folder, then put in place). If a
+    /// file is there already, it is replaced (atomically) if `replace`, else left alone and
+    /// [`KeyError::Exists`] returned.
+    pub fn create(path: impl AsRef<Path>, replace: bool) -> Result<ClusterKey, KeyError> {
+        let path = path.as_ref();
+        let mut random = Zeroizing::new([0u8; GENERATED_KEY_LEN]);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random[..])
+            .map_err(|_| KeyError::Random)?;
+        let mut text = Zeroizing::new(Vec::with_capacity(2 * GENERATED_KEY_LEN + 1));
+        for byte in random.iter() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            text.push(HEX[usize::from(byte >> 4)]);
+            text.push(HEX[usize::from(byte & 0xf)]);
+        }
+        text.push(b'\n');
+        let existing = if replace {
+            secret_file::Existing::Replace
+        } else {
+            secret_file::Existing::Keep
+        };
+        match secret_file::write(path, &text, existing) {
+            Ok(()) => ClusterKey::from_material(&text, || format!("file {}", path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(KeyError::Exists {
+                    path: path.to_owned(),
+                })
+            }
+            Err(source) => Err(KeyError::Write {
+                path: path.to_owned(),
+                source,
+            }),
+        }
     }
 
     fn from_material(raw: &[u8], origin: impl Fn() -> String) -> Result<ClusterKey, KeyError> {
@@ -260,6 +302,28 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn created_keys_are_private_random_text_and_load_back() {
+        let dir = std::env::temp_dir().join(format!("cosmic-key-create-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster.key");
+        let made = ClusterKey::create(&path, false).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), 65, "{text:?}");
+        assert!(text.trim_end().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(ClusterKey::from_file(&path).unwrap().psk(), made.psk());
+        let again = ClusterKey::create(&path, false).unwrap_err();
+        assert!(
+            matches!(&again, KeyError::Exists { path: p } if p == &path),
+            "{again:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        let replaced = ClusterKey::create(&path, true).unwrap();
+        assert_ne!(replaced.psk(), made.psk());
+        assert_eq!(ClusterKey::from_file(&path).unwrap().psk(), replaced.psk());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

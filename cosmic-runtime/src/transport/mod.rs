@@ -80,6 +80,7 @@ mod noise;
 pub mod protocol;
 mod record;
 mod sealed;
+mod secret_file;
 mod warnings;
 
 pub use channel::SecureChannel;

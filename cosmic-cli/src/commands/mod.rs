@@ -1,0 +1,6 @@
+//! One file per subcommand: its arguments (clap), what it does, and its result (a
+//! [`Report`](crate::output::Report)).
+
+pub(crate) mod inspect;
+pub(crate) mod keygen;
+pub(crate) mod store;
