@@ -1,3 +1,5 @@
 //! Tasks shared by the example programs.
 
 pub mod heat;
+pub mod keys;
+pub mod primes;

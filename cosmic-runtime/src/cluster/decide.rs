@@ -52,7 +52,7 @@ impl LeaseClock {
 pub struct Running {
     /// The token it runs the task under.
     pub token: Token,
-    /// Already fenced.
+    /// Already fenced, or its end is being recorded: nothing more to stop.
     pub fenced: bool,
 }
 

@@ -26,6 +26,8 @@ pub(crate) struct OwnedTask {
     pub(crate) type_name: String,
     token: AtomicU64,
     fenced: AtomicBool,
+    /// Its end is being recorded: a scan that sees it finished is not surprised.
+    ending: AtomicBool,
     pub(crate) arrived: Option<Instant>,
     pinned: AtomicBool,
     /// The keys of this incarnation's checkpoints that are or were current, oldest first:
@@ -44,6 +46,14 @@ impl OwnedTask {
 
     pub(crate) fn is_fenced(&self) -> bool {
         self.fenced.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_ending(&self) {
+        self.ending.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_ending(&self) -> bool {
+        self.ending.load(Ordering::SeqCst)
     }
 
     pub(crate) fn pinned(&self) -> bool {
@@ -257,6 +267,7 @@ impl ClusterHost {
             type_name,
             token: AtomicU64::new(token.0),
             fenced: AtomicBool::new(false),
+            ending: AtomicBool::new(false),
             arrived: arrived.then(Instant::now),
             pinned: AtomicBool::new(false),
             committed: Mutex::new(from.map(|c| vec![c.key.clone()]).unwrap_or_default()),

@@ -128,6 +128,7 @@ impl ClusterHost {
     /// Records the end of `task` once and for all. Returns false if the task turned out not to
     /// be this host's any more (another host runs it and will record its end).
     pub(crate) async fn finish(&self, task: TaskId, owned: &OwnedTask, outcome: &Outcome) -> bool {
+        owned.set_ending();
         let mut delay = Duration::from_millis(10);
         loop {
             let lease = match self.lease() {

@@ -81,7 +81,7 @@ async fn scan(
                 *task,
                 Running {
                     token: owned.token(),
-                    fenced: owned.is_fenced(),
+                    fenced: owned.is_fenced() || owned.is_ending(),
                 },
             )
         })
