@@ -1,5 +1,6 @@
 //! Checkpoints: when to take them ([`Policy`]), where they go ([`CheckpointStore`], with
-//! [`FileStore`] as the embedded default and [`MemoryStore`] for tests), and how a task's
+//! [`FileStore`] as the embedded default, [`MemoryStore`] for tests and, with the `s3` feature,
+//! `S3Store` on S3-compatible object storage), and how a task's
 //! images and outcome are laid out in a store ([`Catalog`]).
 
 mod catalog;
@@ -9,6 +10,8 @@ mod memory_store;
 mod ownership;
 mod persister;
 mod policy;
+#[cfg(feature = "s3")]
+mod s3_store;
 mod store;
 
 pub use catalog::{Catalog, CatalogError, CheckpointKey, Outcome, TaskRecord};
@@ -18,4 +21,6 @@ pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;
 pub(crate) use persister::{PersistRequest, Persister};
 pub use policy::{daly_interval, young_interval, Policy, Schedule};
-pub use store::{CheckpointStore, PutMode, StoreError};
+#[cfg(feature = "s3")]
+pub use s3_store::{S3Config, S3ConfigError, S3Credentials, S3Store};
+pub use store::{CheckpointStore, PutMode, RemoteProblem, StoreError};
