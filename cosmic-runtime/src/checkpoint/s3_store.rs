@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
+use futures_util::stream::{FuturesUnordered, StreamExt as _, TryStreamExt as _};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path as ObjectPath;
@@ -648,25 +648,10 @@ impl S3Store {
             .await
             .map_err(|error| self.remote("start an upload of", key, error))?;
         let mut upload = AbortOnDrop(Some(upload));
-        let result = async {
-            let handle = upload
-                .0
-                .as_mut()
-                .expect("the upload is there until finished");
-            let parts: Vec<_> = (0..value.len())
-                .step_by(self.part_size)
-                .map(|start| {
-                    let end = value.len().min(start + self.part_size);
-                    handle.put_part(PutPayload::from_bytes(value.slice(start..end)))
-                })
-                .collect();
-            stream::iter(parts)
-                .buffer_unordered(PARTS_IN_FLIGHT)
-                .try_collect::<()>()
-                .await?;
-            handle.complete().await.map(drop)
-        }
-        .await;
+        let result = match upload.0.as_mut() {
+            Some(handle) => send_parts(handle.as_mut(), &value, self.part_size).await,
+            None => unreachable!("the upload is there until finished"),
+        };
         let mut handle = upload.0.take().expect("the upload is there until finished");
         match result {
             Ok(()) => Ok(()),
@@ -683,6 +668,38 @@ impl S3Store {
                 Err(self.remote("write", key, error))
             }
         }
+    }
+}
+
+/// Sends `value` in parts of `part_size` bytes, a few at a time, then completes the upload.
+/// After a failure no part starts, and the parts in flight are let finish rather than
+/// dropped, so that the caller's abort comes after them: a part the service finished writing
+/// after the abort would stay in the bucket.
+async fn send_parts(
+    upload: &mut dyn MultipartUpload,
+    value: &Bytes,
+    part_size: usize,
+) -> object_store::Result<()> {
+    let mut starts = (0..value.len()).step_by(part_size);
+    let mut running = FuturesUnordered::new();
+    let mut failure = None;
+    loop {
+        while failure.is_none() && running.len() < PARTS_IN_FLIGHT {
+            let Some(start) = starts.next() else { break };
+            let end = value.len().min(start + part_size);
+            running.push(upload.put_part(PutPayload::from_bytes(value.slice(start..end))));
+        }
+        match running.next().await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                failure.get_or_insert(error);
+            }
+            None => break,
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => upload.complete().await.map(drop),
     }
 }
 
@@ -824,35 +841,62 @@ fn validate_bucket(bucket: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// What went wrong, from an `object_store` error.
+/// What went wrong, from an `object_store` error. `object_store` maps the status of some
+/// answers to variants (403 on a get is `PermissionDenied`) but not of all (a refused list is
+/// `Generic`), so the error's messages are read too: the status line and S3's error code.
 fn classify(error: &object_store::Error) -> RemoteProblem {
-    match error {
-        object_store::Error::Unauthenticated { .. }
-        | object_store::Error::PermissionDenied { .. } => return RemoteProblem::Denied,
-        _ if mentions_no_such_bucket(error) => return RemoteProblem::NoSuchBucket,
-        _ => {}
+    if matches!(
+        error,
+        object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
+    ) {
+        return RemoteProblem::Denied;
     }
+    let mut text = String::new();
     let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(current) = cause {
         if let Some(http) = current.downcast_ref::<HttpError>() {
-            return match http.kind() {
-                HttpErrorKind::Connect => RemoteProblem::Unreachable,
-                HttpErrorKind::Timeout => RemoteProblem::TimedOut,
-                _ => RemoteProblem::Other,
-            };
+            match http.kind() {
+                HttpErrorKind::Connect => return RemoteProblem::Unreachable,
+                HttpErrorKind::Timeout => return RemoteProblem::TimedOut,
+                _ => {}
+            }
         }
+        text.push_str(&current.to_string());
+        text.push('\n');
         cause = current.source();
     }
-    let text = error.to_string();
-    if text.contains("status code: 5") {
-        RemoteProblem::ServerError
-    } else {
-        RemoteProblem::Other
+    const DENIED_CODES: &[&str] = &[
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NotSignedUp",
+        "ExpiredToken",
+        "InvalidToken",
+    ];
+    if text.contains("<Code>NoSuchBucket</Code>") {
+        return RemoteProblem::NoSuchBucket;
+    }
+    if DENIED_CODES
+        .iter()
+        .any(|code| text.contains(&format!("<Code>{code}</Code>")))
+    {
+        return RemoteProblem::Denied;
+    }
+    match status_in(&text) {
+        Some(401 | 403) => RemoteProblem::Denied,
+        Some(500..=599) => RemoteProblem::ServerError,
+        _ => RemoteProblem::Other,
     }
 }
 
+/// The HTTP status `object_store` reports in its messages ("status code: 403 Forbidden").
+fn status_in(text: &str) -> Option<u16> {
+    let (_, after) = text.split_once("status code: ")?;
+    after.get(..3)?.parse().ok()
+}
+
 fn mentions_no_such_bucket(error: &object_store::Error) -> bool {
-    error.to_string().contains("NoSuchBucket")
+    classify(error) == RemoteProblem::NoSuchBucket
 }
 
 #[cfg(test)]
@@ -1054,6 +1098,57 @@ mod tests {
             "{missing}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failures_are_classified_from_the_error_and_its_messages() {
+        let boxed = |text: &str| -> Box<dyn StdError + Send + Sync> { text.to_owned().into() };
+        let not_found = |body: &str| object_store::Error::NotFound {
+            path: "k".into(),
+            source: boxed(body),
+        };
+        let generic = |body: &str| object_store::Error::Generic {
+            store: "S3",
+            source: boxed(body),
+        };
+        // S3 answers a get from a missing bucket with 404 NoSuchBucket: not a missing key.
+        let bucket = not_found(
+            "Server returned non-2xx status code: 404 Not Found: \
+             <Error><Code>NoSuchBucket</Code></Error>",
+        );
+        assert!(mentions_no_such_bucket(&bucket));
+        assert_eq!(classify(&bucket), RemoteProblem::NoSuchBucket);
+        let key = not_found(
+            "Server returned non-2xx status code: 404 Not Found: \
+             <Error><Code>NoSuchKey</Code></Error>",
+        );
+        assert!(!mentions_no_such_bucket(&key));
+        for (body, problem) in [
+            (
+                "Server returned non-2xx status code: 403 Forbidden: ",
+                RemoteProblem::Denied,
+            ),
+            (
+                "<Error><Code>SignatureDoesNotMatch</Code></Error>",
+                RemoteProblem::Denied,
+            ),
+            (
+                "Server returned non-2xx status code: 503 Slow Down",
+                RemoteProblem::ServerError,
+            ),
+            (
+                "Server returned non-2xx status code: 400 Bad Request",
+                RemoteProblem::Other,
+            ),
+            ("something else", RemoteProblem::Other),
+        ] {
+            assert_eq!(classify(&generic(body)), problem, "{body}");
+        }
+        let denied = object_store::Error::PermissionDenied {
+            path: "k".into(),
+            source: boxed(""),
+        };
+        assert_eq!(classify(&denied), RemoteProblem::Denied);
     }
 
     #[test]
