@@ -4,9 +4,13 @@
 //! tasks) and load balancing (busy hosts move tasks to idle ones).
 
 mod coordinator;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod layout;
 
 pub use coordinator::{
     CheckpointCommit, CheckpointRef, Coordinator, CoordinatorError, Fenced, HostLoad, Lease,
     Member, MemberRecord, Owner, TaskEntry, Token,
 };
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdConfig, EtcdCoordinator, EtcdTls};
