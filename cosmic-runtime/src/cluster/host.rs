@@ -112,6 +112,13 @@ pub enum ClusterEventKind {
         /// Steps in the checkpoint resumed.
         steps: u64,
     },
+    /// Moved to `to` on request (`cosmic migrate`), asked by peer `by` (an operator).
+    Requested {
+        /// The destination.
+        to: String,
+        /// Who asked (the proven name of the peer).
+        by: String,
+    },
     /// Stopped here because another host holds a newer token.
     Fenced,
     /// Given up: this host cannot run it (and says why); another may.
