@@ -14,6 +14,7 @@ pub mod decide;
 mod drain;
 mod folder;
 mod host;
+mod host_config;
 pub mod layout;
 mod leave;
 mod load;
@@ -29,6 +30,9 @@ pub use drain::ClusterDrainReport;
 pub(crate) use drain::{check_destination, drain, move_task};
 pub use host::{ClusterEvent, ClusterEventKind};
 pub(crate) use host::{ClusterHost, OwnedTask};
+pub use host_config::{
+    parse_duration, BalanceSettings, CoordinatorSpec, HostConfig, HostConfigError,
+};
 pub(crate) use leave::leave;
 pub use leave::LeaveReport;
 pub(crate) use ops::MoveResult;

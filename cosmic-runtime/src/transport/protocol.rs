@@ -350,7 +350,7 @@ mod tests {
             let bytes = postcard::to_stdvec(&request).unwrap();
             assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), request);
         }
-        assert_eq!(postcard::to_stdvec(&Request::Adopt).unwrap(), [6]);
+        assert_eq!(postcard::to_stdvec(&Request::Adopt).unwrap(), [5]);
         let refusal = OfferAnswer::Refuse(Refusal::NoCapacity { running: 4 });
         let bytes = postcard::to_stdvec(&refusal).unwrap();
         assert_eq!(
