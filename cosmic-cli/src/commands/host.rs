@@ -121,8 +121,10 @@ fn add(args: AddArgs, format: Format) -> Result<(), Failure> {
 /// A public key from 64 hex digits, a file holding them, or a host key file.
 fn public_key(text: &str) -> Result<PublicKey, Failure> {
     let path = Path::new(text);
+    // Hex digits, or something of a key's length, that names no file: a key, maybe mistyped.
     let looks_hex = !text.is_empty() && text.trim().chars().all(|c| c.is_ascii_hexdigit());
-    if looks_hex && !path.exists() {
+    let key_length = text.trim().len() == 2 * cosmic::transport::PUBLIC_KEY_LEN;
+    if (looks_hex || key_length) && !path.exists() {
         return text
             .parse()
             .map_err(|error| Failure::because(format!("malformed public key `{text}`"), &error));
