@@ -287,8 +287,10 @@ async fn a_host_whose_lease_ends_stops_its_tasks_and_another_takes_them_over() {
     let task = handle.id();
     let beta = cluster.member("beta", false).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // The coordinator ends alpha's lease behind its back (as a partition long enough would):
-    // a newer incarnation of the name takes it, so everything alpha owned is orphaned.
+    // The coordinator ends alpha's lease behind its back (as a partition long enough would),
+    // and another process takes the name at once (a newer incarnation that runs nothing), so
+    // alpha cannot come back under it: everything alpha owned is orphaned, and beta, the only
+    // other member that can run it, takes it over.
     let member = cluster
         .coordinator
         .members()
@@ -303,6 +305,13 @@ async fn a_host_whose_lease_ends_stops_its_tasks_and_another_takes_them_over() {
         ttl: LEASE,
     };
     cluster.coordinator.leave(&lease).await.expect("revoke");
+    let mut usurper = member.record.clone();
+    usurper.types.clear();
+    cluster
+        .coordinator
+        .join(&usurper, Duration::from_secs(60))
+        .await
+        .expect("the name is free the moment the lease ended");
     wait_for("alpha stops the task", Duration::from_secs(5), || async {
         handle.status() == TaskStatus::Stopped
     })

@@ -112,6 +112,13 @@ pub enum ClusterEventKind {
         /// Steps in the checkpoint resumed.
         steps: u64,
     },
+    /// Moved to `to` on request (`cosmic migrate`), asked by peer `by` (an operator).
+    Requested {
+        /// The destination.
+        to: String,
+        /// Who asked (the proven name of the peer).
+        by: String,
+    },
     /// Stopped here because another host holds a newer token.
     Fenced,
     /// Given up: this host cannot run it (and says why); another may.
@@ -357,8 +364,12 @@ impl ClusterHost {
             tracing::info!(host = %self.name, incarnation = lease.incarnation, ?ttl, "joined the cluster");
             self.renewed(&lease, sent);
             self.wake_scan.notify_one();
+            // After a failed renewal, try again sooner: a renewal that timed out after a
+            // third of the lease must not be followed by a whole third more of waiting.
+            let mut wait = period;
             loop {
-                tokio::time::sleep(period).await;
+                tokio::time::sleep(wait).await;
+                wait = period;
                 if runtime.strong_count() == 0 {
                     return;
                 }
@@ -380,6 +391,7 @@ impl ClusterHost {
                         // Not renewed: the lease runs out on its own if this goes on, and the
                         // tasks stop at their safe points when it does.
                         tracing::warn!(host = %self.name, %error, "failed to renew the lease");
+                        wait = (period / 4).max(Duration::from_millis(10));
                         if !self.lease_holds() {
                             self.lease_ended();
                             break;

@@ -11,10 +11,12 @@ mod config;
 pub mod conformance;
 mod coordinator;
 pub mod decide;
+mod drain;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod folder;
 mod host;
+mod host_config;
 pub mod layout;
 mod leave;
 mod load;
@@ -26,8 +28,13 @@ mod view;
 pub use balance::BalanceConfig;
 pub use commit::CommitError;
 pub use config::ClusterConfig;
+pub use drain::ClusterDrainReport;
+pub(crate) use drain::{check_destination, drain, move_task};
 pub use host::{ClusterEvent, ClusterEventKind};
 pub(crate) use host::{ClusterHost, OwnedTask};
+pub use host_config::{
+    parse_duration, BalanceSettings, CoordinatorSpec, HostConfig, HostConfigError,
+};
 pub(crate) use leave::leave;
 pub use leave::LeaveReport;
 pub(crate) use ops::MoveResult;
@@ -38,6 +45,6 @@ pub use coordinator::{
     CheckpointCommit, CheckpointRef, Coordinator, CoordinatorError, Fenced, HostLoad, Lease,
     Member, MemberRecord, Owner, TaskEntry, Token,
 };
-pub use folder::FolderCoordinator;
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdCoordinator, EtcdTls};
+pub use folder::FolderCoordinator;

@@ -270,6 +270,34 @@ impl Runtime {
         Ok(report)
     }
 
+    /// Drains this cluster member and keeps it a member (before maintenance: `cosmic drain`):
+    /// it takes no new task from now on (published at once, so the others stop choosing it),
+    /// and every task it owns moves to `to`, or, with `None`, is spread by load over the other
+    /// trusted live members. Returns once every move is decided; tasks that could not move
+    /// run on here, and the report says why. The host stays draining until it restarts.
+    /// Refused if `to` is not a trusted live member taking tasks.
+    pub async fn drain_cluster(
+        &self,
+        to: Option<&str>,
+    ) -> Result<crate::cluster::ClusterDrainReport, MigrateError> {
+        let cluster = self
+            .inner
+            .cluster
+            .as_ref()
+            .ok_or(MigrateError::NotInCluster)?;
+        if let Some(to) = to {
+            crate::cluster::check_destination(cluster, to).await?;
+        }
+        Ok(crate::cluster::drain(&self.inner, cluster, to, None).await)
+    }
+
+    /// Moves `task`, which this cluster member owns, to member `to` (`cosmic migrate`):
+    /// returns once the move is decided. [`MigrateError::NotHere`] says where the coordinator
+    /// says the task is if it is not here.
+    pub async fn move_task(&self, task: TaskId, to: &str) -> Result<(), MigrateError> {
+        move_task(&self.inner, task, to, &self.inner.host).await
+    }
+
     /// What the cluster did with tasks on this host: moves made by the balancer or a leave,
     /// takeovers, arrivals, tasks fenced or given up. Empty outside a cluster.
     pub fn cluster_events(&self) -> Vec<crate::cluster::ClusterEvent> {
@@ -352,4 +380,15 @@ impl RuntimeInner {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// [`Runtime::move_task`], on behalf of `by` (this host, or the peer that asked).
+pub(crate) async fn move_task(
+    runtime: &Arc<RuntimeInner>,
+    task: TaskId,
+    to: &str,
+    by: &str,
+) -> Result<(), MigrateError> {
+    let cluster = runtime.cluster.as_ref().ok_or(MigrateError::NotInCluster)?;
+    crate::cluster::move_task(runtime, cluster, task, to, by).await
 }

@@ -11,6 +11,8 @@
 //!   Decision              ->                Request::Locate       -> <- Whereabouts
 //!                         <- StartAnswer    Request::AwaitOutcome -> <- Whereabouts (when
 //!                                                                      it ends or moves)
+//! operating a cluster member (an operator's `cosmic migrate` / `cosmic drain` -> the owner)
+//!   Request::MoveTask  -> <- MoveAnswer       Request::Drain  -> <- DrainAnswer
 //! ```
 //! A channel carries one conversation at a time and may carry many in turn (connections to
 //! peers are reused). Enums are append-only: postcard encodes variants by index, so a new
@@ -56,6 +58,49 @@ pub enum Request {
     /// A cluster peer made this host the owner of a task (a move through the coordinator):
     /// scan the coordinator now rather than at the next interval. No answer.
     Adopt,
+    /// Move one of the tasks this host owns to cluster member `to` (an operator's
+    /// `cosmic migrate`: only the owner holds the task's token, so only it can move it).
+    /// Answered with a [`MoveAnswer`] once the move is decided.
+    MoveTask {
+        /// The task.
+        task: TaskId,
+        /// The destination member.
+        to: String,
+    },
+    /// Take no new tasks and move every task away, to `to` or spread by load over the other
+    /// trusted live members; stay a member (an operator's `cosmic drain`). Answered with a
+    /// [`DrainAnswer`] once every move is decided.
+    Drain {
+        /// The one destination, if any.
+        to: Option<String>,
+    },
+}
+
+/// The answer to [`Request::MoveTask`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MoveAnswer {
+    /// The task is `to`'s now.
+    Moved {
+        /// The destination.
+        to: String,
+    },
+    /// The task did not move (and runs on where it was, if it runs), for this reason.
+    Refused(String),
+}
+
+/// The answer to [`Request::Drain`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DrainAnswer {
+    /// Every move was decided: these tasks moved (with their destination), these stayed (with
+    /// why). The host takes no new task from now on.
+    Drained {
+        /// Tasks moved, and where.
+        moved: Vec<(TaskId, String)>,
+        /// Tasks still here, and why.
+        stayed: Vec<(TaskId, String)>,
+    },
+    /// Nothing was done, for this reason (not a cluster member, an unknown destination).
+    Refused(String),
 }
 
 /// What a source says about a task it wants to move. Everything the destination needs to
@@ -294,6 +339,18 @@ mod tests {
         });
         let bytes = postcard::to_stdvec(&offer).unwrap();
         assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), offer);
+        // Appended variants keep the indexes of the older ones.
+        for request in [
+            Request::MoveTask {
+                task: TaskId(3),
+                to: "beta".into(),
+            },
+            Request::Drain { to: None },
+        ] {
+            let bytes = postcard::to_stdvec(&request).unwrap();
+            assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), request);
+        }
+        assert_eq!(postcard::to_stdvec(&Request::Adopt).unwrap(), [5]);
         let refusal = OfferAnswer::Refuse(Refusal::NoCapacity { running: 4 });
         let bytes = postcard::to_stdvec(&refusal).unwrap();
         assert_eq!(

@@ -74,6 +74,25 @@ pub enum MigrateError {
         /// This host.
         host: String,
     },
+    /// A drain's destination cannot take tasks.
+    #[error("cannot move tasks to `{host}`: {reason}")]
+    NoDestination {
+        /// The destination asked for.
+        host: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A move was asked of a host that does not own the task (`cosmic migrate` reached a
+    /// host the task has left); `owner` says what the coordinator says of it.
+    #[error("task {task} is not on `{host}`: {owner}")]
+    NotHere {
+        /// The task.
+        task: TaskId,
+        /// The host asked.
+        host: String,
+        /// Where the coordinator says it is, in words.
+        owner: String,
+    },
     /// The task has ended or moved away already.
     #[error("task {task} is not running here (it ended or moved)")]
     Finished {

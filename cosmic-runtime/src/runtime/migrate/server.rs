@@ -1,6 +1,7 @@
 //! The host's listening side: accepts channels from peers and answers their requests: offers
 //! of tasks (the destination's half of the hand-off, `receive.rs`), questions about hand-offs
-//! in doubt (answered by the hand-off machine), and questions about where tasks are.
+//! in doubt (answered by the hand-off machine), questions about where tasks are, and an
+//! operator's requests to a cluster member (move a task, drain).
 
 use std::sync::{Arc, Weak};
 
@@ -11,8 +12,10 @@ use super::receive::receive;
 use crate::handoff::{Body, Command, Envelope, Event};
 use crate::runtime::RuntimeInner;
 use crate::task::TaskId;
-use crate::transport::protocol::{OfferAnswer, Refusal, Request, Resolution};
-use crate::transport::{ChannelError, SecureChannel, SecureListener};
+use crate::transport::protocol::{
+    DrainAnswer, MoveAnswer, OfferAnswer, Refusal, Request, Resolution,
+};
+use crate::transport::{error_chain, ChannelError, SecureChannel, SecureListener};
 
 /// How long a peer's connection may sit between conversations before it is closed (peers
 /// reconnect when they need to).
@@ -113,6 +116,14 @@ async fn serve(runtime: Weak<RuntimeInner>, mut channel: SecureChannel) {
                 }
                 Ok(())
             }
+            Request::MoveTask { task, to } => {
+                let answer = move_task(&runtime, &peer, task, &to).await;
+                channel.send(&answer).await
+            }
+            Request::Drain { to } => {
+                let answer = drain(&runtime, &peer, to.as_deref()).await;
+                channel.send(&answer).await
+            }
             Request::Locate { task } => channel.send(&follow::whereabouts(&runtime, task)).await,
             Request::AwaitOutcome { task } => {
                 let answer = follow::await_change(&runtime, task).await;
@@ -200,4 +211,51 @@ fn settle(
         },
     });
     super::execute::carry_out(runtime, commands);
+}
+
+/// Why `peer` may not operate this host, if it may not: it must be a peer the operator trusted
+/// (its name was proven by its key in the handshake, against the trust list; checked again
+/// here so that operating a host never depends on how the channel was accepted).
+fn refuse_operator(runtime: &RuntimeInner, peer: &str) -> Option<String> {
+    let node = runtime.node.as_ref()?;
+    if node.key.trusted.get(peer).is_none() {
+        return Some(format!("`{peer}` is not trusted here"));
+    }
+    if runtime.cluster.is_none() {
+        return Some(format!("`{}` is not a cluster member", runtime.host));
+    }
+    None
+}
+
+/// A trusted peer (an operator's `cosmic migrate`) asks to move `task` to `to`.
+async fn move_task(runtime: &Arc<RuntimeInner>, peer: &str, task: TaskId, to: &str) -> MoveAnswer {
+    if let Some(reason) = refuse_operator(runtime, peer) {
+        return MoveAnswer::Refused(reason);
+    }
+    tracing::info!(%task, %to, by = %peer, "asked to move a task");
+    match crate::runtime::move_task(runtime, task, to, peer).await {
+        Ok(()) => MoveAnswer::Moved { to: to.to_owned() },
+        Err(error) => MoveAnswer::Refused(error_chain(&error)),
+    }
+}
+
+/// A trusted peer (an operator's `cosmic drain`) asks this host to drain.
+async fn drain(runtime: &Arc<RuntimeInner>, peer: &str, to: Option<&str>) -> DrainAnswer {
+    if let Some(reason) = refuse_operator(runtime, peer) {
+        return DrainAnswer::Refused(reason);
+    }
+    let Some(cluster) = &runtime.cluster else {
+        return DrainAnswer::Refused("not a cluster member".to_owned());
+    };
+    tracing::info!(to = ?to, by = %peer, "asked to drain");
+    if let Some(to) = to {
+        if let Err(error) = crate::cluster::check_destination(cluster, to).await {
+            return DrainAnswer::Refused(error_chain(&error));
+        }
+    }
+    let report = crate::cluster::drain(runtime, cluster, to, None).await;
+    DrainAnswer::Drained {
+        moved: report.moved,
+        stayed: report.stayed,
+    }
 }
