@@ -388,6 +388,8 @@ struct Stats {
     fenced_commits: u64,
     /// Commits refused whole: the writer's lease had ended by the time they landed.
     late_lease_commits: u64,
+    /// Repeats of a `finish` whose answer was lost (Ok, and recorded nothing new).
+    finish_repeats: u64,
     /// Steps started by an older owner that overlapped a newer owner's (allowed, counted).
     overlaps: u64,
 }
@@ -408,6 +410,7 @@ impl Stats {
         self.fenced_commits += o.fenced_commits;
         self.late_lease_commits += o.late_lease_commits;
         self.overlaps += o.overlaps;
+        self.finish_repeats += o.finish_repeats;
     }
 }
 
@@ -1275,17 +1278,43 @@ impl Sim {
             return Ok(());
         }
         self.dirty = true;
+        let before = ready(self.coord.task(task)).expect("task").expect("known");
         match ready(self.coord.finish(&lease, task, token, &key)) {
             Ok(()) => {
-                let track = self.tasks.get_mut(&task).expect("known");
-                track.finishes += 1;
-                let finishes = track.finishes;
-                self.note(format!(
-                    "{}#{} finished task {task} under token {token}",
-                    lease.host, lease.incarnation
-                ));
-                if finishes > 1 {
-                    return Err(format!("task {task}: finish succeeded {finishes} times"));
+                if let Owner::Finished { outcome } = &before.owner {
+                    // A repeat after a lost answer: Ok only for the very call that succeeded.
+                    if *outcome != key {
+                        return Err(format!(
+                            "task {task}: finish by {}#{} with outcome {key} succeeded, but the task had already finished with {outcome}",
+                            lease.host, lease.incarnation
+                        ));
+                    }
+                    self.stats.finish_repeats += 1;
+                } else {
+                    let track = self.tasks.get_mut(&task).expect("known");
+                    track.finishes += 1;
+                    let finishes = track.finishes;
+                    self.note(format!(
+                        "{}#{} finished task {task} under token {token}",
+                        lease.host, lease.incarnation
+                    ));
+                    if finishes > 1 {
+                        return Err(format!("task {task}: finish succeeded {finishes} times"));
+                    }
+                    if self.rng.chance(5) {
+                        // The answer is lost: the host tries the same call again.
+                        let next = (delay * 2).min(Duration::from_secs(2));
+                        self.after(
+                            delay,
+                            Ev::FinishRetry {
+                                h,
+                                life,
+                                task,
+                                delay: next,
+                            },
+                        );
+                        return Ok(());
+                    }
                 }
                 self.proc(h).owned.remove(&task);
             }
@@ -1857,7 +1886,7 @@ fn failover_keeps_its_promises_under_every_schedule() {
         }
     }
     println!(
-        "cluster simulation: schedules={schedules} base_seed={base} events={} steps={} crashes={} pauses={} partitions={} leaves={} joins={} takeovers={} arrivals={} moves={} commits={} fenced_commits={} late_commits_refused_for_lease={} overlapping_steps={} in {:.1?}",
+        "cluster simulation: schedules={schedules} base_seed={base} events={} steps={} crashes={} pauses={} partitions={} leaves={} joins={} takeovers={} arrivals={} moves={} commits={} fenced_commits={} late_commits_refused_for_lease={} overlapping_steps={} finish_repeats={} in {:.1?}",
         total.events,
         total.steps,
         total.crashes,
@@ -1872,6 +1901,7 @@ fn failover_keeps_its_promises_under_every_schedule() {
         total.fenced_commits,
         total.late_lease_commits,
         total.overlaps,
+        total.finish_repeats,
         started.elapsed()
     );
     // The run must have exercised what it claims to check.
@@ -1889,6 +1919,7 @@ fn failover_keeps_its_promises_under_every_schedule() {
                 total.late_lease_commits,
             ),
             ("overlapping steps", total.overlaps),
+            ("repeated finishes", total.finish_repeats),
         ] {
             assert!(
                 count > 0,
