@@ -18,7 +18,7 @@ use super::coordinator::{
 };
 use crate::checkpoint::{Clock, SystemClock};
 use crate::task::TaskId;
-use crate::transport::PublicKey;
+use crate::transport::{NodeName, PublicKey};
 
 /// A [`Coordinator`] in memory. See the module docs.
 ///
@@ -239,15 +239,20 @@ impl MemoryCoordinator {
     }
 }
 
+/// Host names are [`NodeName`]s (what the transport and the store layout accept).
+fn check_name(name: &str) -> Result<(), CoordinatorError> {
+    NodeName::new(name)
+        .map(drop)
+        .map_err(|error| CoordinatorError::Invalid {
+            what: "host name",
+            reason: error.to_string(),
+        })
+}
+
 #[async_trait]
 impl Coordinator for MemoryCoordinator {
     async fn join(&self, record: &MemberRecord, ttl: Duration) -> Result<Lease, CoordinatorError> {
-        if record.name.is_empty() {
-            return Err(CoordinatorError::Invalid {
-                what: "host name",
-                reason: "it is empty".into(),
-            });
-        }
+        check_name(&record.name)?;
         if ttl.is_zero() {
             return Err(CoordinatorError::Invalid {
                 what: "lease time to live",
@@ -337,12 +342,7 @@ impl Coordinator for MemoryCoordinator {
     }
 
     async fn trust(&self, name: &str, key: PublicKey) -> Result<(), CoordinatorError> {
-        if name.is_empty() {
-            return Err(CoordinatorError::Invalid {
-                what: "host name",
-                reason: "it is empty".into(),
-            });
-        }
+        check_name(name)?;
         self.state().trusted.insert(name.to_owned(), key);
         Ok(())
     }
@@ -638,10 +638,13 @@ mod tests {
             now(c.keep_alive(&a2, &record("b"))),
             Err(CoordinatorError::Invalid { .. })
         ));
-        assert!(matches!(
-            now(c.join(&record(""), TTL)),
-            Err(CoordinatorError::Invalid { .. })
-        ));
+        for bad in ["", "../etc", "two words"] {
+            assert!(matches!(
+                now(c.join(&record(bad), TTL)),
+                Err(CoordinatorError::Invalid { .. })
+            ));
+            assert!(now(c.trust(bad, PublicKey::from_bytes([1; 32]))).is_err());
+        }
         assert!(matches!(
             now(c.join(&record("z"), Duration::ZERO)),
             Err(CoordinatorError::Invalid { .. })
