@@ -1882,7 +1882,10 @@ fn failover_keeps_its_promises_under_every_schedule() {
                     println!("{line}");
                 }
                 panic!(
-                    "schedule {i} of {schedules} failed: {error}\nreplay it with:\n  COSMIC_CLUSTER_SIM_SEED={seed} {REPLAY}"
+                    "schedule {i} of {schedules} failed: {error}\nreplay it with:\n  {}COSMIC_CLUSTER_SIM_SEED={seed} {REPLAY}",
+                    std::env::var("COSMIC_CLUSTER_SIM_MUTANT")
+                        .map(|name| format!("COSMIC_CLUSTER_SIM_MUTANT={name} "))
+                        .unwrap_or_default()
                 );
             }
         }
