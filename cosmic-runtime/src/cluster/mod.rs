@@ -20,6 +20,7 @@ mod host_config;
 pub mod layout;
 mod leave;
 mod load;
+mod memory;
 mod ops;
 mod peers;
 mod scan;
@@ -37,6 +38,7 @@ pub use host_config::{
 };
 pub(crate) use leave::leave;
 pub use leave::LeaveReport;
+pub use memory::MemoryCoordinator;
 pub(crate) use ops::MoveResult;
 pub(crate) use scan::run as scan_loop;
 pub use view::{ClusterView, ViewError};
