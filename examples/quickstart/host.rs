@@ -1,5 +1,6 @@
 //! One host of the quickstart, as its own process: a cosmic runtime that is a member of the
-//! cluster (embedded coordinator in a shared folder, checkpoints in a shared `FileStore`),
+//! cluster (by default the embedded coordinator in a shared folder and checkpoints in a shared
+//! `FileStore`; see `backend.rs`),
 //! reporting on stdout what the orchestrator needs to tell the story:
 //!
 //! ```text
@@ -13,8 +14,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cosmic::cluster::{ClusterConfig, ClusterEventKind, FolderCoordinator};
-use cosmic::{ClusterKey, FileStore, HostKey, Policy, Runtime};
+use cosmic::cluster::{ClusterConfig, ClusterEventKind};
+use cosmic::{ClusterKey, HostKey, Policy, Runtime};
 use cosmic_examples::primes::PrimeSum;
 
 use crate::{Setup, KEY_FILE_VAR};
@@ -69,19 +70,18 @@ async fn build(name: &str, dir: &Path) -> Result<Runtime, String> {
     let cluster_key = ClusterKey::from_file(key_file).map_err(|e| e.to_string())?;
     let host_key = HostKey::from_file(dir.join("keys").join(format!("{name}.key")))
         .map_err(|e| e.to_string())?;
-    let coordinator =
-        FolderCoordinator::open(dir.join("coordinator")).map_err(|e| e.to_string())?;
-    let store = FileStore::open(dir.join("store")).map_err(|e| e.to_string())?;
+    let coordinator = crate::backend::coordinator(dir).await?;
+    let store = crate::backend::store(dir)?;
     Runtime::builder()
         .host(name)
-        .store(store)
+        .store_shared(store)
         .checkpoint(Policy::every(Setup::CHECKPOINT_EVERY))
         .listen("127.0.0.1:0")
         .cluster_key(cluster_key)
         .host_key(host_key)
         .register::<PrimeSum>()
         .cluster(
-            ClusterConfig::new(coordinator)
+            ClusterConfig::shared(coordinator)
                 .lease_ttl(Setup::LEASE)
                 .scan_every(Setup::SCAN)
                 .capacity(1),

@@ -15,6 +15,7 @@
 //!
 //! Logs: `RUST_LOG=info` (or `cosmic=debug`) shows the hosts' own logs on stderr.
 
+mod backend;
 mod host;
 mod story;
 
@@ -54,9 +55,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("host") => run_host(&args[2..]),
-        None => story::run(&PathBuf::from("checkpoints/quickstart")),
-        Some("--dir") if args.len() == 3 => story::run(&PathBuf::from(&args[2])),
-        Some(_) => Err("usage: quickstart [--dir DIR]".into()),
+        _ => parse(&args[1..]).and_then(|dir| story::run(&dir)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +64,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+const USAGE: &str = "usage: quickstart [--dir DIR] [--etcd URL[,URL...]] [--s3]
+
+Runs the scenario in DIR (default ./checkpoints/quickstart) on the embedded coordinator and a
+folder store; --etcd uses an etcd coordinator instead (build with --features etcd), --s3 keeps
+the checkpoints in the bucket the COSMIC_S3_* variables name (--features s3).
+scripts/quickstart-etcd-s3.sh starts both servers on loopback and runs it.";
+
+/// The story's options; returns its folder.
+fn parse(args: &[String]) -> Result<PathBuf, String> {
+    let mut dir = PathBuf::from("checkpoints/quickstart");
+    let (mut etcd, mut s3) = (None, false);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dir" => dir = PathBuf::from(args.next().ok_or(USAGE)?),
+            "--etcd" => etcd = Some(args.next().ok_or(USAGE)?.clone()),
+            "--s3" => s3 = true,
+            _ => return Err(USAGE.into()),
+        }
+    }
+    backend::choose(etcd.as_deref(), s3);
+    Ok(dir)
 }
 
 /// `quickstart host NAME DIR [LIMIT...]`: one host process (started by the story).

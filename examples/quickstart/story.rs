@@ -9,8 +9,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cosmic::cluster::{ClusterView, Coordinator, FolderCoordinator, Owner};
-use cosmic::{FileStore, HostKey, TaskId};
+use cosmic::cluster::{ClusterView, Owner};
+use cosmic::{HostKey, TaskId};
 use cosmic_examples::primes::{PrimeSum, PrimeTotal};
 
 use crate::{Setup, KEY_FILE_VAR};
@@ -47,8 +47,8 @@ struct Story {
 pub(crate) fn run(dir: &Path) -> Result<(), String> {
     let mut story = Story::new(dir)?;
     story.say(format!(
-        "3 hosts on 127.0.0.1; embedded coordinator and shared store in {}; lease {:?}",
-        dir.display(),
+        "3 hosts on 127.0.0.1; {}; lease {:?}",
+        crate::backend::describe(dir),
         Setup::LEASE
     ));
     story.start("beta", &[])?;
@@ -197,8 +197,7 @@ impl Story {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start tokio: {e}"))?;
-        let coordinator =
-            FolderCoordinator::open(dir.join("coordinator")).map_err(|e| e.to_string())?;
+        let coordinator = tokio.block_on(crate::backend::coordinator(dir))?;
         // The operator's act: each host's public key is trusted by name before it starts
         // (`cosmic host add NAME KEY` does the same). Joining alone trusts nobody.
         for name in ["alpha", "beta", "gamma"] {
@@ -208,8 +207,8 @@ impl Story {
                 .block_on(coordinator.trust(name, key.public_key()))
                 .map_err(|e| e.to_string())?;
         }
-        let store = FileStore::open(dir.join("store")).map_err(|e| e.to_string())?;
-        let view = ClusterView::new(Arc::new(coordinator), Arc::new(store));
+        let store = crate::backend::store(dir)?;
+        let view = ClusterView::new(Arc::clone(&coordinator), store);
         let (sender, lines) = mpsc::channel();
         Ok(Story {
             started: Instant::now(),

@@ -90,6 +90,13 @@ impl Builder {
         self
     }
 
+    /// The same as [`store`](Self::store), with a store chosen at run time (a `FileStore` or
+    /// an `S3Store`, say) or shared with other parts of the program.
+    pub fn store_shared(mut self, store: Arc<dyn CheckpointStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// When tasks are checkpointed (default: every second).
     pub fn checkpoint(mut self, policy: Policy) -> Self {
         self.policy = policy;
