@@ -11,6 +11,7 @@ pub mod counter;
 #[cfg(unix)]
 pub mod files;
 pub mod identity;
+pub mod timed;
 
 use cosmic::image::{Arch, Endian, ImageWriter, Isa};
 use cosmic::Migratable;

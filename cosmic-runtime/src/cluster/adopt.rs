@@ -148,6 +148,12 @@ pub(crate) async fn take_over(runtime: &Arc<RuntimeInner>, host: &ClusterHost, e
 
 /// Starts a task another host moved here (the coordinator already names this host).
 pub(crate) async fn arrive(runtime: &Arc<RuntimeInner>, host: &ClusterHost, entry: &TaskEntry) {
+    // A task being spawned here is already in the coordinator but not yet among the tasks
+    // this host runs: not an arrival. `spawning` is read first: a spawn puts the task among
+    // those it runs before it takes it out of `spawning`.
+    if host.spawning().contains(&entry.task) || host.owned_task(entry.task).is_some() {
+        return;
+    }
     let bytes = match read(host, &entry.current).await {
         Ok(bytes) => bytes,
         Err(reason) => return give_back(runtime, host, entry, entry.token, &reason).await,
