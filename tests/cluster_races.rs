@@ -2,8 +2,9 @@
 //! agreeing through a folder coordinator, scanning every 5 ms so that a scan is nearly always
 //! in flight). A scan reads the coordinator's tasks, then what runs on its host; a task the
 //! coordinator names this host's owner of but that does not run here is taken for one moved
-//! here, and started. A task being spawned here looks like that without being it: in the
-//! coordinator, not yet running.
+//! here, and started. Two tasks look like that without being it:
+//! - one being spawned here: in the coordinator, not yet running;
+//! - one that left between the two reads: moved away, ended, or lost.
 //!
 //! Starting either runs a second copy of it (on this host, or beside its new owner). The
 //! leases are long, so nothing here is ever taken over: each step of each task must run
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cosmic::cluster::{BalanceConfig, ClusterConfig, ClusterView, Coordinator, FolderCoordinator};
-use cosmic::{ClusterKey, FileStore, Policy, Runtime, TaskId};
+use cosmic::{ClusterKey, FileStore, Policy, Runtime, TaskId, TaskStatus};
 use cosmic_tests::counter::{expected_digest, TempDir};
 use cosmic_tests::identity::host_key;
 use cosmic_tests::timed::{read_timed_log, TimedCounter};
@@ -88,4 +89,67 @@ async fn a_task_spawned_while_its_host_scans_runs_once() {
         ran_once(&view, *task, 30, log).await;
     }
     alpha.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_moved_away_while_its_old_host_scans_runs_only_at_its_new_host() {
+    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "races-move");
+    let coordinator = Arc::new(FolderCoordinator::open(dir.path().join("c")).expect("open"));
+    // Many finished tasks read after the moved one, so that a scan's read of every task goes
+    // on for a while after it read the moved task's entry: the window widens.
+    let keeper = coordinator
+        .join(&cosmic::cluster::conformance::record("keeper"), Duration::from_secs(60))
+        .await
+        .expect("join");
+    for n in 0..100 {
+        // Read after the moved task (tasks are read in id order).
+        let id = TaskId(u64::MAX - n);
+        let first = cosmic::cluster::CheckpointRef {
+            key: format!("cluster/tasks/{id}/keeper/1/ckpt-0-0.portable"),
+            steps: 0,
+        };
+        let token = coordinator
+            .create(&keeper, id, "Finished", "u64", first)
+            .await
+            .expect("create");
+        coordinator
+            .finish(&keeper, id, token, &format!("cluster/tasks/{id}/keeper/1/outcome"))
+            .await
+            .expect("finish");
+    }
+    coordinator.leave(&keeper).await.expect("leave");
+    let hosts = [
+        member(dir.path(), &coordinator, "alpha").await,
+        member(dir.path(), &coordinator, "beta").await,
+    ];
+    let log = dir.path().join("moved.log");
+    let total = 300;
+    let task = hosts[0]
+        .spawn(TimedCounter::new(total, log.display().to_string(), 10))
+        .await
+        .expect("spawn")
+        .id();
+    for n in 0..12 {
+        let (from, to) = (&hosts[n % 2], &hosts[(n + 1) % 2]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !from
+            .tasks()
+            .iter()
+            .any(|(t, s)| *t == task && *s == TaskStatus::Running)
+        {
+            assert!(Instant::now() < deadline, "move {n}: {} runs it", from.host());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let handle = from.handle::<u64>(task).expect("a handle");
+        handle.migrate_to(to.host()).await.expect("the move");
+    }
+    let view = ClusterView::new(
+        coordinator.clone(),
+        Arc::new(FileStore::open(dir.path().join("store")).expect("store")),
+    );
+    ran_once(&view, task, total, &log).await;
+    for host in hosts {
+        host.shutdown().await;
+    }
 }
