@@ -98,7 +98,10 @@ async fn a_task_moved_away_while_its_old_host_scans_runs_only_at_its_new_host() 
     // Many finished tasks read after the moved one, so that a scan's read of every task goes
     // on for a while after it read the moved task's entry: the window widens.
     let keeper = coordinator
-        .join(&cosmic::cluster::conformance::record("keeper"), Duration::from_secs(60))
+        .join(
+            &cosmic::cluster::conformance::record("keeper"),
+            Duration::from_secs(60),
+        )
         .await
         .expect("join");
     for n in 0..100 {
@@ -113,7 +116,12 @@ async fn a_task_moved_away_while_its_old_host_scans_runs_only_at_its_new_host() 
             .await
             .expect("create");
         coordinator
-            .finish(&keeper, id, token, &format!("cluster/tasks/{id}/keeper/1/outcome"))
+            .finish(
+                &keeper,
+                id,
+                token,
+                &format!("cluster/tasks/{id}/keeper/1/outcome"),
+            )
             .await
             .expect("finish");
     }
@@ -137,7 +145,11 @@ async fn a_task_moved_away_while_its_old_host_scans_runs_only_at_its_new_host() 
             .iter()
             .any(|(t, s)| *t == task && *s == TaskStatus::Running)
         {
-            assert!(Instant::now() < deadline, "move {n}: {} runs it", from.host());
+            assert!(
+                Instant::now() < deadline,
+                "move {n}: {} runs it",
+                from.host()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(30)).await;

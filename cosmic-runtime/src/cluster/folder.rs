@@ -2010,7 +2010,11 @@ mod cut {
             TaskId::random().0
         ));
         let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "cluster::folder::cut::cut_process", "--nocapture"])
+            .args([
+                "--exact",
+                "cluster::folder::cut::cut_process",
+                "--nocapture",
+            ])
             .env(FOLDER, scratch.join("coordinator"))
             .env(FAULT_CUT_VAR, scratch.join("cut"))
             .output()
