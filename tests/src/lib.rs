@@ -15,6 +15,7 @@ pub mod identity;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod store_contract;
+pub mod timed;
 
 use cosmic::image::{Arch, Endian, ImageWriter, Isa};
 use cosmic::Migratable;

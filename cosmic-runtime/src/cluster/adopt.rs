@@ -148,6 +148,24 @@ pub(crate) async fn take_over(runtime: &Arc<RuntimeInner>, host: &ClusterHost, e
 
 /// Starts a task another host moved here (the coordinator already names this host).
 pub(crate) async fn arrive(runtime: &Arc<RuntimeInner>, host: &ClusterHost, entry: &TaskEntry) {
+    // A task being spawned here is already in the coordinator but not yet among the tasks
+    // this host runs: not an arrival. `spawning` is read first: a spawn puts the task among
+    // those it runs before it takes it out of `spawning`.
+    if host.spawning().contains(&entry.task) || host.owned_task(entry.task).is_some() {
+        return;
+    }
+    // The scan read the coordinator before it read what runs here: a task that moved away
+    // (or ended, or was lost) in between looks moved here too, and starting it would run it
+    // on two hosts at once. Read it again now that it is known not to run here: it is ours
+    // to start only if its entry did not change.
+    match host.coordinator.task(entry.task).await {
+        Ok(Some(now)) if now.token == entry.token && now.owner == entry.owner => {}
+        Ok(_) => return,
+        Err(error) => {
+            tracing::warn!(task = %entry.task, %error, "cannot read the task again; leaving its start to the next scan");
+            return;
+        }
+    }
     let bytes = match read(host, &entry.current).await {
         Ok(bytes) => bytes,
         Err(reason) => return give_back(runtime, host, entry, entry.token, &reason).await,

@@ -190,6 +190,10 @@ impl FolderCoordinator {
         what: &'static str,
         work: impl FnOnce(&Folder) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(error) = cut_off(what) {
+            return Err(error);
+        }
         let folder = self.inner.clone();
         tokio::task::spawn_blocking(move || work(&folder))
             .await
@@ -198,6 +202,30 @@ impl FolderCoordinator {
                 source: Box::new(error),
             })?
     }
+}
+
+/// The variable that names the flag file of [`cut_off`].
+#[cfg(feature = "fault-injection")]
+const FAULT_CUT_VAR: &str = "COSMIC_FAULT_COORDINATOR_CUT";
+
+/// Fault injection for the partition tests (`tests/cluster_processes.rs`): a folder has no
+/// network link to cut, so while the file named by `COSMIC_FAULT_COORDINATOR_CUT` exists,
+/// every call of this process fails with [`CoordinatorError::Unavailable`] before touching the
+/// folder, as if the coordinator could not be reached. The host goes on running otherwise.
+/// Compiled only with the `fault-injection` feature (see `runtime/migrate/fault.rs`).
+#[cfg(feature = "fault-injection")]
+fn cut_off(what: &str) -> Option<CoordinatorError> {
+    let flag = std::env::var_os(FAULT_CUT_VAR)?;
+    Path::new(&flag)
+        .exists()
+        .then(|| CoordinatorError::Unavailable {
+            what: what.to_owned(),
+            source: format!(
+                "cut off from the coordinator by fault injection ({FAULT_CUT_VAR}={})",
+                Path::new(&flag).display()
+            )
+            .into(),
+        })
 }
 
 #[async_trait]
@@ -1930,6 +1958,73 @@ mod processes {
         assert_eq!(
             winners, 1,
             "exactly one process takes the task over: {results:?}"
+        );
+    }
+}
+
+/// The partition hook ([`cut_off`]), in a child process: its variable would cut off the other
+/// tests of this process.
+#[cfg(all(test, feature = "fault-injection"))]
+mod cut {
+    use super::*;
+    use crate::cluster::conformance;
+
+    const FOLDER: &str = "COSMIC_FOLDER_CUT_TEST_FOLDER";
+
+    /// The cut-off host when run by the test below (with its variables set); else nothing.
+    #[tokio::test]
+    async fn cut_process() {
+        let Ok(folder) = std::env::var(FOLDER) else {
+            return;
+        };
+        let flag = std::env::var(FAULT_CUT_VAR).expect("the flag variable");
+        let c = FolderCoordinator::open(folder).expect("open");
+        let record = conformance::record("alpha");
+        let lease = c
+            .join(&record, Duration::from_secs(60))
+            .await
+            .expect("joins while there is no flag file");
+        fs::write(&flag, b"").unwrap();
+        let error = c.keep_alive(&lease, &record).await.unwrap_err();
+        assert!(
+            matches!(error, CoordinatorError::Unavailable { .. }),
+            "{error:?}"
+        );
+        let error = c.members().await.unwrap_err();
+        assert!(
+            matches!(error, CoordinatorError::Unavailable { .. }),
+            "{error:?}"
+        );
+        fs::remove_file(&flag).unwrap();
+        c.keep_alive(&lease, &record)
+            .await
+            .expect("renewed once the flag file is gone");
+        println!("CUT-RESULT ok");
+    }
+
+    #[test]
+    fn while_the_flag_file_exists_every_call_fails_as_unavailable() {
+        let scratch = std::env::temp_dir().join(format!(
+            "cosmic-folder-cut-{}-{:016x}",
+            std::process::id(),
+            TaskId::random().0
+        ));
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cluster::folder::cut::cut_process",
+                "--nocapture",
+            ])
+            .env(FOLDER, scratch.join("coordinator"))
+            .env(FAULT_CUT_VAR, scratch.join("cut"))
+            .output()
+            .expect("start the child");
+        let _ = fs::remove_dir_all(&scratch);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("CUT-RESULT ok"),
+            "the cut-off child failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
         );
     }
 }

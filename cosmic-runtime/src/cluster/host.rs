@@ -3,7 +3,7 @@
 //! and the loops that keep them: renewing the lease, committing checkpoints in batches, and
 //! scanning the cluster (`scan.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -142,6 +142,10 @@ pub(crate) struct ClusterHost {
     /// Until when the lease holds from this host's point of view.
     clock: Mutex<LeaseClock>,
     owned: Mutex<HashMap<TaskId, Arc<OwnedTask>>>,
+    /// Tasks being spawned here: already in the coordinator (owned here) but not yet in
+    /// `owned`. A scan that reads such an entry must not take it for a task moved here and
+    /// start a second copy of it (`adopt::arrive`).
+    spawning: Mutex<HashSet<TaskId>>,
     /// Tasks this host tried and could not run: the assignment leaves them to others.
     pub(crate) unrunnable: Mutex<HashMap<TaskId, Vec<String>>>,
     pub(crate) draining: AtomicBool,
@@ -191,6 +195,7 @@ impl ClusterHost {
             lease: Mutex::new(None),
             clock: Mutex::new(LeaseClock::default()),
             owned: Mutex::new(HashMap::new()),
+            spawning: Mutex::new(HashSet::new()),
             unrunnable: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             left: AtomicBool::new(false),
@@ -260,6 +265,13 @@ impl ClusterHost {
 
     pub(crate) fn owned(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<OwnedTask>>> {
         self.owned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tasks being spawned here (see the field). Read it *before* `owned`: a task whose entry
+    /// the coordinator showed is in one or the other, as a spawn puts it in `owned` before it
+    /// takes it out of here.
+    pub(crate) fn spawning(&self) -> MutexGuard<'_, HashSet<TaskId>> {
+        self.spawning.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn owned_task(&self, task: TaskId) -> Option<Arc<OwnedTask>> {

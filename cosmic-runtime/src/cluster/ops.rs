@@ -35,6 +35,20 @@ impl ClusterHost {
     /// here). A crash between the two leaves an image no entry points to, collected with the
     /// task's other leftovers.
     pub(crate) async fn spawn<T: Task>(&self, task: &T, id: TaskId) -> Result<(), SpawnError> {
+        // From the moment its entry may be in the coordinator until it is in `owned`, a scan
+        // must not take it for a task moved here (and start a second copy).
+        struct Spawning<'a>(&'a ClusterHost, TaskId);
+        impl Drop for Spawning<'_> {
+            fn drop(&mut self) {
+                self.0.spawning().remove(&self.1);
+            }
+        }
+        self.spawning().insert(id);
+        let _spawning = Spawning(self, id);
+        self.record_spawn(task, id).await
+    }
+
+    async fn record_spawn<T: Task>(&self, task: &T, id: TaskId) -> Result<(), SpawnError> {
         let coordinator_error = |source| SpawnError::Coordinator {
             task: id,
             source: Arc::new(source),
