@@ -142,6 +142,9 @@ pub use cosmic_runtime::state::Migratable;
 
 pub use async_trait::async_trait;
 pub use cosmic_runtime::checkpoint::{CheckpointStore, FileStore, MemoryStore, Policy};
+/// Checkpoints on S3-compatible object storage (the `s3` feature).
+#[cfg(feature = "s3")]
+pub use cosmic_runtime::checkpoint::{S3Config, S3Store};
 pub use cosmic_runtime::runtime::{Builder, DrainReport, MigrateError, Runtime, TaskHandle};
 pub use cosmic_runtime::task::{Step, StepContext, Task, TaskError, TaskId, TaskStatus};
 pub use cosmic_runtime::transport::{ClusterKey, HostKey, PublicKey};

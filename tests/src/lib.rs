@@ -11,6 +11,9 @@ pub mod counter;
 #[cfg(unix)]
 pub mod files;
 pub mod identity;
+#[cfg(feature = "s3")]
+pub mod s3;
+pub mod store_contract;
 
 use cosmic::image::{Arch, Endian, ImageWriter, Isa};
 use cosmic::Migratable;

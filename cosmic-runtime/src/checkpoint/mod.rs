@@ -1,5 +1,6 @@
 //! Checkpoints: when to take them ([`Policy`]), where they go ([`CheckpointStore`], with
-//! [`FileStore`] as the embedded default and [`MemoryStore`] for tests), and how a task's
+//! [`FileStore`] as the embedded default, [`MemoryStore`] for tests and, with the `s3` feature,
+//! `S3Store` on S3-compatible object storage), and how a task's
 //! images and outcome are laid out in a store ([`Catalog`]).
 
 mod catalog;
@@ -10,6 +11,8 @@ mod memory_store;
 mod ownership;
 mod persister;
 mod policy;
+#[cfg(feature = "s3")]
+mod s3_store;
 mod store;
 
 pub(crate) use catalog::{decode_outcome, encode_outcome};
@@ -23,4 +26,6 @@ pub(crate) use persister::{PersistRequest, Persister, Target as PersistTarget};
 pub use policy::{daly_interval, young_interval, Policy, Schedule};
 #[allow(unused_imports)] // the cluster layout checks its keys against it in tests
 pub(crate) use store::validate_key;
-pub use store::{CheckpointStore, PutMode, StoreError};
+#[cfg(feature = "s3")]
+pub use s3_store::{S3Config, S3ConfigError, S3Credentials, S3Store};
+pub use store::{CheckpointStore, PutMode, RemoteProblem, StoreError};

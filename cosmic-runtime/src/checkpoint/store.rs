@@ -1,13 +1,13 @@
 //! The [`CheckpointStore`] trait: where images and outcomes are kept.
 //!
 //! The trait is a small object store (put, get, list by prefix, delete), so that an
-//! S3-compatible store (the `object_store` crate, with conditional puts for [`PutMode::Create`])
-//! can implement it without changing any caller. What the keys mean is the [`Catalog`]'s
-//! business.
+//! S3-compatible store (`S3Store`, with the `s3` feature) implements it without changing any
+//! caller; there, [`PutMode::Create`] is best effort and not a fence (see `S3Store`). What the
+//! keys mean is the [`Catalog`]'s business.
 //!
 //! [`Catalog`]: super::Catalog
 
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::io;
 use std::path::PathBuf;
 
@@ -54,12 +54,61 @@ pub enum StoreError {
         /// Why.
         reason: &'static str,
     },
+    /// A remote store (`S3Store`) failed or refused an operation.
+    #[error("failed to {operation} `{key}` in {location}: {problem}")]
+    Remote {
+        /// What was being done: "write", "read", "list", "delete", "check for".
+        operation: &'static str,
+        /// The key (for a list, the prefix).
+        key: String,
+        /// Where: the bucket and the endpoint.
+        location: String,
+        /// What kind of failure it was.
+        problem: RemoteProblem,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A background operation did not finish (its thread panicked or the runtime shut down).
     #[error("store operation on `{key}` was interrupted")]
     Interrupted {
         /// The key.
         key: String,
     },
+}
+
+/// What kind of failure a [`StoreError::Remote`] was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteProblem {
+    /// The service refused the credentials or the access (a wrong access key id or secret,
+    /// or a key without the permission).
+    Denied,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// The service could not be reached (nothing listening, no route, DNS).
+    Unreachable,
+    /// The service did not answer in time.
+    TimedOut,
+    /// The service failed (5xx) every time it was asked.
+    ServerError,
+    /// Anything else: see the error's source.
+    Other,
+}
+
+impl fmt::Display for RemoteProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RemoteProblem::Denied => {
+                "access denied (check the access key id and secret, and the key's permissions)"
+            }
+            RemoteProblem::NoSuchBucket => "the bucket does not exist",
+            RemoteProblem::Unreachable => "cannot connect to the service",
+            RemoteProblem::TimedOut => "the service did not answer in time",
+            RemoteProblem::ServerError => "the service kept failing (server errors)",
+            RemoteProblem::Other => "the request failed",
+        })
+    }
 }
 
 impl StoreError {

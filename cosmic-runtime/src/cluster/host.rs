@@ -142,6 +142,10 @@ pub(crate) struct ClusterHost {
     left: AtomicBool,
     pub(crate) moves_in_flight: AtomicUsize,
     pub(crate) balancing: Mutex<bool>,
+    /// Balancing moves started lately: to where, and when they were done (None: in flight).
+    /// Until the receivers publish their new load, the balancer counts these itself, or it
+    /// would see the same idle host at every scan and send it too much.
+    pub(crate) recent_moves: Mutex<HashMap<TaskId, (String, Option<Instant>)>>,
     pub(crate) committer: Committer,
     pub(crate) load: LoadMeter,
     events: Mutex<Vec<ClusterEvent>>,
@@ -185,6 +189,7 @@ impl ClusterHost {
             left: AtomicBool::new(false),
             moves_in_flight: AtomicUsize::new(0),
             balancing: Mutex::new(false),
+            recent_moves: Mutex::new(HashMap::new()),
             load: LoadMeter::new(),
             events: Mutex::new(Vec::new()),
             wake_scan: tokio::sync::Notify::new(),

@@ -127,11 +127,32 @@ fn balance(runtime: &Arc<RuntimeInner>, host: &ClusterHost, members: &[super::Me
     if !config.enabled {
         return;
     }
-    // This host's own load, fresh rather than as last published.
+    // Loads as they will be once the moves under way land: this host's own fresh, minus the
+    // tasks leaving it; the receivers' as published, plus what was sent to them since (a
+    // receiver publishes at each renewal, and the scan reads it after).
+    let settle = host.config.lease_ttl / 3 + host.config.scan_interval() * 2;
+    let (leaving, sent): (Vec<TaskId>, Vec<String>) = {
+        let mut recent = host.recent_moves.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|_, (_, done)| done.is_none_or(|at| at.elapsed() < settle));
+        (
+            recent
+                .iter()
+                .filter(|(_, (_, done))| done.is_none())
+                .map(|(task, _)| *task)
+                .collect(),
+            recent.values().map(|(to, _)| to.clone()).collect(),
+        )
+    };
     let mut members = members.to_vec();
-    if let Some(me) = members.iter_mut().find(|m| m.record.name == host.name) {
-        me.record.load.runnable = runtime.running().len() as u32;
-        me.record.load.capacity = host.config.capacity;
+    for member in &mut members {
+        if member.record.name == host.name {
+            let running = runtime.running().len() as u32;
+            member.record.load.runnable = running.saturating_sub(leaving.len() as u32);
+            member.record.load.capacity = host.config.capacity;
+        } else {
+            let arriving = sent.iter().filter(|to| **to == member.record.name).count();
+            member.record.load.runnable += arriving as u32;
+        }
     }
     let mine: Vec<Movable> = {
         let owned = host.owned();
@@ -140,6 +161,7 @@ fn balance(runtime: &Arc<RuntimeInner>, host: &ClusterHost, members: &[super::Me
             .iter()
             .filter(|(id, task)| {
                 !task.is_fenced()
+                    && !leaving.contains(id)
                     && tasks
                         .get(id)
                         .is_some_and(|shared| shared.status() == TaskStatus::Running)
@@ -163,6 +185,10 @@ fn balance(runtime: &Arc<RuntimeInner>, host: &ClusterHost, members: &[super::Me
         };
         tracing::info!(task = %planned.task, to = %planned.to, reason = %planned.reason, "balancing: moving a task");
         host.moves_in_flight.fetch_add(1, Ordering::SeqCst);
+        host.recent_moves
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(planned.task, (planned.to.clone(), None));
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sent = shared.send(crate::runtime::Control::Migrate {
             to: planned.to.clone(),
@@ -173,6 +199,16 @@ fn balance(runtime: &Arc<RuntimeInner>, host: &ClusterHost, members: &[super::Me
             let result = if sent { answer.await.ok() } else { None };
             if let Some(host) = host_ref {
                 host.moves_in_flight.fetch_sub(1, Ordering::SeqCst);
+                {
+                    let mut recent = host.recent_moves.lock().unwrap_or_else(|p| p.into_inner());
+                    if matches!(result, Some(Ok(()))) {
+                        if let Some(entry) = recent.get_mut(&planned.task) {
+                            entry.1 = Some(std::time::Instant::now());
+                        }
+                    } else {
+                        recent.remove(&planned.task);
+                    }
+                }
                 match result {
                     Some(Ok(())) => host.event(
                         planned.task,
