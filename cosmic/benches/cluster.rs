@@ -195,6 +195,8 @@ struct HostSettings {
     balance: bool,
     /// A checkpoint every this many ms (0: only on demand).
     checkpoint_ms: u64,
+    /// Which coordinator: [`FOLDER`] or an etcd endpoint.
+    coordinator: String,
 }
 
 impl HostSettings {
@@ -203,6 +205,7 @@ impl HostSettings {
             self.capacity.to_string(),
             u8::from(self.balance).to_string(),
             self.checkpoint_ms.to_string(),
+            self.coordinator.clone(),
         ]
     }
 
@@ -211,11 +214,12 @@ impl HostSettings {
             capacity: args.first()?.parse().ok()?,
             balance: args.get(1)? == "1",
             checkpoint_ms: args.get(2)?.parse().ok()?,
+            coordinator: args.get(3)?.clone(),
         })
     }
 }
 
-/// `cluster host NAME DIR CAPACITY BALANCE CHECKPOINT_MS`: one host, until SIGTERM (leaves
+/// `cluster host NAME DIR CAPACITY BALANCE CHECKPOINT_MS COORDINATOR`: one host, until SIGTERM (leaves
 /// the cluster, exits 0), SIGKILL or the end of its stdin.
 ///
 /// Commands on stdin: `spin N` (spawn N `Spinner`s), `work LEN...` (spawn a `Work` of each
@@ -226,7 +230,7 @@ impl HostSettings {
 /// `LEFT <moved> <left behind> <ms>`.
 fn run_host(args: &[String]) {
     let [name, dir, settings @ ..] = args else {
-        panic!("usage: cluster host NAME DIR CAPACITY BALANCE CHECKPOINT_MS");
+        panic!("usage: cluster host NAME DIR CAPACITY BALANCE CHECKPOINT_MS COORDINATOR");
     };
     let settings = HostSettings::parse(settings).expect("host settings");
     let dir = PathBuf::from(dir);
@@ -242,7 +246,7 @@ fn run_host(args: &[String]) {
                 .expect("watch SIGTERM");
         let host_key = HostKey::from_file(dir.join("keys").join(format!("{name}.key")))
             .expect("host key");
-        let coordinator = FolderCoordinator::open(dir.join("coordinator")).expect("coordinator");
+        let coordinator = open_coordinator(&settings.coordinator, &dir).await;
         let store = FileStore::open(dir.join("store")).expect("store");
         let balance = BalanceConfig {
             enabled: settings.balance,
@@ -263,7 +267,7 @@ fn run_host(args: &[String]) {
             .register::<Spinner>()
             .register::<Work>()
             .cluster(
-                ClusterConfig::new(coordinator)
+                ClusterConfig::shared(coordinator)
                     .lease_ttl(LEASE)
                     .scan_every(SCAN)
                     .capacity(settings.capacity)
@@ -395,11 +399,23 @@ struct Heard {
 struct Cluster {
     dir: PathBuf,
     tokio: tokio::runtime::Runtime,
-    coordinator: FolderCoordinator,
+    coordinator: Arc<dyn Coordinator>,
     hosts: BTreeMap<String, (Child, ChildStdin)>,
     lines: Receiver<(String, String)>,
     sender: Sender<(String, String)>,
     heard: Heard,
+}
+
+/// The embedded coordinator, in the case's folder.
+const FOLDER: &str = "folder";
+
+/// The coordinator of a case: [`FOLDER`] (in `dir`), or an etcd endpoint (its keys under a
+/// prefix named after `dir`, so that every case starts empty).
+async fn open_coordinator(spec: &str, dir: &Path) -> Arc<dyn Coordinator> {
+    match spec {
+        FOLDER => Arc::new(FolderCoordinator::open(dir.join("coordinator")).expect("coordinator")),
+        other => panic!("unknown coordinator `{other}`"),
+    }
 }
 
 fn private_dir(path: &Path) {
@@ -415,8 +431,9 @@ fn bench_root() -> PathBuf {
 }
 
 impl Cluster {
-    /// A fresh folder (coordinator, store, keys) with `names` trusted.
-    fn new(case: &str, names: &[&str]) -> Cluster {
+    /// A fresh folder (store, keys, and the folder coordinator) with `names` trusted in
+    /// the coordinator `spec` ([`FOLDER`], or an etcd endpoint).
+    fn new(case: &str, names: &[&str], spec: &str) -> Cluster {
         let dir = bench_root().join(case);
         if dir.exists() {
             fs::remove_dir_all(&dir).expect("clear the case's folder");
@@ -428,7 +445,7 @@ impl Cluster {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let coordinator = FolderCoordinator::open(dir.join("coordinator")).expect("coordinator");
+        let coordinator = tokio.block_on(open_coordinator(spec, &dir));
         for name in names {
             let key = HostKey::load_or_create(dir.join("keys").join(format!("{name}.key")))
                 .expect("host key");
@@ -705,24 +722,26 @@ impl Drop for Cluster {
     }
 }
 
-fn small_settings() -> HostSettings {
+fn small_settings(coordinator: &str) -> HostSettings {
     HostSettings {
         capacity: 2,
         balance: false,
         checkpoint_ms: 500,
+        coordinator: coordinator.to_owned(),
     }
 }
 
 // ---- cases ------------------------------------------------------------------------------
 
-fn failover(config: &Config) {
+/// `case` is `failover` on the folder coordinator, `failover-etcd` on etcd (`spec`).
+fn failover(config: &Config, case: &str, spec: &str) {
     let names = ["alpha", "beta", "gamma"];
     let (mut total, mut detect, mut takeover) = (Vec::new(), Vec::new(), Vec::new());
     let mut failed = 0;
     for rep in 0..config.reps {
-        let mut cluster = Cluster::new(&format!("failover-{rep}"), &names);
-        cluster.start(&["beta", "gamma"], &small_settings());
-        cluster.start(&["alpha"], &small_settings());
+        let mut cluster = Cluster::new(&format!("{case}-{rep}"), &names, spec);
+        cluster.start(&["beta", "gamma"], &small_settings(spec));
+        cluster.start(&["alpha"], &small_settings(spec));
         let tasks = cluster.spin_on("alpha", SMALL_TASKS);
         // Kill at a different point of alpha's renewal period each time (renewals every
         // LEASE / 3).
@@ -742,7 +761,7 @@ fn failover(config: &Config) {
     }
     let ttl = LEASE.as_secs_f64();
     println!(
-        "cluster/failover: bytes=0 median={:.6}s baseline=lease-ttl baseline_median={ttl:.6}s ratio={:.3} tasks={SMALL_TASKS} reps={} failed={failed} detect_median={:.3}s takeover_median={:.3}s scan={:.3}s",
+        "cluster/{case}: bytes=0 median={:.6}s baseline=lease-ttl baseline_median={ttl:.6}s ratio={:.3} tasks={SMALL_TASKS} reps={} failed={failed} detect_median={:.3}s takeover_median={:.3}s scan={:.3}s",
         median(&total),
         median(&total) / ttl,
         total.len(),
@@ -751,7 +770,7 @@ fn failover(config: &Config) {
         SCAN.as_secs_f64(),
     );
     println!(
-        "cluster/failover detail: total {} detect {} takeover {}",
+        "cluster/{case} detail: total {} detect {} takeover {}",
         spread(&total),
         spread(&detect),
         spread(&takeover)
@@ -773,11 +792,12 @@ fn lengths() -> Vec<u64> {
 }
 
 fn balance(_config: &Config) {
-    let mut cluster = Cluster::new("balance", &BALANCE_HOSTS);
+    let mut cluster = Cluster::new("balance", &BALANCE_HOSTS, FOLDER);
     let settings = HostSettings {
         capacity: CAPACITY,
         balance: true,
         checkpoint_ms: 0,
+        coordinator: FOLDER.to_owned(),
     };
     cluster.start(&BALANCE_HOSTS[1..], &settings);
     cluster.start(&BALANCE_HOSTS[..1], &settings);
@@ -894,8 +914,8 @@ fn leave(config: &Config) {
     let mut failed = 0;
     let mut reports = Vec::new();
     for rep in 0..config.reps {
-        let mut cluster = Cluster::new(&format!("leave-{rep}"), &names);
-        cluster.start(&names, &small_settings());
+        let mut cluster = Cluster::new(&format!("leave-{rep}"), &names, FOLDER);
+        cluster.start(&names, &small_settings(FOLDER));
         let tasks = cluster.spin_on("alpha", SMALL_TASKS);
         std::thread::sleep(Duration::from_millis(500));
         // The baseline: the same tasks moved through the API.
@@ -1138,7 +1158,7 @@ fn main() {
         ownership(&config);
     }
     if config.wants("failover") {
-        failover(&config);
+        failover(&config, "failover", FOLDER);
     }
     if config.wants("leave") {
         let config = Config {

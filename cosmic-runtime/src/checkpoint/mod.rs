@@ -24,8 +24,8 @@ pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;
 pub(crate) use persister::{PersistRequest, Persister, Target as PersistTarget};
 pub use policy::{daly_interval, young_interval, Policy, Schedule};
-#[allow(unused_imports)] // the cluster layout checks its keys against it in tests
-pub(crate) use store::validate_key;
 #[cfg(feature = "s3")]
 pub use s3_store::{S3Config, S3ConfigError, S3Credentials, S3Store};
+#[allow(unused_imports)] // the cluster layout checks its keys against it in tests
+pub(crate) use store::validate_key;
 pub use store::{CheckpointStore, PutMode, RemoteProblem, StoreError};
