@@ -8,6 +8,7 @@
 //! rather than follow along silently.
 
 pub mod counter;
+pub mod etcd;
 #[cfg(unix)]
 pub mod files;
 pub mod identity;

@@ -11,6 +11,8 @@ mod config;
 pub mod conformance;
 mod coordinator;
 pub mod decide;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod folder;
 mod host;
 pub mod layout;
@@ -37,3 +39,5 @@ pub use coordinator::{
     Member, MemberRecord, Owner, TaskEntry, Token,
 };
 pub use folder::FolderCoordinator;
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdConfig, EtcdCoordinator, EtcdTls};
