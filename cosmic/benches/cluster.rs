@@ -62,7 +62,11 @@
 //!   folder (one at a time for `transfer`; 100 spread over 32 threads, as the coordinator
 //!   spreads a batch, for `commit`). The rates are printed as `per_s`.
 //!
-//! The etcd coordinator is not measured: `EtcdCoordinator` is not part of the runtime yet.
+//! - `cluster/failover-etcd`, `cluster/ownership-*-etcd` (with `--features etcd`): the same on
+//!   `EtcdCoordinator`, against one etcd member the bench starts on loopback (`/usr/bin/etcd`
+//!   or `COSMIC_ETCD_BIN`), its data on the same disk. The ownership baselines stay the
+//!   folder's durable rename: etcd too must make each change durable (its log is fsynced)
+//!   before it answers, so a durable write on this disk is the floor of both.
 //!
 //! The machine has 2 cores shared with whatever else runs: absolute times drift, and the
 //! hosts (up to four processes) share those cores with this one.
@@ -414,7 +418,26 @@ const FOLDER: &str = "folder";
 async fn open_coordinator(spec: &str, dir: &Path) -> Arc<dyn Coordinator> {
     match spec {
         FOLDER => Arc::new(FolderCoordinator::open(dir.join("coordinator")).expect("coordinator")),
-        other => panic!("unknown coordinator `{other}`"),
+        #[cfg(feature = "etcd")]
+        endpoint => {
+            let case = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("a case folder");
+            // One prefix per case: the etcd is fresh at every run of the bench.
+            let config = cosmic::cluster::EtcdConfig::new([endpoint])
+                .with_prefix(format!("/cosmic-bench/{case}/"))
+                // etcd's fsyncs on a loaded 2-core machine can take longer than the default
+                // 2 s: a slow answer is a number here, not a failure.
+                .with_timeouts(Duration::from_secs(5), Duration::from_secs(10));
+            Arc::new(
+                cosmic::cluster::EtcdCoordinator::connect(config)
+                    .await
+                    .expect("connect to etcd"),
+            )
+        }
+        #[cfg(not(feature = "etcd"))]
+        other => panic!("unknown coordinator `{other}` (etcd needs the `etcd` feature)"),
     }
 }
 
@@ -990,10 +1013,16 @@ fn durable_replaces(dir: &Path, n: usize, threads: usize) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-fn ownership(config: &Config) {
+/// `spec`: [`FOLDER`] or an etcd endpoint; `name`: how the lines name it.
+fn ownership(config: &Config, spec: &str, name: &str) {
     const TRANSFERS: usize = 50;
     const BATCH: usize = 100;
-    let dir = bench_root().join("ownership");
+    let dir = bench_root().join(format!("ownership-{name}"));
+    let suffix = if spec == FOLDER {
+        String::new()
+    } else {
+        format!("-{name}")
+    };
     if dir.exists() {
         fs::remove_dir_all(&dir).expect("clear");
     }
@@ -1005,7 +1034,7 @@ fn ownership(config: &Config) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let coordinator = FolderCoordinator::open(dir.join("coordinator")).expect("coordinator");
+    let coordinator = tokio.block_on(open_coordinator(spec, &dir));
     let record = |name: &str| MemberRecord {
         name: name.into(),
         addr: "127.0.0.1:1".into(),
@@ -1082,7 +1111,7 @@ fn ownership(config: &Config) {
         }
     }
     println!(
-        "cluster/ownership-transfer: bytes=0 median={:.6}s baseline=durable-rename baseline_median={:.6}s ratio={:.3} per_s={:.0} baseline_per_s={:.0} coordinator=folder",
+        "cluster/ownership-transfer{suffix}: bytes=0 median={:.6}s baseline=durable-rename baseline_median={:.6}s ratio={:.3} per_s={:.0} baseline_per_s={:.0} coordinator={name}",
         median(&transfers),
         median(&transfer_base),
         median(&transfers) / median(&transfer_base),
@@ -1090,7 +1119,7 @@ fn ownership(config: &Config) {
         1.0 / median(&transfer_base),
     );
     println!(
-        "cluster/ownership-commit: bytes=0 median={:.6}s baseline=durable-rename-x{BATCH}-32-threads baseline_median={:.6}s ratio={:.3} per_s={:.0} baseline_per_s={:.0} batch={BATCH} coordinator=folder",
+        "cluster/ownership-commit{suffix}: bytes=0 median={:.6}s baseline=durable-rename-x{BATCH}-32-threads baseline_median={:.6}s ratio={:.3} per_s={:.0} baseline_per_s={:.0} batch={BATCH} coordinator={name}",
         median(&commits),
         median(&commit_base),
         median(&commits) / median(&commit_base),
@@ -1098,7 +1127,7 @@ fn ownership(config: &Config) {
         BATCH as f64 / median(&commit_base),
     );
     println!(
-        "cluster/ownership detail: transfer {} (per change) base {}; commit {} (per batch of {BATCH}) base {}",
+        "cluster/ownership detail ({name}): transfer {} (per change) base {}; commit {} (per batch of {BATCH}) base {}",
         spread(&transfers),
         spread(&transfer_base),
         spread(&commits),
@@ -1106,6 +1135,88 @@ fn ownership(config: &Config) {
     );
     drop(tokio);
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// An etcd server for the etcd cases, as the tests start one (`/usr/bin/etcd`, or
+/// `COSMIC_ETCD_BIN`): one member on loopback, its data in the bench's folder (a real disk).
+#[cfg(feature = "etcd")]
+struct Etcd {
+    child: Child,
+    dir: PathBuf,
+    endpoint: String,
+}
+
+#[cfg(feature = "etcd")]
+impl Etcd {
+    fn start() -> Option<Etcd> {
+        let binary = std::env::var_os("COSMIC_ETCD_BIN")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("/usr/bin/etcd")).filter(|p| p.is_file()))?;
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let (client, peer) = (
+            format!("http://127.0.0.1:{}", port()),
+            format!("http://127.0.0.1:{}", port()),
+        );
+        let dir = bench_root().join("etcd");
+        let _ = fs::remove_dir_all(&dir);
+        private_dir(&dir);
+        let child = Command::new(binary)
+            .args(["--name", "cosmic-bench", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("cosmic-bench={peer}")])
+            .args(["--log-level", "error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let etcd = Etcd {
+            child,
+            dir,
+            endpoint: client,
+        };
+        // Up once a coordinator on it answers.
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let config = cosmic::cluster::EtcdConfig::new([etcd.endpoint.clone()])
+                .with_prefix("/cosmic-bench/probe/")
+                .with_timeouts(Duration::from_secs(1), Duration::from_secs(1));
+            let up = tokio.block_on(async {
+                match cosmic::cluster::EtcdCoordinator::connect(config).await {
+                    Ok(coordinator) => coordinator.members().await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+            if up {
+                return Some(etcd);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("cluster bench: etcd did not come up within 30 s");
+        None
+    }
+}
+
+#[cfg(feature = "etcd")]
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 // ---- main -------------------------------------------------------------------------------
@@ -1155,10 +1266,30 @@ fn main() {
     let config = Config::from_args(&args);
     eprintln!("cluster bench: --reps {}", config.reps);
     if config.wants("ownership") {
-        ownership(&config);
+        ownership(&config, FOLDER, "folder");
     }
     if config.wants("failover") {
         failover(&config, "failover", FOLDER);
+    }
+    #[cfg(feature = "etcd")]
+    if config.wants("ownership-etcd") || config.wants("failover-etcd") {
+        match Etcd::start() {
+            Some(etcd) => {
+                if config.wants("ownership-etcd") {
+                    ownership(&config, &etcd.endpoint, "etcd");
+                }
+                if config.wants("failover-etcd") {
+                    failover(&config, "failover-etcd", &etcd.endpoint);
+                }
+            }
+            None => println!(
+                "cluster/failover-etcd: not measured: no etcd (/usr/bin/etcd or COSMIC_ETCD_BIN)"
+            ),
+        }
+    }
+    #[cfg(not(feature = "etcd"))]
+    if config.wants("failover-etcd") {
+        println!("cluster/failover-etcd: not measured: built without the `etcd` feature (`--features etcd`)");
     }
     if config.wants("leave") {
         let config = Config {

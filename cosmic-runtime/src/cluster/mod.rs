@@ -38,6 +38,6 @@ pub use coordinator::{
     CheckpointCommit, CheckpointRef, Coordinator, CoordinatorError, Fenced, HostLoad, Lease,
     Member, MemberRecord, Owner, TaskEntry, Token,
 };
-pub use folder::FolderCoordinator;
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdConfig, EtcdCoordinator, EtcdTls};
+pub use folder::FolderCoordinator;
