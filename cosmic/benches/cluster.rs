@@ -904,6 +904,14 @@ fn balance(_config: &Config) {
         .get(spread_moves.saturating_sub(1))
         .map_or(f64::NAN, |m| since(m.0));
     let spawned_in = cluster.heard.spawn_done_at.map_or(f64::NAN, since);
+    // Takeovers: a host that lost its lease (its renewal late) has its tasks fenced, and the
+    // others take them over from their last checkpoint (here: the image of their last move).
+    let took_over = cluster
+        .heard
+        .events
+        .iter()
+        .filter(|e| e.2 == "took-over")
+        .count();
     let mut fenced_on: BTreeMap<&str, usize> = BTreeMap::new();
     for event in cluster.heard.events.iter().filter(|e| e.2 == "fenced") {
         *fenced_on.entry(event.3.as_str()).or_default() += 1;
@@ -915,7 +923,7 @@ fn balance(_config: &Config) {
         .filter(|e| e.2 == "fenced")
         .count();
     println!(
-        "cluster/balance: bytes=0 median={makespan:.6}s baseline=ideal-makespan baseline_median={ideal:.6}s ratio={:.3} tasks={BALANCE_TASKS} hosts={} capacity={CAPACITY} tick={:.3}s work_ticks={work} moves={} moved_tasks={} fewest_moves={spread_moves} undone_within_cooldown={undone} cooldown={:.0}s fenced={fenced} finished={} tick_measured={tick_measured:.4}s ratio_at_measured_tick={:.3}",
+        "cluster/balance: bytes=0 median={makespan:.6}s baseline=ideal-makespan baseline_median={ideal:.6}s ratio={:.3} tasks={BALANCE_TASKS} hosts={} capacity={CAPACITY} tick={:.3}s work_ticks={work} moves={} moved_tasks={} fewest_moves={spread_moves} undone_within_cooldown={undone} cooldown={:.0}s fenced={fenced} took_over={took_over} finished={} tick_measured={tick_measured:.4}s ratio_at_measured_tick={:.3}",
         makespan / ideal,
         BALANCE_HOSTS.len(),
         TICK.as_secs_f64(),
@@ -926,7 +934,7 @@ fn balance(_config: &Config) {
         makespan / ideal_measured,
     );
     println!(
-        "cluster/balance detail: all spawned {spawned_in:.2}s after the first spawn; moves received {per_host:?}; first move {first_move:.2}s, move {spread_moves} {spread_done:.2}s, last {last_move:.2}s; hosts' last task ended at {host_ends:?}; fenced on {fenced_on:?} (a source's scan seeing a move it just committed); BalanceConfig::default() {:?}",
+        "cluster/balance detail: all spawned {spawned_in:.2}s after the first spawn; moves received {per_host:?}; first move {first_move:.2}s, move {spread_moves} {spread_done:.2}s, last {last_move:.2}s; hosts' last task ended at {host_ends:?}; fenced on {fenced_on:?} (a source's scan seeing a move it just committed, or a lease lost); BalanceConfig::default() {:?}",
         BalanceConfig::default()
     );
 }
