@@ -48,8 +48,10 @@ impl OwnedTask {
         self.fenced.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn set_ending(&self) {
-        self.ending.store(true, Ordering::SeqCst);
+    /// Its end (or its move away) is being recorded: a scan that sees the coordinator name
+    /// another owner, or none, is not to fence it.
+    pub(crate) fn set_ending(&self, ending: bool) {
+        self.ending.store(ending, Ordering::SeqCst);
     }
 
     pub(crate) fn is_ending(&self) -> bool {

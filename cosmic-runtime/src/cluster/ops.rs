@@ -142,7 +142,7 @@ impl ClusterHost {
     /// Records the end of `task` once and for all. Returns false if the task turned out not to
     /// be this host's any more (another host runs it and will record its end).
     pub(crate) async fn finish(&self, task: TaskId, owned: &OwnedTask, outcome: &Outcome) -> bool {
-        owned.set_ending();
+        owned.set_ending(true);
         let mut delay = Duration::from_millis(10);
         loop {
             let lease = match self.lease() {
@@ -246,9 +246,33 @@ impl ClusterHost {
             key: key.clone(),
             steps,
         };
+        // From here the coordinator may name `to` before this host hears back: its own scan
+        // must not take that for a newer owner to fence.
+        owned.set_ending(true);
+        let result = self
+            .transfer_committed(runtime, task, owned, to, &lease, checkpoint, key, addr)
+            .await;
+        if !matches!(result, MoveResult::Moved { .. }) {
+            owned.set_ending(false);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn transfer_committed(
+        &self,
+        runtime: &Arc<RuntimeInner>,
+        task: TaskId,
+        owned: &OwnedTask,
+        to: &str,
+        lease: &super::Lease,
+        checkpoint: CheckpointRef,
+        key: String,
+        addr: String,
+    ) -> MoveResult {
         match self
             .coordinator
-            .transfer(&lease, task, owned.token(), to, checkpoint)
+            .transfer(lease, task, owned.token(), to, checkpoint)
             .await
         {
             Ok(_) => {
