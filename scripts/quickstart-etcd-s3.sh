@@ -49,7 +49,7 @@ export COSMIC_S3_ACCESS_KEY_ID="quickstart-$$"
 COSMIC_S3_SECRET_ACCESS_KEY="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export COSMIC_S3_SECRET_ACCESS_KEY
 # s3s-fs takes its keys as arguments: a throwaway server of this script's, on loopback.
-"$s3s_bin" --host 127.0.0.1 --port 0 --access-key "$COSMIC_S3_ACCESS_KEY_ID" \
+RUST_LOG=s3s_fs=info NO_COLOR=1 "$s3s_bin" --host 127.0.0.1 --port 0 --access-key "$COSMIC_S3_ACCESS_KEY_ID" \
     --secret-key "$COSMIC_S3_SECRET_ACCESS_KEY" "$work/s3" >"$work/s3.log" 2>&1 &
 pids+=($!)
 s3_addr=""
