@@ -28,8 +28,12 @@ pub(crate) fn choose(etcd: Option<&str>, s3: bool) {
 
 /// What the cluster runs on, in words.
 pub(crate) fn describe(dir: &Path) -> String {
-    let coordinator = std::env::var(COORDINATOR_VAR)
-        .unwrap_or_else(|_| format!("embedded coordinator in {}", dir.join("coordinator").display()));
+    let coordinator = std::env::var(COORDINATOR_VAR).unwrap_or_else(|_| {
+        format!(
+            "embedded coordinator in {}",
+            dir.join("coordinator").display()
+        )
+    });
     let store = match std::env::var(STORE_VAR).as_deref() {
         Ok("s3") => "checkpoints in S3".to_owned(),
         _ => format!("shared store in {}", dir.join("store").display()),
