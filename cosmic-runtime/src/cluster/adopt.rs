@@ -130,19 +130,27 @@ pub(crate) async fn take_over(runtime: &Arc<RuntimeInner>, host: &ClusterHost, e
         Owner::Host { host, .. } => Some(host.clone()),
         _ => None,
     };
+    // The lease may have ended while the coordinator worked: then the takeover is not ours.
+    if host
+        .own_under(&lease, task, entry.type_name.clone(), token, &current)
+        .is_none()
+    {
+        tracing::warn!(%task, %token, incarnation = lease.incarnation, "took over the task under a lease that ended meanwhile: not starting it; it is an orphan again");
+        return;
+    }
     tracing::info!(%task, r#type = %entry.type_name, steps = current.steps, ?from, %token, "took over an orphaned task");
-    start(
-        runtime,
-        host,
-        entry,
-        token,
-        &current,
-        starter,
+    host.event(
+        task,
         ClusterEventKind::TookOver {
             from,
             steps: current.steps,
         },
     );
+    let from = CheckpointKey {
+        seq: 0,
+        steps: current.steps,
+    };
+    starter(runtime, task, from, 1, 0);
     host.collect(task, Some(&current.key)).await;
 }
 

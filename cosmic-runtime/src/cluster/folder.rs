@@ -99,7 +99,10 @@ type Result<T, E = CoordinatorError> = std::result::Result<T, E>;
 /// the same clock, so they agree on when a lease ends. A host that judges leases reads the
 /// clock *before* reading the lease, and a renewal reads it *after* writing, and refuses (and
 /// ends the lease) if it wrote after the lease had run out: so a lease some host saw expire is
-/// never renewed, and what was decided on its expiry (a takeover, a rejoin) stands. Hosts on
+/// never renewed, and what was decided on its expiry (a takeover, a rejoin) stands. A host
+/// acting under its own lease is checked the other way round (the clock read after the
+/// lease), and a takeover checks it again once its claim is in place: a claim held up by a
+/// slow disk past the end of its taker's lease is refused. Hosts on
 /// several machines, or a wall clock set back by more than a time to live, break this: use
 /// the etcd coordinator across machines.
 ///
@@ -423,6 +426,24 @@ struct Folder {
     members: PathBuf,
     trusted: PathBuf,
     tasks: PathBuf,
+    /// Tests only: runs in [`Folder::claim`] between writing a new token folder and renaming
+    /// it into place, where a stalled disk holds a claim up (its flushes).
+    #[cfg(test)]
+    before_claim: ClaimHook,
+}
+
+#[cfg(test)]
+#[derive(Default)]
+struct ClaimHook(std::sync::Mutex<Option<ClaimHookFn>>);
+
+#[cfg(test)]
+type ClaimHookFn = Box<dyn Fn(&Folder) + Send + Sync>;
+
+#[cfg(test)]
+impl std::fmt::Debug for ClaimHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimHook")
+    }
 }
 
 fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CoordinatorError {
@@ -648,6 +669,8 @@ impl Folder {
             members: root.join("members"),
             trusted: root.join("trusted"),
             tasks: root.join("tasks"),
+            #[cfg(test)]
+            before_claim: ClaimHook::default(),
         };
         folder.check_format()?;
         for dir in [&folder.tmp, &folder.members, &folder.trusted, &folder.tasks] {
@@ -797,14 +820,18 @@ impl Folder {
     }
 
     /// The record of `lease` if it is live, else `LeaseEnded`.
+    ///
+    /// The clock is read *after* the lease: a host judging its own lease must not use a time
+    /// read before a read that stalled (a slow disk), or a lease that ran out meanwhile would
+    /// still pass. (Judging others' leases is the opposite: the clock is read first.)
     fn check_lease(&self, lease: &Lease) -> Result<MemberFile> {
         let ended = || CoordinatorError::LeaseEnded {
             host: lease.host.clone(),
             incarnation: lease.incarnation,
         };
         check_name(&lease.host).map_err(|_| ended())?;
-        let now = now_ms();
         let state = self.name_state(&lease.host)?.ok_or_else(ended)?;
+        let now = now_ms();
         match state.live(now) {
             Some((incarnation, file)) if incarnation == lease.incarnation => Ok(file.clone()),
             _ => Err(ended()),
@@ -1241,6 +1268,15 @@ impl Folder {
             let _ = fs::remove_dir_all(&temp);
             return Err(error);
         }
+        #[cfg(test)]
+        if let Some(hook) = &*self
+            .before_claim
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            hook(self);
+        }
         let target = self.token_dir(task, next);
         if let Err(error) = fs::rename(&temp, &target) {
             let _ = fs::remove_dir_all(&temp);
@@ -1420,6 +1456,12 @@ impl Folder {
             Claim::Won => {}
             Claim::Lost => return Err(self.fenced(task)?.into()),
         }
+        // The lease was checked before the claim, whose flushes may have stalled past its
+        // end: a takeover is the taker's only if its lease still held once the claim was in
+        // place. If it did not, the new token names an incarnation that is over, which every
+        // reader takes for an orphan: refusing here leaves the task to the next takeover
+        // instead of letting this host run it beside whoever takes it over next.
+        self.check_lease(lease)?;
         let next = seen.0.saturating_add(1);
         // Ours: nobody else commits under it, so this is what the claim settled.
         let current = self
@@ -1823,6 +1865,65 @@ mod tests {
             [number_name(again.incarnation)],
             "old incarnations collected"
         );
+    }
+
+    /// The churn process test's double run: a takeover checked the taker's lease, then its
+    /// claim stalled on the disk past the end of that lease (which the taker's own renewal,
+    /// stalled too, could not extend). The claim landed under the ended incarnation, and the
+    /// host ran the task under its next one, while another host rightly took it over again
+    /// from the same checkpoint: both ran the same steps.
+    #[tokio::test]
+    async fn a_takeover_whose_lease_ran_out_during_its_claim_is_refused() {
+        let scratch = Scratch::new("stalled-claim");
+        let c = scratch.open();
+        let owner = c
+            .join(&lease_record("alpha"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let task = TaskId(8);
+        c.create(
+            &owner,
+            task,
+            "T",
+            "u64",
+            conformance::checkpoint(task, &owner, 0),
+        )
+        .await
+        .unwrap();
+        c.leave(&owner).await.unwrap();
+        let taker = c
+            .join(&lease_record("delta"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let other = c
+            .join(&lease_record("beta"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        // While the claim's files are flushed, the taker's lease runs out.
+        let expired = taker.clone();
+        *c.inner.before_claim.0.lock().unwrap() = Some(Box::new(move |folder: &Folder| {
+            let path = folder
+                .name_dir(&expired.host)
+                .join(number_name(expired.incarnation));
+            let Ok(Some(mut file)) = read_record::<MemberFile>(&path) else {
+                return;
+            };
+            if file.record.name == expired.host {
+                file.renewed_at_ms = now_ms() - file.ttl_ms - 1;
+                folder.replace(&path, &encode(&file).unwrap()).unwrap();
+            }
+        }));
+        let taken = c.take_over(&taker, task, Token(1)).await;
+        *c.inner.before_claim.0.lock().unwrap() = None;
+        assert!(
+            matches!(taken, Err(CoordinatorError::LeaseEnded { .. })),
+            "a takeover claimed after the taker's lease ended is not the taker's: {taken:?}"
+        );
+        // The task is an orphan again, and another host takes it over.
+        let entry = c.task(task).await.unwrap().unwrap();
+        assert_eq!(entry.owner, Owner::Orphaned);
+        let (token, _) = c.take_over(&other, task, entry.token).await.unwrap();
+        assert_eq!(token, Token(entry.token.0 + 1));
     }
 
     #[tokio::test]

@@ -302,6 +302,40 @@ impl ClusterHost {
         owned
     }
 
+    /// Starts owning `task` at a `token` obtained under `lease`, if that lease still holds
+    /// (else None: the token names an incarnation that is over, and the task is an orphan
+    /// for the next takeover). A call to the coordinator can outlast the lease it was made
+    /// under (a stalled disk, a paused process); a task owned after [`lease_ended`] fenced
+    /// this host's tasks would run unfenced beside whoever takes it over. Checked with
+    /// `owned` locked: `lease_ended` drops the lease before it fences what `owned` holds.
+    ///
+    /// [`lease_ended`]: ClusterHost::lease_ended
+    pub(crate) fn own_under(
+        &self,
+        lease: &Lease,
+        task: TaskId,
+        type_name: String,
+        token: Token,
+        from: &CheckpointRef,
+    ) -> Option<Arc<OwnedTask>> {
+        let mut owned = self.owned();
+        let current = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if current.as_ref() != Some(lease) || !self.lease_holds() {
+            return None;
+        }
+        let task_entry = Arc::new(OwnedTask {
+            type_name,
+            token: AtomicU64::new(token.0),
+            fenced: AtomicBool::new(false),
+            ending: AtomicBool::new(false),
+            arrived: Some(Instant::now()),
+            pinned: AtomicBool::new(false),
+            committed: Mutex::new(vec![from.key.clone()]),
+        });
+        owned.insert(task, Arc::clone(&task_entry));
+        Some(task_entry)
+    }
+
     /// Stops owning `task` (it moved, ended, or was fenced).
     pub(crate) fn disown(&self, task: TaskId) {
         self.owned().remove(&task);
