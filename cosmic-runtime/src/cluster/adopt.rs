@@ -70,6 +70,7 @@ fn exclude(host: &ClusterHost, task: TaskId, reason: &str, entry: &TaskEntry) {
     );
 }
 
+/// Starts a task moved here, if the lease it was moved to is still this host's.
 fn start(
     runtime: &Arc<RuntimeInner>,
     host: &ClusterHost,
@@ -79,13 +80,22 @@ fn start(
     start: StartTask,
     kind: ClusterEventKind,
 ) {
-    host.own(
-        entry.task,
-        entry.type_name.clone(),
-        token,
-        Some(checkpoint),
-        true,
-    );
+    let Ok(lease) = host.lease() else { return };
+    let ours = matches!(&entry.owner, Owner::Host { incarnation, .. } if *incarnation == lease.incarnation);
+    if !ours
+        || host
+            .own_under(
+                &lease,
+                entry.task,
+                entry.type_name.clone(),
+                token,
+                checkpoint,
+                true,
+            )
+            .is_none()
+    {
+        return;
+    }
     host.event(entry.task, kind);
     let from = CheckpointKey {
         seq: 0,
@@ -132,7 +142,7 @@ pub(crate) async fn take_over(runtime: &Arc<RuntimeInner>, host: &ClusterHost, e
     };
     // The lease may have ended while the coordinator worked: then the takeover is not ours.
     if host
-        .own_under(&lease, task, entry.type_name.clone(), token, &current)
+        .own_under(&lease, task, entry.type_name.clone(), token, &current, true)
         .is_none()
     {
         tracing::warn!(%task, %token, incarnation = lease.incarnation, "took over the task under a lease that ended meanwhile: not starting it; it is an orphan again");

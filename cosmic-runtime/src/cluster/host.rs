@@ -281,27 +281,6 @@ impl ClusterHost {
     }
 
     /// Starts owning `task` at `token`, resumed from `from` (None for a new task).
-    pub(crate) fn own(
-        &self,
-        task: TaskId,
-        type_name: String,
-        token: Token,
-        from: Option<&CheckpointRef>,
-        arrived: bool,
-    ) -> Arc<OwnedTask> {
-        let owned = Arc::new(OwnedTask {
-            type_name,
-            token: AtomicU64::new(token.0),
-            fenced: AtomicBool::new(false),
-            ending: AtomicBool::new(false),
-            arrived: arrived.then(Instant::now),
-            pinned: AtomicBool::new(false),
-            committed: Mutex::new(from.map(|c| vec![c.key.clone()]).unwrap_or_default()),
-        });
-        self.owned().insert(task, Arc::clone(&owned));
-        owned
-    }
-
     /// Starts owning `task` at a `token` obtained under `lease`, if that lease still holds
     /// (else None: the token names an incarnation that is over, and the task is an orphan
     /// for the next takeover). A call to the coordinator can outlast the lease it was made
@@ -317,6 +296,7 @@ impl ClusterHost {
         type_name: String,
         token: Token,
         from: &CheckpointRef,
+        arrived: bool,
     ) -> Option<Arc<OwnedTask>> {
         let mut owned = self.owned();
         let current = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -328,7 +308,7 @@ impl ClusterHost {
             token: AtomicU64::new(token.0),
             fenced: AtomicBool::new(false),
             ending: AtomicBool::new(false),
-            arrived: Some(Instant::now()),
+            arrived: arrived.then(Instant::now),
             pinned: AtomicBool::new(false),
             committed: Mutex::new(vec![from.key.clone()]),
         });

@@ -77,7 +77,18 @@ impl ClusterHost {
             )
             .await
             .map_err(coordinator_error)?;
-        self.own(id, type_name.into_owned(), token, Some(&first), false);
+        // The lease may have ended while the coordinator worked: then the new task is an
+        // orphan under an ended incarnation, taken over by another host (or this one once it
+        // has joined again), and must not also start here.
+        if self
+            .own_under(&lease, id, type_name.into_owned(), token, &first, false)
+            .is_none()
+        {
+            return Err(coordinator_error(CoordinatorError::LeaseEnded {
+                host: lease.host.clone(),
+                incarnation: lease.incarnation,
+            }));
+        }
         Ok(())
     }
 

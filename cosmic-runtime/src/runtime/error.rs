@@ -77,8 +77,10 @@ pub enum SpawnError {
     /// The runtime is shutting down.
     #[error("the runtime is shut down")]
     ShutDown,
-    /// The cluster's coordinator did not record the new task (or this host's lease does not
-    /// hold).
+    /// The cluster's coordinator did not record the new task, or this host's lease does not
+    /// hold. With `LeaseEnded` after the task was recorded (the lease ran out while the
+    /// coordinator worked), the task exists in the cluster as an orphan under `task`: another
+    /// host takes it over (see `ClusterView` to follow it); it does not run here.
     #[error("the coordinator did not record new task {task}")]
     Coordinator {
         /// The task.
