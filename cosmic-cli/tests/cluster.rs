@@ -334,6 +334,9 @@ fn an_operator_trusts_hosts_moves_tasks_and_drains_members() {
 
     let cluster_key = keys.join("cluster.key");
     let operator_key_file = keys.join("operator.key");
+    // Each host learns that the operator is trusted at its own next scan: a host that has not
+    // yet refuses the operator's channel, and the command says so. Asked again until every
+    // host knows (each is reached the first time at a different point below).
     let operate = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend([
@@ -344,7 +347,14 @@ fn an_operator_trusts_hosts_moves_tasks_and_drains_members() {
             "--host-key",
             arg(&operator_key_file),
         ]);
-        cosmic(&all)
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = cosmic(&all);
+            if !stderr(&output).contains("is not trusted here") || Instant::now() > until {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     };
     let one_text = one.to_string();
     let two_text = two.to_string();
