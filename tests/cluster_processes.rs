@@ -141,7 +141,7 @@ impl Cluster {
         let coordinator = Arc::new(
             FolderCoordinator::open(dir.path().join("coordinator")).expect("the coordinator"),
         );
-        let store = Arc::new(FileStore::open(dir.path().join("store")).expect("the store"));
+        let store = Arc::new(FileStore::open_shared(dir.path().join("store")).expect("the store"));
         Cluster {
             dir,
             key_file,

@@ -27,7 +27,7 @@ async fn member(dir: &Path, coordinator: &Arc<FolderCoordinator>, name: &str) ->
         .expect("trust");
     Runtime::builder()
         .host(name)
-        .store(FileStore::open(dir.join("store")).expect("store"))
+        .store(FileStore::open_shared(dir.join("store")).expect("store"))
         .checkpoint(Policy::every_steps(5))
         .listen("127.0.0.1:0")
         .cluster_key(ClusterKey::from_bytes(&[7; 32]).expect("a key"))
@@ -83,7 +83,7 @@ async fn a_task_spawned_while_its_host_scans_runs_once() {
     }
     let view = ClusterView::new(
         coordinator.clone(),
-        Arc::new(FileStore::open(dir.path().join("store")).expect("store")),
+        Arc::new(FileStore::open_shared(dir.path().join("store")).expect("store")),
     );
     for (task, log) in &tasks {
         ran_once(&view, *task, 30, log).await;
@@ -158,7 +158,7 @@ async fn a_task_moved_away_while_its_old_host_scans_runs_only_at_its_new_host() 
     }
     let view = ClusterView::new(
         coordinator.clone(),
-        Arc::new(FileStore::open(dir.path().join("store")).expect("store")),
+        Arc::new(FileStore::open_shared(dir.path().join("store")).expect("store")),
     );
     ran_once(&view, task, total, &log).await;
     for host in hosts {

@@ -97,7 +97,7 @@ impl Cluster {
         self.trust(name).await;
         let builder = Runtime::builder()
             .host(name)
-            .store(FileStore::open(self.dir.0.join("store")).expect("store"))
+            .store(FileStore::open_shared(self.dir.0.join("store")).expect("store"))
             .checkpoint(Policy::every_steps(5))
             .listen("127.0.0.1:0")
             .cluster_key(self.key.clone())
@@ -109,7 +109,7 @@ impl Cluster {
     fn view(&self) -> ClusterView {
         ClusterView::new(
             self.coordinator.clone(),
-            Arc::new(FileStore::open(self.dir.0.join("store")).expect("store")),
+            Arc::new(FileStore::open_shared(self.dir.0.join("store")).expect("store")),
         )
     }
 
@@ -403,7 +403,7 @@ async fn a_member_nobody_trusted_gets_no_tasks() {
     // Mallory joins with a key pair of its own, never trusted by the operator.
     let mallory = Runtime::builder()
         .host("mallory")
-        .store(FileStore::open(cluster.dir.0.join("store")).expect("store"))
+        .store(FileStore::open_shared(cluster.dir.0.join("store")).expect("store"))
         .checkpoint(Policy::every_steps(5))
         .listen("127.0.0.1:0")
         .cluster_key(cluster.key.clone())

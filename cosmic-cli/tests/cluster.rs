@@ -298,7 +298,7 @@ fn an_operator_trusts_hosts_moves_tasks_and_drains_members() {
     let (gamma_rt, tasks) = tokio.block_on(async {
         let rt = Runtime::builder()
             .host("gamma")
-            .store(FileStore::open(root.join("store")).unwrap())
+            .store(FileStore::open_shared(root.join("store")).unwrap())
             .checkpoint(Policy::every(Duration::from_millis(300)))
             .listen("127.0.0.1:0")
             .cluster_key(ClusterKey::from_file(keys.join("cluster.key")).unwrap())

@@ -251,7 +251,7 @@ fn run_host(args: &[String]) {
         let host_key = HostKey::from_file(dir.join("keys").join(format!("{name}.key")))
             .expect("host key");
         let coordinator = open_coordinator(&settings.coordinator, &dir).await;
-        let store = FileStore::open(dir.join("store")).expect("store");
+        let store = FileStore::open_shared(dir.join("store")).expect("store");
         let balance = BalanceConfig {
             enabled: settings.balance,
             ..BalanceConfig::default()

@@ -51,7 +51,7 @@ pub(crate) async fn coordinator(dir: &Path) -> Result<Arc<dyn Coordinator>, Stri
 pub(crate) fn store(dir: &Path) -> Result<Arc<dyn CheckpointStore>, String> {
     match std::env::var(STORE_VAR).as_deref() {
         Ok("s3") => s3_store(),
-        _ => FileStore::open(dir.join("store"))
+        _ => FileStore::open_shared(dir.join("store"))
             .map(|s| Arc::new(s) as Arc<dyn CheckpointStore>)
             .map_err(|e| e.to_string()),
     }

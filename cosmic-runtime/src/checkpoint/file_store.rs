@@ -41,11 +41,37 @@ impl FileStore {
             .recursive(true)
             .create(&root)
             .map_err(io_error)?;
-        remove_temporaries(&root).map_err(io_error)?;
+        remove_temporaries(&root, None).map_err(io_error)?;
         Ok(FileStore {
             root: Arc::new(root),
         })
     }
+
+    /// Opens (creating if needed) a store in the folder `root` that other hosts use at the same
+    /// time: a cluster's shared folder. Unlike [`open`](Self::open), it removes only temporary
+    /// files older than [`SHARED_TEMPORARY_AGE`](Self::SHARED_TEMPORARY_AGE): a younger one may
+    /// be a put another host is making right now.
+    pub fn open_shared(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let io_error = |source| StoreError::Io {
+            operation: "open",
+            key: String::new(),
+            path: root.clone(),
+            source,
+        };
+        private_folder_builder()
+            .recursive(true)
+            .create(&root)
+            .map_err(io_error)?;
+        remove_temporaries(&root, Some(Self::SHARED_TEMPORARY_AGE)).map_err(io_error)?;
+        Ok(FileStore {
+            root: Arc::new(root),
+        })
+    }
+
+    /// How old a temporary file in a shared store must be before [`open_shared`](Self::open_shared)
+    /// takes it for a crash's leftover.
+    pub const SHARED_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
     /// The store in the existing folder `root`, to read it: unlike [`open`](Self::open), this
     /// creates nothing and leaves temporary files alone (a host may be writing them right
@@ -293,17 +319,41 @@ fn collect_keys(root: &Path, folder: &Path, keys: &mut Vec<String>) -> io::Resul
     Ok(())
 }
 
-fn remove_temporaries(folder: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(folder)? {
+/// Removes the temporary files a crash left in `folder` (all of them, or only those older than
+/// `older_than`). Files and folders that vanish meanwhile (another host of a shared store
+/// removing or renaming them) are skipped.
+fn remove_temporaries(folder: &Path, older_than: Option<std::time::Duration>) -> io::Result<()> {
+    let skip_missing = |result: io::Result<()>| match result {
+        Err(error) if is_missing(&error) => Ok(()),
+        other => other,
+    };
+    let entries = match fs::read_dir(folder) {
+        Err(error) if is_missing(&error) => return Ok(()),
+        entries => entries?,
+    };
+    for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if entry.file_type()?.is_dir() {
+        let file_type = match entry.file_type() {
+            Err(error) if is_missing(&error) => continue,
+            file_type => file_type?,
+        };
+        if file_type.is_dir() {
             if !name.starts_with('.') {
-                remove_temporaries(&entry.path())?;
+                skip_missing(remove_temporaries(&entry.path(), older_than))?;
             }
         } else if name.starts_with('.') && name.contains(".tmp-") {
-            fs::remove_file(entry.path())?;
+            if let Some(age) = older_than {
+                let modified = match entry.metadata().and_then(|m| m.modified()) {
+                    Err(error) if is_missing(&error) => continue,
+                    modified => modified?,
+                };
+                if modified.elapsed().unwrap_or_default() < age {
+                    continue;
+                }
+            }
+            skip_missing(fs::remove_file(entry.path()))?;
         }
     }
     Ok(())
@@ -312,6 +362,31 @@ fn remove_temporaries(folder: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_shared_removes_only_old_temporaries() {
+        let dir = std::env::temp_dir().join(format!("cosmic-open-shared-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("t")).unwrap();
+        let young = dir.join("t/.young.tmp-0000000000000001");
+        let old = dir.join("t/.old.tmp-0000000000000002");
+        fs::write(&young, b"being written").unwrap();
+        fs::write(&old, b"left by a crash").unwrap();
+        let long_ago = std::time::SystemTime::now() - FileStore::SHARED_TEMPORARY_AGE * 2;
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        FileStore::open_shared(&dir).unwrap();
+        assert!(young.exists(), "another host's put in progress was removed");
+        assert!(!old.exists(), "a crash's leftover was kept");
+        // `open` (one host) removes every temporary.
+        FileStore::open(&dir).unwrap();
+        assert!(!young.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn open_existing_creates_nothing_and_removes_nothing() {

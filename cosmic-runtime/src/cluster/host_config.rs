@@ -312,10 +312,11 @@ impl HostConfig {
         let host_key = HostKey::from_file(self.resolve(&self.host_key_file))
             .map_err(HostConfigError::HostKey)?;
         let store_path = self.resolve(&self.store);
-        let store = FileStore::open(&store_path).map_err(|source| HostConfigError::Store {
-            path: store_path,
-            source,
-        })?;
+        let store =
+            FileStore::open_shared(&store_path).map_err(|source| HostConfigError::Store {
+                path: store_path,
+                source,
+            })?;
         let coordinator = self.coordinator_spec()?.open().await?;
         let mut cluster = ClusterConfig::shared(coordinator).balance(self.balance.config());
         if let Some(ttl) = self.lease_ttl {

@@ -108,7 +108,7 @@ async fn main() {
     let leave_deadline = Duration::from_millis(number(&args, "--leave-ms", 3000));
     let rt = Runtime::builder()
         .host(&name)
-        .store(FileStore::open(dir.join("store")).expect("the shared store"))
+        .store(FileStore::open_shared(dir.join("store")).expect("the shared store"))
         .checkpoint(Policy::every_steps(number(&args, "--checkpoint-steps", 5)))
         .listen("127.0.0.1:0")
         .cluster_key(ClusterKey::from_file(&key_file).expect("the cluster key"))
