@@ -14,4 +14,6 @@ mod memory;
 pub mod runtime;
 pub mod state;
 pub mod task;
+#[cfg(test)]
+mod test_process;
 pub mod transport;

@@ -2019,10 +2019,9 @@ mod processes {
         let first = conformance::checkpoint(TASK, &owner, 0);
         c.create(&owner, TASK, "T", "u64", first).await.unwrap();
         c.leave(&owner).await.unwrap();
-        let exe = std::env::current_exe().unwrap();
         let children: Vec<_> = (0..TAKERS)
             .map(|n| {
-                std::process::Command::new(&exe)
+                crate::test_process::this_test_binary()
                     .args([
                         "--exact",
                         "cluster::folder::processes::taker_process",
@@ -2110,7 +2109,7 @@ mod cut {
             std::process::id(),
             TaskId::random().0
         ));
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
+        let output = crate::test_process::this_test_binary()
             .args([
                 "--exact",
                 "cluster::folder::cut::cut_process",
