@@ -511,7 +511,7 @@ async fn file_store_list_stays_inside_its_folder() {
 
 async fn catalog_retention(store: Arc<dyn CheckpointStore>) {
     let catalog = Catalog::new(Arc::clone(&store), 3);
-    let task = TaskId(0x00c0_ffee);
+    let task = TaskId::from_raw(0x00c0_ffee);
     let mut written = Vec::new();
     for seq in 1..=6 {
         let key = CheckpointKey {

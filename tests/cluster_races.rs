@@ -106,7 +106,7 @@ async fn a_task_moved_away_while_its_old_host_scans_runs_only_at_its_new_host() 
         .expect("join");
     for n in 0..100 {
         // Read after the moved task (tasks are read in id order).
-        let id = TaskId(u64::MAX - n);
+        let id = TaskId::from_raw(u64::MAX - n);
         let first = cosmic::cluster::CheckpointRef {
             key: format!("cluster/tasks/{id}/keeper/1/ckpt-0-0.portable"),
             steps: 0,

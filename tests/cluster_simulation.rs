@@ -553,7 +553,7 @@ impl Sim {
         let spawners = self.rng.range(1, 2) as usize;
         let count = self.rng.range(5, 30);
         for i in 0..count {
-            let task = TaskId(i + 1);
+            let task = TaskId::from_raw(i + 1);
             let need = self.rng.range(20, 60);
             let h = self.rng.below(spawners as u64) as usize;
             let lease = self.lease_of(h).expect("joined");

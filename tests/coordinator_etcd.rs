@@ -144,7 +144,7 @@ async fn keep_alive_renews_and_publishes_and_leave_orphans_at_once() {
         return;
     };
     let alpha = join(&c, "alpha").await;
-    let task = TaskId(1);
+    let task = TaskId::from_raw(1);
     c.create(&alpha, task, "counter", "u64", ckpt(task, "alpha", 0))
         .await
         .expect("create");
@@ -190,10 +190,10 @@ async fn keep_alive_renews_and_publishes_and_leave_orphans_at_once() {
     assert!(matches!(
         c.create(
             &alpha,
-            TaskId(2),
+            TaskId::from_raw(2),
             "counter",
             "u64",
-            ckpt(TaskId(2), "alpha", 0)
+            ckpt(TaskId::from_raw(2), "alpha", 0)
         )
         .await,
         Err(CoordinatorError::LeaseEnded { .. })
@@ -243,7 +243,7 @@ async fn tasks_are_created_once_and_listed() {
         return;
     };
     let alpha = join(&c, "alpha").await;
-    let (one, two) = (TaskId(0xa1), TaskId(0xb2));
+    let (one, two) = (TaskId::from_raw(0xa1), TaskId::from_raw(0xb2));
     let t1 = c
         .create(&alpha, one, "counter", "u64", ckpt(one, "alpha", 0))
         .await
@@ -269,7 +269,7 @@ async fn tasks_are_created_once_and_listed() {
             incarnation: alpha.incarnation
         }
     );
-    assert_eq!(c.task(TaskId(0xdead)).await.expect("read"), None);
+    assert_eq!(c.task(TaskId::from_raw(0xdead)).await.expect("read"), None);
     let all = c.tasks().await.expect("tasks");
     assert_eq!(all.len(), 2);
     assert_eq!(all[0], entry);
@@ -352,9 +352,9 @@ async fn a_batch_of_commits_gets_one_verdict_per_entry() {
             checkpoint: ckpt(tasks[0], "alpha", 3),
         },
         CheckpointCommit {
-            task: TaskId(0xdead),
+            task: TaskId::from_raw(0xdead),
             token: tokens[0],
-            checkpoint: ckpt(TaskId(0xdead), "alpha", 3),
+            checkpoint: ckpt(TaskId::from_raw(0xdead), "alpha", 3),
         },
         CheckpointCommit {
             task: tasks[0],
@@ -381,7 +381,7 @@ async fn a_transfer_moves_the_task_to_a_live_member_only() {
     let mut draining = record("gamma");
     draining.draining = true;
     c.join(&draining, TTL).await.expect("join gamma");
-    let task = TaskId(7);
+    let task = TaskId::from_raw(7);
     let token = c
         .create(&alpha, task, "counter", "u64", ckpt(task, "alpha", 0))
         .await
@@ -448,7 +448,7 @@ async fn of_sixteen_concurrent_takers_exactly_one_wins() {
         return;
     };
     let alpha = join(&c, "alpha").await;
-    let task = TaskId(0x16);
+    let task = TaskId::from_raw(0x16);
     c.create(&alpha, task, "counter", "u64", ckpt(task, "alpha", 3))
         .await
         .expect("create");
@@ -497,7 +497,7 @@ async fn of_sixteen_concurrent_takers_exactly_one_wins() {
     // Unknown task: said so.
     let late = join(&c, "late").await;
     assert!(matches!(
-        c.take_over(&late, TaskId(0xdead), Token(1)).await,
+        c.take_over(&late, TaskId::from_raw(0xdead), Token(1)).await,
         Err(CoordinatorError::NoSuchTask { .. })
     ));
 }
@@ -509,7 +509,7 @@ async fn release_finish_and_forget_and_the_token_grows_at_every_change_of_owner(
     };
     let alpha = join(&c, "alpha").await;
     let beta = join(&c, "beta").await;
-    let task = TaskId(0x42);
+    let task = TaskId::from_raw(0x42);
     let mut tokens = vec![c
         .create(&alpha, task, "counter", "u64", ckpt(task, "alpha", 0))
         .await
@@ -614,7 +614,7 @@ async fn a_host_cut_off_from_etcd_loses_its_lease_and_its_tasks() {
     let other = connect(&etcd.endpoint(), "cut").await;
     let alpha = join(&cut_off, "alpha").await;
     let beta = join(&other, "beta").await;
-    let task = TaskId(0xc07);
+    let task = TaskId::from_raw(0xc07);
     let token = cut_off
         .create(&alpha, task, "counter", "u64", ckpt(task, "alpha", 0))
         .await
@@ -753,7 +753,7 @@ async fn ten_thousand_commits_in_a_few_round_trips() {
             running.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 for i in lane {
-                    let task = TaskId(i);
+                    let task = TaskId::from_raw(i);
                     let token = c
                         .create(&alpha, task, "counter", "u64", ckpt(task, "alpha", 0))
                         .await

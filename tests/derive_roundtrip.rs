@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Debug;
 
 use cosmic::image::{self, ImageWriter, RestoreError};
-use cosmic::state::{lookup_type, registered_types, Fingerprint};
+use cosmic::image::{lookup_type, registered_types};
+use cosmic::state::Fingerprint;
 use cosmic::Migratable;
 use cosmic_tests::{body, crc32c, stored_body_crc, stored_header_crc, varint, CHECKSUM_LEN};
 

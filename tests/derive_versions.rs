@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use cosmic::image::lookup_type;
 use cosmic::image::{self, RestoreError};
-use cosmic::state::{lookup_type, Fingerprint};
+use cosmic::state::Fingerprint;
 use cosmic::Migratable;
 
 fn default_budget() -> u32 {

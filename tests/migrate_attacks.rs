@@ -300,7 +300,7 @@ async fn slow_offers_of_a_gibibyte_are_bounded_and_cut_off() {
     let mut offers = JoinSet::new();
     for (i, mut channel) in channels.into_iter().enumerate() {
         let start = Arc::clone(&start);
-        let request = offer(TaskId(1_000 + i as u64), 1, SIZE, &source);
+        let request = offer(TaskId::from_raw(1_000 + i as u64), 1, SIZE, &source);
         offers.spawn(async move {
             start.wait().await;
             match offer_on(&mut channel, &request).await {
@@ -323,7 +323,7 @@ async fn slow_offers_of_a_gibibyte_are_bounded_and_cut_off() {
     }
     // The cut-off senders' reservations are free again: an honest-sized offer gets in.
     let mut late = connect_as(addr, "mallory").await;
-    let answer = offer_on(&mut late, &offer(TaskId(2_000), 1, SIZE, &source)).await;
+    let answer = offer_on(&mut late, &offer(TaskId::from_raw(2_000), 1, SIZE, &source)).await;
     drop(late);
     let grown = peak.stop().saturating_sub(before);
     println!(
@@ -364,7 +364,7 @@ async fn junk_images_are_bounded_by_the_byte_budget() {
     let mut offers = JoinSet::new();
     for (i, mut channel) in channels.into_iter().enumerate() {
         let start = Arc::clone(&start);
-        let request = offer(TaskId(3_000 + i as u64), 1, SIZE, &source);
+        let request = offer(TaskId::from_raw(3_000 + i as u64), 1, SIZE, &source);
         offers.spawn(async move {
             start.wait().await;
             match offer_on(&mut channel, &request).await {
@@ -397,7 +397,7 @@ async fn junk_images_are_bounded_by_the_byte_budget() {
     }
     let took = started.elapsed();
     let mut late = connect_as(addr, "mallory").await;
-    let answer = offer_on(&mut late, &offer(TaskId(4_000), 1, SIZE, &source)).await;
+    let answer = offer_on(&mut late, &offer(TaskId::from_raw(4_000), 1, SIZE, &source)).await;
     drop(late);
     let grown = peak.stop().saturating_sub(before);
     endings.dedup();
@@ -638,7 +638,12 @@ async fn prepare_and_hang_up(
     let mut offers = JoinSet::new();
     for (i, mut channel) in channels.into_iter().enumerate() {
         let (start, image) = (Arc::clone(&start), Arc::clone(image));
-        let request = offer(TaskId(first + i as u64), 1, image.len() as u64, source);
+        let request = offer(
+            TaskId::from_raw(first + i as u64),
+            1,
+            image.len() as u64,
+            source,
+        );
         offers.spawn(async move {
             start.wait().await;
             match offer_on(&mut channel, &request).await {
@@ -704,7 +709,7 @@ async fn copies_in_doubt_are_bounded_and_their_source_asked_with_back_off() {
     let answer = offer_on(
         &mut more,
         &offer(
-            TaskId(6_000),
+            TaskId::from_raw(6_000),
             1,
             image.len() as u64,
             &source.addr.to_string(),
@@ -723,7 +728,7 @@ async fn copies_in_doubt_are_bounded_and_their_source_asked_with_back_off() {
     let answer_after = offer_on(
         &mut after,
         &offer(
-            TaskId(6_001),
+            TaskId::from_raw(6_001),
             1,
             image.len() as u64,
             &source.addr.to_string(),
@@ -842,7 +847,7 @@ async fn a_prepared_copy_is_never_replaced_by_another_hosts_offer() {
     let addr = target.rt.local_addr().unwrap();
     let image = counter_image();
     let size = image.len() as u64;
-    let task = TaskId(7_000);
+    let task = TaskId::from_raw(7_000);
     let source = dead_addr();
 
     // Mallory's copy, prepared at epoch 1; mallory stays connected, deciding nothing.

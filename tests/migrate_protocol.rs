@@ -98,7 +98,7 @@ async fn offers_are_judged_before_any_byte_of_the_image_moves() {
     let mut channel = connect(&beta).await;
     let image = counter_image();
 
-    let mut huge = offer_of(&image, TaskId(1));
+    let mut huge = offer_of(&image, TaskId::from_raw(1));
     huge.size = 1 << 60;
     channel.send(&Request::Offer(huge)).await.unwrap();
     let answer: OfferAnswer = channel.recv().await.unwrap();
@@ -110,7 +110,7 @@ async fn offers_are_judged_before_any_byte_of_the_image_moves() {
         })
     );
 
-    let mut unknown = offer_of(&image, TaskId(2));
+    let mut unknown = offer_of(&image, TaskId::from_raw(2));
     unknown.type_name = "nobody::Knows".into();
     channel.send(&Request::Offer(unknown)).await.unwrap();
     let answer: OfferAnswer = channel.recv().await.unwrap();
@@ -119,7 +119,7 @@ async fn offers_are_judged_before_any_byte_of_the_image_moves() {
         "{answer:?}"
     );
 
-    let mut native = offer_of(&image, TaskId(3));
+    let mut native = offer_of(&image, TaskId::from_raw(3));
     native.encoding = 1;
     channel.send(&Request::Offer(native)).await.unwrap();
     let answer: OfferAnswer = channel.recv().await.unwrap();
@@ -128,7 +128,7 @@ async fn offers_are_judged_before_any_byte_of_the_image_moves() {
         OfferAnswer::Refuse(Refusal::UnsupportedEncoding { encoding: 1 })
     );
 
-    let mut forged = offer_of(&image, TaskId(4));
+    let mut forged = offer_of(&image, TaskId::from_raw(4));
     forged.fingerprint ^= 1;
     channel.send(&Request::Offer(forged)).await.unwrap();
     let answer: OfferAnswer = channel.recv().await.unwrap();
@@ -140,7 +140,7 @@ async fn offers_are_judged_before_any_byte_of_the_image_moves() {
     // Questions about tasks nobody moved.
     channel
         .send(&Request::Resolve {
-            task: TaskId(5),
+            task: TaskId::from_raw(5),
             handoff: 77,
         })
         .await
@@ -150,7 +150,9 @@ async fn offers_are_judged_before_any_byte_of_the_image_moves() {
         Resolution::Aborted
     );
     channel
-        .send(&Request::Locate { task: TaskId(5) })
+        .send(&Request::Locate {
+            task: TaskId::from_raw(5),
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -168,7 +170,7 @@ async fn damaged_and_foreign_images_are_refused_after_the_transfer() {
 
     // A flipped bit in the body: the checksum catches it.
     channel
-        .send(&Request::Offer(offer_of(&image, TaskId(10))))
+        .send(&Request::Offer(offer_of(&image, TaskId::from_raw(10))))
         .await
         .unwrap();
     assert_eq!(
@@ -186,7 +188,7 @@ async fn damaged_and_foreign_images_are_refused_after_the_transfer() {
 
     // An image of another type under a Counter offer of the same length.
     let other = image::capture(&(0u64, "x".repeat(image.len()))).unwrap();
-    let mut lying = offer_of(&image, TaskId(11));
+    let mut lying = offer_of(&image, TaskId::from_raw(11));
     lying.size = other.len() as u64;
     channel.send(&Request::Offer(lying)).await.unwrap();
     assert_eq!(
@@ -208,7 +210,7 @@ async fn an_image_longer_than_offered_or_garbage_ends_the_connection() {
 
     let mut channel = connect(&beta).await;
     channel
-        .send(&Request::Offer(offer_of(&image, TaskId(20))))
+        .send(&Request::Offer(offer_of(&image, TaskId::from_raw(20))))
         .await
         .unwrap();
     assert_eq!(

@@ -341,7 +341,7 @@ impl Sim {
         let task_count = 1 + sim.rng.below(4);
         for t in 0..task_count {
             let host = sim.rng.below(host_count as u64) as usize;
-            let task = TaskId(0x100 + t);
+            let task = TaskId::from_raw(0x100 + t);
             sim.tasks.push(task);
             sim.hosts[host].store.known.insert(task);
             let machine = sim.hosts[host].machine.as_mut().expect("up");

@@ -419,7 +419,7 @@ fn an_operator_trusts_hosts_moves_tasks_and_drains_members() {
     }
 
     // Bad input: one line, exit 1.
-    let unknown = TaskId(0x0123_4567_89ab_cdef).to_string();
+    let unknown = TaskId::from_raw(0x0123_4567_89ab_cdef).to_string();
     expect_error(&operate(&["migrate", &unknown, "alpha"]), "unknown task");
     expect_error(
         &operate(&["migrate", &one_text, "delta"]),

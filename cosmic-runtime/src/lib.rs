@@ -7,6 +7,8 @@
 
 pub mod checkpoint;
 pub mod cluster;
+// Internal: public for the integration tests and benches only, hidden from the docs.
+#[doc(hidden)]
 pub mod handoff;
 pub mod image;
 mod log_limit;

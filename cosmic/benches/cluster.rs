@@ -1062,11 +1062,13 @@ fn ownership(config: &Config, spec: &str, name: &str) {
         key: format!("cluster/tasks/bench/ckpt-{seq}"),
         steps: seq,
     };
-    let moved = TaskId(1);
+    let moved = TaskId::from_raw(1);
     let mut token = tokio
         .block_on(coordinator.create(&a, moved, "Spinner", "u64", checkpoint(0)))
         .expect("create");
-    let batch: Vec<TaskId> = (0..BATCH as u64).map(|i| TaskId(1000 + i)).collect();
+    let batch: Vec<TaskId> = (0..BATCH as u64)
+        .map(|i| TaskId::from_raw(1000 + i))
+        .collect();
     let mut tokens: Vec<Token> = batch
         .iter()
         .map(|task| {

@@ -138,7 +138,7 @@
 #[doc = include_str!("derive.md")]
 pub use cosmic_macros::Migratable;
 pub use cosmic_runtime::image;
-pub use cosmic_runtime::state::Migratable;
+pub use cosmic_runtime::state::{Migratable, MigratableField};
 
 pub use async_trait::async_trait;
 pub use cosmic_runtime::checkpoint::{CheckpointStore, FileStore, MemoryStore, Policy};
@@ -175,11 +175,10 @@ pub mod task {
     pub use cosmic_runtime::task::*;
 }
 
-/// Schemas, fingerprints, versions and the type registry.
+/// Schemas, fingerprints and versions. (The registry of types by wire name is in [`image`].)
 pub mod state {
     pub use cosmic_runtime::state::{
-        lookup_type, registered_types, Fingerprint, Registration, SchemaBuilder, SchemaError,
-        Shape, VersionTable,
+        Fingerprint, Migratable, MigratableField, SchemaBuilder, SchemaError, Shape, VersionTable,
     };
 }
 
@@ -192,9 +191,10 @@ pub mod prelude {
 /// in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use cosmic_runtime::image::Registration;
     pub use cosmic_runtime::state::{
         generic_type_name, written_version, BulkSlice, BulkVec, DepthGuard, Migratable,
-        MigratableField, Registration, SchemaBuilder, Shape, ShapeParts,
+        MigratableField, SchemaBuilder, Shape, ShapeParts,
     };
     pub use inventory;
     pub use serde;

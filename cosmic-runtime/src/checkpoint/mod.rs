@@ -16,14 +16,18 @@ mod s3_store;
 mod store;
 
 pub(crate) use catalog::{decode_outcome, encode_outcome};
-pub use catalog::{Catalog, CatalogError, CheckpointKey, Outcome, TaskRecord};
+pub use catalog::{CatalogError, CheckpointKey, Outcome, TaskRecord};
+// The runtime's reader and writer of a store's records: public for the tests and benches.
+#[doc(hidden)]
+pub use catalog::Catalog;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entry::CatalogEntry;
 pub use file_store::FileStore;
 pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;
 pub(crate) use persister::{PersistRequest, Persister, Target as PersistTarget};
-pub use policy::{daly_interval, young_interval, Policy, Schedule};
+pub(crate) use policy::Schedule;
+pub use policy::{daly_interval, young_interval, Policy};
 #[cfg(feature = "s3")]
 pub use s3_store::{S3Config, S3ConfigError, S3Credentials, S3Store};
 #[allow(unused_imports)] // the cluster layout checks its keys against it in tests

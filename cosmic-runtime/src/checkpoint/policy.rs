@@ -80,7 +80,7 @@ const COST_SMOOTHING: f64 = 0.3;
 /// A task's checkpoint schedule: applies a [`Policy`] to the steps and time since the last
 /// checkpoint, and learns the checkpoint cost for the adaptive policy.
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     policy: Policy,
     last_checkpoint: Duration,
     steps_since: u64,
@@ -89,7 +89,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// A schedule whose last checkpoint was at `now`.
-    pub fn new(policy: Policy, now: Duration) -> Self {
+    pub(crate) fn new(policy: Policy, now: Duration) -> Self {
         Schedule {
             policy,
             last_checkpoint: now,
@@ -99,12 +99,12 @@ impl Schedule {
     }
 
     /// Counts a completed step.
-    pub fn step_done(&mut self) {
+    pub(crate) fn step_done(&mut self) {
         self.steps_since += 1;
     }
 
     /// Whether a checkpoint is due at a safe point at time `now`.
-    pub fn is_due(&self, now: Duration) -> bool {
+    pub(crate) fn is_due(&self, now: Duration) -> bool {
         let elapsed = now.saturating_sub(self.last_checkpoint);
         match self.policy {
             Policy::Never | Policy::OnDemand => false,
@@ -115,7 +115,7 @@ impl Schedule {
     }
 
     /// Records a checkpoint taken at `now` that stalled the task for `cost`.
-    pub fn checkpointed(&mut self, now: Duration, cost: Duration) {
+    pub(crate) fn checkpointed(&mut self, now: Duration, cost: Duration) {
         self.last_checkpoint = now;
         self.steps_since = 0;
         self.average_cost = Some(match self.average_cost {
@@ -126,7 +126,7 @@ impl Schedule {
 
     /// The interval the adaptive policy uses now (for the fixed-time policy, its interval).
     /// Before any cost is measured the adaptive policy checkpoints at the first safe point.
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         match self.policy {
             Policy::Every(interval) => interval,
             Policy::Adaptive { mtbf } => match self.average_cost {
@@ -140,8 +140,9 @@ impl Schedule {
         }
     }
 
-    /// The moving average of checkpoint costs, once one was measured.
-    pub fn average_cost(&self) -> Option<Duration> {
+    /// The moving average of checkpoint costs, once one was measured (read by the tests).
+    #[cfg(test)]
+    pub(crate) fn average_cost(&self) -> Option<Duration> {
         self.average_cost
     }
 }

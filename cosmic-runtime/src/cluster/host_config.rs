@@ -371,7 +371,7 @@ fn check_addr(field: &'static str, addr: &str) -> Result<(), HostConfigError> {
 
 /// A duration as the configuration writes it: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`,
 /// or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

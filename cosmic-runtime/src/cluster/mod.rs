@@ -1,15 +1,19 @@
 //! The cluster: hosts that agree through a [`Coordinator`] on who is alive, who owns each task
 //! and which checkpoint of it is current, and that keep their tasks' checkpoints in a shared
-//! store laid out by [`layout`]. On top of it, failover (the survivors take over a dead host's
+//! store (keys laid out by `layout.rs`). On top of it, failover (the survivors take over a dead host's
 //! tasks) and load balancing (busy hosts move tasks to idle ones).
 
 mod adopt;
+// Internal: public for the integration tests and benches only, hidden from the docs.
+#[doc(hidden)]
 pub mod balance;
 mod commit;
 mod config;
 #[doc(hidden)]
 pub mod conformance;
 mod coordinator;
+// Internal: public for the integration tests and benches only, hidden from the docs.
+#[doc(hidden)]
 pub mod decide;
 mod drain;
 #[cfg(feature = "etcd")]
@@ -17,6 +21,8 @@ pub mod etcd;
 mod folder;
 mod host;
 mod host_config;
+// Internal: public for the integration tests and benches only, hidden from the docs.
+#[doc(hidden)]
 pub mod layout;
 mod leave;
 mod load;
@@ -33,9 +39,7 @@ pub use drain::ClusterDrainReport;
 pub(crate) use drain::{check_destination, drain, move_task};
 pub use host::{ClusterEvent, ClusterEventKind};
 pub(crate) use host::{ClusterHost, OwnedTask};
-pub use host_config::{
-    parse_duration, BalanceSettings, CoordinatorSpec, HostConfig, HostConfigError,
-};
+pub use host_config::{BalanceSettings, CoordinatorSpec, HostConfig, HostConfigError};
 pub(crate) use leave::leave;
 pub use leave::LeaveReport;
 pub use memory::MemoryCoordinator;

@@ -1,5 +1,7 @@
 //! The checkpoint image: a header that says what the state is and who wrote it, the state's
-//! encoding, and checksums over both. `docs/format.md` documents it byte by byte.
+//! encoding, and checksums over both. `docs/format.md` documents it byte by byte. The registry
+//! of the `Migratable` types linked into the program decodes an image knowing only the type
+//! name in its header.
 
 mod checksum;
 mod error;
@@ -9,6 +11,7 @@ mod header;
 mod isa;
 mod limits;
 mod reader;
+mod registry;
 mod writer;
 
 pub use error::{CaptureError, RestoreError};
@@ -18,7 +21,7 @@ pub use header::ImageHeader;
 pub use isa::{Arch, Endian, Isa};
 pub use limits::DecodeLimits;
 pub use reader::{inspect, restore, restore_any, restore_with_limits, RestoredState};
+pub use registry::{lookup_type, registered_types, Registration};
 pub use writer::{capture, ImageWriter};
 
-pub(crate) use reader::decode_body as reader_decode_body;
 pub(crate) use reader::{check_schema, header_only};

@@ -52,7 +52,7 @@ pub fn restore_with_limits<T: Migratable>(
 pub fn restore_any(bytes: &[u8]) -> Result<RestoredState, RestoreError> {
     let (header, body) = verify(bytes, &DecodeLimits::DEFAULT)?;
     let registration =
-        state::lookup_type(&header.type_name).ok_or_else(|| RestoreError::UnknownType {
+        super::lookup_type(&header.type_name).ok_or_else(|| RestoreError::UnknownType {
             type_name: header.type_name.clone(),
         })?;
     let state = (registration.decode)(&header, body)?;

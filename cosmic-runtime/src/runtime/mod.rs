@@ -5,6 +5,8 @@ mod builder;
 mod driver;
 mod error;
 mod handle;
+// Internal: public for the integration tests and benches only, hidden from the docs.
+#[doc(hidden)]
 pub mod migrate;
 mod recovery;
 mod shared;

@@ -42,7 +42,25 @@ pub trait Migratable: Shape + Serialize + DeserializeOwned + Send + 'static {
         Self: Sized;
 }
 
-/// The bounds a generic parameter of a derived `Migratable` type gets.
+/// The bounds a generic parameter of a derived `Migratable` type gets: what code that is
+/// generic over such a type names in its own bounds. Every `Migratable` type, and every field
+/// type the derive accepts (integers, strings, collections...), has it.
+///
+/// ```
+/// use cosmic::{Migratable, MigratableField};
+///
+/// #[derive(Migratable, Debug, PartialEq)]
+/// struct Pair<T> { left: T, right: T }
+///
+/// // Generic code over `Pair<T>` needs the same bound on `T` as the derive put on it.
+/// fn round_trip<T: MigratableField + std::fmt::Debug + PartialEq>(pair: &Pair<T>) -> Pair<T> {
+///     let bytes = cosmic::image::capture(pair).expect("capture");
+///     cosmic::image::restore(&bytes).expect("restore")
+/// }
+///
+/// let pair = Pair { left: 1u32, right: 2 };
+/// assert_eq!(round_trip(&pair), pair);
+/// ```
 pub trait MigratableField: Shape + Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Shape + Serialize + DeserializeOwned + Send + 'static> MigratableField for T {}

@@ -1,21 +1,28 @@
 //! Portable logical state: the [`Migratable`] trait, the structural [`Shape`] of a type, schema
-//! fingerprints, per-version decoding and the registry that finds a type by its wire name.
+//! fingerprints and per-version decoding. (The registry that finds a type by its wire name
+//! decodes images, so it is in `image`.)
 
 mod bulk;
 mod depth;
 mod fingerprint;
 mod migratable;
-mod registry;
 mod schema;
 mod shape;
 mod std_migratable;
 mod versions;
 
-pub use bulk::{BulkElement, BulkSlice, BulkVec};
-pub use depth::{with_max_depth, DepthExceeded, DepthGuard, DEFAULT_MAX_DEPTH};
 pub use fingerprint::Fingerprint;
 pub use migratable::{Migratable, MigratableField};
-pub use registry::{lookup_type, registered_types, Registration};
 pub use schema::{SchemaBuilder, SchemaError, VersionTable};
-pub use shape::{generic_type_name, Shape, ShapeParts};
+pub use shape::Shape;
+
+// What the derive's generated code and the image reader use: public because generated code
+// reaches it (through `cosmic::__private`), hidden because no one writes it by hand.
+#[doc(hidden)]
+pub use bulk::{BulkElement, BulkSlice, BulkVec};
+#[doc(hidden)]
+pub use depth::{with_max_depth, DepthExceeded, DepthGuard, DEFAULT_MAX_DEPTH};
+#[doc(hidden)]
+pub use shape::{generic_type_name, ShapeParts};
+#[doc(hidden)]
 pub use versions::{decode_with_versions, written_version};

@@ -6,13 +6,35 @@ use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A task's identity, unique across hosts and restarts: 64 random bits.
+/// A task's identity, unique across hosts and restarts: 64 random bits, written as 16 hex
+/// digits (`Display` and `FromStr`).
+///
+/// ```
+/// use cosmic::TaskId;
+///
+/// let id: TaskId = "00000000000000ff".parse()?;
+/// assert_eq!(id, TaskId::from_raw(255));
+/// assert_eq!(id.as_u64(), 255);
+/// assert_eq!(id.to_string(), "00000000000000ff");
+/// assert!("ff".parse::<TaskId>().is_err());
+/// # Ok::<(), cosmic::task::ParseTaskIdError>(())
+/// ```
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
-pub struct TaskId(pub u64);
+pub struct TaskId(pub(crate) u64);
 
 impl TaskId {
+    /// The task id of these 64 bits (an id read from elsewhere, or a fixed one in a test).
+    pub const fn from_raw(bits: u64) -> TaskId {
+        TaskId(bits)
+    }
+
+    /// The id's 64 bits.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
     /// A new random id.
     pub fn random() -> TaskId {
         // `RandomState` is seeded from the OS; hashing a counter and the time under it gives

@@ -15,7 +15,7 @@ mod status;
 use async_trait::async_trait;
 
 pub use context::StepContext;
-pub use id::TaskId;
+pub use id::{ParseTaskIdError, TaskId};
 pub use status::TaskStatus;
 
 use crate::state::Migratable;

@@ -77,6 +77,8 @@ mod key;
 mod listener;
 mod node;
 mod noise;
+// Internal: public for the integration tests and benches only, hidden from the docs.
+#[doc(hidden)]
 pub mod protocol;
 mod record;
 mod sealed;
@@ -84,7 +86,9 @@ mod secret_file;
 mod warnings;
 
 pub use channel::SecureChannel;
-pub use config::{ChannelConfig, PROTOCOL_VERSION};
+pub use config::ChannelConfig;
+#[doc(hidden)]
+pub use config::PROTOCOL_VERSION;
 pub use error::{
     AcceptError, ChannelError, ConnectError, HandshakeError, HandshakeStep, HostKeyError, KeyError,
     ListenError, NodeNameError, NodeNameRule, PublicKeyError,
@@ -94,6 +98,7 @@ pub use key::{ClusterKey, MIN_KEY_LEN};
 pub use listener::SecureListener;
 pub use node::{NodeName, PeerInfo, MAX_NODE_NAME_LEN};
 
+#[doc(hidden)]
 /// The largest payload of one Noise message: the size of the chunks large messages travel in.
 pub const CHUNK_SIZE: usize = noise::MAX_PLAINTEXT;
 pub(crate) use channel::error_chain;

@@ -8,8 +8,8 @@
 
 use std::any::Any;
 
-use super::{Fingerprint, Migratable};
-use crate::image::{ImageHeader, RestoreError};
+use super::{DecodeLimits, ImageHeader, RestoreError};
+use crate::state::{Fingerprint, Migratable};
 
 /// One registered `Migratable` type.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ fn decode_boxed<T: Migratable>(
     header: &ImageHeader,
     body: &[u8],
 ) -> Result<Box<dyn Any + Send>, RestoreError> {
-    crate::image::reader_decode_body::<T>(header, body, &crate::image::DecodeLimits::DEFAULT)
+    super::reader::decode_body::<T>(header, body, &DecodeLimits::DEFAULT)
         .map(|state| Box::new(state) as _)
 }
 
