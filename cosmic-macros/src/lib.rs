@@ -2,12 +2,13 @@
 //!
 //! Use it through the `cosmic` crate, which re-exports it next to the trait of the same name;
 //! its attributes are documented there. The derive runs in three stages, one file each:
-//! [`ast`] builds a typed view of the input with its attributes ([`attr`]), [`valid`] checks the
-//! rules that involve several attributes or types that cannot move ([`immovable`]), and
-//! [`expand`] writes the code ([`de`] its decoding side, which reaches the fields' own serde
-//! impls through [`fields`]).
-//! Every error of an item is reported in one compile ([`ctxt`]); on error, stub impls
-//! ([`fallback`]) keep the user from seeing a cascade of follow-on errors.
+//! `ast.rs` builds a typed view of the input with its attributes (`attr.rs`), `valid.rs` checks
+//! the rules that involve several attributes or types that cannot move (`immovable.rs`), and
+//! `expand.rs` writes the code (`de.rs` its decoding side, which reaches the fields' own serde
+//! impls through `fields.rs`).
+//! Every error of an item is reported in one compile (`ctxt.rs`); on error, `fallback.rs`
+//! writes stand-in impls (serde, `Shape`, `Migratable`, `Send`) so that the
+//! user sees the real errors, not a cascade of follow-on ones.
 
 mod ast;
 mod attr;
