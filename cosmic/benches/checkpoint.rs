@@ -5,7 +5,7 @@
 //!
 //! Every case times the project's operation and its baseline in this process, interleaved
 //! (rotating which goes first each round), after one untimed warm-up round where that makes
-//! sense, and prints the medians in the format of `docs/performance.md`:
+//! sense, and prints the medians in one line per case:
 //!
 //! `<bench>/<case>: bytes=<n> median=<seconds>s baseline=<name> baseline_median=<seconds>s ratio=<x>`
 //!

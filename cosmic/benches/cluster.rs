@@ -13,8 +13,7 @@
 //! A host prints `STEP <task> <unix ms>` the first time a task steps in that process and
 //! `DONE <task> <unix ms>` when a task ends, so "runs again" means the new owner holds a new
 //! token *and* the task stepped there. Times across processes are wall-clock milliseconds
-//! (one machine, one clock). Each case prints one line in the format of
-//! `docs/performance.md`,
+//! (one machine, one clock). Each case prints one line in this format,
 //!
 //! `<bench>/<case>: bytes=<n> median=<seconds>s baseline=<name> baseline_median=<seconds>s ratio=<x>`
 //!

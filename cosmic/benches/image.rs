@@ -8,7 +8,7 @@
 //!
 //! Every case times the project's operation and its baseline in this process, interleaved
 //! (alternating which goes first), after one untimed warm-up round, and prints the medians in
-//! the format of `docs/performance.md`:
+//! one line per case:
 //!
 //! `<bench>/<case>: bytes=<n> median=<seconds>s baseline=<name> baseline_median=<seconds>s ratio=<x>`
 //!

@@ -5,7 +5,7 @@
 //! Two runtimes in this process, `alpha` and `beta` (three in `under-attack`), are hosts that
 //! know each other and talk over the secure channel on 127.0.0.1. Every case times the project's operation and its
 //! baseline in this process, interleaved (rotating which goes first each round), after one
-//! untimed warm-up round, and prints the medians in the format of `docs/performance.md`:
+//! untimed warm-up round, and prints the medians in one line per case:
 //!
 //! `<bench>/<case>: bytes=<n> median=<seconds>s baseline=<name> baseline_median=<seconds>s ratio=<x>`
 //!
