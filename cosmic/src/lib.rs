@@ -36,6 +36,24 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Generic code over a derived generic type bounds its parameters by [`MigratableField`], the
+//! bound the derive puts on them:
+//!
+//! ```
+//! use cosmic::{Migratable, MigratableField};
+//!
+//! #[derive(Migratable, Debug, PartialEq)]
+//! struct Pair<T> { left: T, right: T }
+//!
+//! fn round_trip<T: MigratableField + std::fmt::Debug + PartialEq>(pair: &Pair<T>) -> Pair<T> {
+//!     let bytes = cosmic::image::capture(pair).expect("capture");
+//!     cosmic::image::restore(&bytes).expect("restore")
+//! }
+//!
+//! let pair = Pair { left: 1u32, right: 2 };
+//! assert_eq!(round_trip(&pair), pair);
+//! ```
+//!
 //! # Running tasks
 //! A task implements [`Task`]: one async step at a time. The [`Runtime`] calls it again and
 //! again; between two steps is a safe point where it checkpoints, pauses or cancels the task.
@@ -186,6 +204,13 @@ pub mod state {
 pub mod prelude {
     pub use crate::{async_trait, Migratable, Policy, Runtime, Step, StepContext, Task, TaskError};
 }
+
+/// The README's Rust blocks, compiled (and those not marked `no_run` run) as doctests, so that
+/// the README cannot drift from the API. Only under `cfg(doctest)`: not in the docs nor the
+/// build.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 /// Items used by the code `#[derive(Migratable)]` generates. Not a stable API: it may change
 /// in any release.

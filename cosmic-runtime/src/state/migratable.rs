@@ -43,24 +43,9 @@ pub trait Migratable: Shape + Serialize + DeserializeOwned + Send + 'static {
 }
 
 /// The bounds a generic parameter of a derived `Migratable` type gets: what code that is
-/// generic over such a type names in its own bounds. Every `Migratable` type, and every field
-/// type the derive accepts (integers, strings, collections...), has it.
-///
-/// ```
-/// use cosmic::{Migratable, MigratableField};
-///
-/// #[derive(Migratable, Debug, PartialEq)]
-/// struct Pair<T> { left: T, right: T }
-///
-/// // Generic code over `Pair<T>` needs the same bound on `T` as the derive put on it.
-/// fn round_trip<T: MigratableField + std::fmt::Debug + PartialEq>(pair: &Pair<T>) -> Pair<T> {
-///     let bytes = cosmic::image::capture(pair).expect("capture");
-///     cosmic::image::restore(&bytes).expect("restore")
-/// }
-///
-/// let pair = Pair { left: 1u32, right: 2 };
-/// assert_eq!(round_trip(&pair), pair);
-/// ```
+/// generic over such a type names in its own bounds (`fn f<T: MigratableField>(x: &Pair<T>)`;
+/// the `cosmic` crate's docs show one). Every `Migratable` type, and every field type the
+/// derive accepts (integers, strings, collections...), has it.
 pub trait MigratableField: Shape + Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Shape + Serialize + DeserializeOwned + Send + 'static> MigratableField for T {}

@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// digits (`Display` and `FromStr`).
 ///
 /// ```
-/// use cosmic::TaskId;
+/// use cosmic_runtime::task::TaskId;
 ///
 /// let id: TaskId = "00000000000000ff".parse()?;
 /// assert_eq!(id, TaskId::from_raw(255));
 /// assert_eq!(id.as_u64(), 255);
 /// assert_eq!(id.to_string(), "00000000000000ff");
 /// assert!("ff".parse::<TaskId>().is_err());
-/// # Ok::<(), cosmic::task::ParseTaskIdError>(())
+/// # Ok::<(), cosmic_runtime::task::ParseTaskIdError>(())
 /// ```
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
