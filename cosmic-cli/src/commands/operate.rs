@@ -7,15 +7,11 @@ use std::time::{Duration, Instant};
 
 use cosmic::cluster::Owner;
 use cosmic::task::TaskId;
-use cosmic::transport::protocol::{DrainAnswer, MoveAnswer, Request};
-use cosmic::transport::SecureChannel;
-use serde::{de::DeserializeOwned, Serialize};
+use cosmic::transport::{self, ChannelError, DrainAnswer, MoveAnswer};
+use serde::Serialize;
 
 use super::cluster::{self, OperatorArgs, Snapshot};
 use crate::output::{self, Failure, Format, Report};
-
-/// The largest answer read from a host (a drain's report of many tasks).
-const MAX_ANSWER: u64 = 64 << 20;
 
 /// Arguments of `cosmic migrate`.
 #[derive(Debug, clap::Args)]
@@ -109,18 +105,15 @@ impl Report for Drained {
     }
 }
 
-/// Sends `request` and reads the answer, within the operator's timeout.
-async fn ask<A: DeserializeOwned>(
-    channel: &mut SecureChannel,
-    request: &Request,
+/// Waits for a request's answer, within the operator's timeout.
+async fn ask<A>(
+    request: impl std::future::Future<Output = Result<A, ChannelError>>,
     host: &str,
     timeout: Duration,
 ) -> Result<A, Failure> {
-    let failed =
-        |error: &dyn std::error::Error| Failure::because(format!("talking to `{host}`"), error);
-    channel.send(request).await.map_err(|e| failed(&e))?;
-    match tokio::time::timeout(timeout, channel.recv_within::<A>(MAX_ANSWER)).await {
-        Ok(answer) => answer.map_err(|e| failed(&e)),
+    match tokio::time::timeout(timeout, request).await {
+        Ok(answer) => answer
+            .map_err(|error| Failure::because(format!("talking to `{host}`"), &error)),
         Err(_) => Err(Failure::new(format!(
             "`{host}` did not answer within {}s (it goes on; `cosmic status` shows where things are)",
             timeout.as_secs()
@@ -165,11 +158,8 @@ pub(crate) fn migrate(args: MigrateArgs, format: Format) -> Result<(), Failure> 
             Failure::new(format!("task {task}'s owner cannot be asked: {failure}"))
         })?;
         let mut channel = operator.connect(&snapshot, source).await?;
-        let request = Request::MoveTask {
-            task,
-            to: args.host.clone(),
-        };
-        match ask(&mut channel, &request, &owner, operator.timeout).await? {
+        let request = transport::request_move(&mut channel, task, &args.host);
+        match ask(request, &owner, operator.timeout).await? {
             MoveAnswer::Moved { to } => {
                 let _ = channel.close().await;
                 let token = confirm(&*coordinator, task, &to).await;
@@ -242,10 +232,8 @@ pub(crate) fn drain(args: DrainArgs, format: Format) -> Result<(), Failure> {
             format,
             "draining {pos}/{len} tasks moved {wide_bar} {elapsed}",
         );
-        let request = Request::Drain {
-            to: args.to.clone(),
-        };
-        let answer = ask::<DrainAnswer>(&mut channel, &request, &host, operator.timeout);
+        let request = transport::request_drain(&mut channel, args.to.as_deref());
+        let answer = ask(request, &host, operator.timeout);
         tokio::pin!(answer);
         let mut poll = tokio::time::interval(Duration::from_millis(200));
         let answer = loop {

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use cosmic::checkpoint::{Catalog, CatalogEntry, CheckpointKey, CheckpointStore, FileStore};
+use cosmic::checkpoint::{
+    CatalogEntry, CheckpointKey, CheckpointStore, EpochRecord, FileStore, Outcome, TaskRecord,
+};
 use cosmic::task::TaskId;
 use serde::Serialize;
 
@@ -229,7 +230,6 @@ async fn list(
         }
     }
 
-    let catalog = Catalog::new(Arc::new(store.clone()), usize::MAX);
     let bar = output::progress_bar(
         tasks.len() as u64,
         format,
@@ -237,7 +237,7 @@ async fn list(
     );
     let mut listed = Vec::with_capacity(tasks.len());
     for (task, keys) in tasks {
-        listed.push(list_task(&catalog, &store, task, keys).await);
+        listed.push(list_task(&store, task, keys).await);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -247,12 +247,25 @@ async fn list(
     })
 }
 
-async fn list_task(
-    catalog: &Catalog,
+/// The record under `entry`'s key, decoded by `decode`; `None` if it is gone (pruned by a
+/// running host since the listing). An error names the record.
+async fn read_record<R, E: std::error::Error>(
     store: &FileStore,
-    task: TaskId,
-    mut keys: TaskKeys,
-) -> TaskListing {
+    entry: CatalogEntry,
+    decode: impl FnOnce(&[u8]) -> Result<R, E>,
+) -> Result<Option<R>, String> {
+    let key = entry.key();
+    let damaged = |error: &dyn std::error::Error| {
+        format!("record `{key}` is damaged: {}", output::chain(error))
+    };
+    match store.get(&key).await {
+        Ok(Some(bytes)) => decode(&bytes).map(Some).map_err(|error| damaged(&error)),
+        Ok(None) => Ok(None),
+        Err(error) => Err(format!("record `{key}`: {}", output::chain(&error))),
+    }
+}
+
+async fn list_task(store: &FileStore, task: TaskId, mut keys: TaskKeys) -> TaskListing {
     let mut listing = TaskListing {
         id: task.to_string(),
         type_name: None,
@@ -264,13 +277,13 @@ async fn list_task(
         other_keys: keys.other,
     };
     if keys.record {
-        match catalog.task_record(task).await {
+        match read_record(store, CatalogEntry::TaskRecord { task }, TaskRecord::decode).await {
             Ok(Some(record)) => {
                 listing.type_name = Some(record.type_name);
                 listing.output_type = Some(record.output_type);
             }
             Ok(None) => {}
-            Err(error) => listing.problems.push(output::chain(&error)),
+            Err(problem) => listing.problems.push(problem),
         }
     }
     keys.checkpoints.sort();
@@ -297,19 +310,20 @@ async fn list_task(
     }
     keys.epochs.sort();
     for (epoch, _, kind) in keys.epochs {
-        match catalog.epoch_record(task, epoch, kind).await {
+        let entry = CatalogEntry::Epoch { task, epoch, kind };
+        match read_record(store, entry, EpochRecord::decode).await {
             Ok(Some(record)) => listing.epochs.push(Epoch {
                 epoch,
                 details: EpochDetails::of(&record),
             }),
             Ok(None) => {}
-            Err(error) => listing.problems.push(output::chain(&error)),
+            Err(problem) => listing.problems.push(problem),
         }
     }
     if keys.outcome {
-        match catalog.outcome(task).await {
+        match read_record(store, CatalogEntry::Outcome { task }, Outcome::decode).await {
             Ok(outcome) => listing.outcome = outcome.as_ref().map(OutcomeRecord::of),
-            Err(error) => listing.problems.push(output::chain(&error)),
+            Err(problem) => listing.problems.push(problem),
         }
     }
     listing

@@ -16,7 +16,9 @@
 //! - [`SecureChannel`] (`channel.rs`) and [`SecureListener`] (`listener.rs`): the API;
 //! - `budget.rs`: the listener's budget of connections that have not proved the key yet;
 //! - `warnings.rs`: warnings about single connections, aggregated per source and interval;
-//! - [`protocol`]: the messages of the migration protocol that travel on channels.
+//! - `protocol.rs`: the messages of the migration protocol that travel on channels (the wire
+//!   format: public for the tests, hidden from these docs);
+//! - [`request_move`], [`request_drain`] (`operator.rs`): an operator's requests to a member.
 //!
 //! # The construction
 //!
@@ -77,6 +79,7 @@ mod key;
 mod listener;
 mod node;
 mod noise;
+mod operator;
 // Internal: public for the integration tests and benches only, hidden from the docs.
 #[doc(hidden)]
 pub mod protocol;
@@ -97,6 +100,7 @@ pub use identity::{Credentials, HostKey, PublicKey, TrustedPeers, PUBLIC_KEY_LEN
 pub use key::{ClusterKey, MIN_KEY_LEN};
 pub use listener::SecureListener;
 pub use node::{NodeName, PeerInfo, MAX_NODE_NAME_LEN};
+pub use operator::{request_drain, request_move, DrainAnswer, MoveAnswer};
 
 #[doc(hidden)]
 /// The largest payload of one Noise message: the size of the chunks large messages travel in.
