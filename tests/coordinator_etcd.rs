@@ -283,7 +283,7 @@ async fn a_batch_of_commits_gets_one_verdict_per_entry() {
     };
     let alpha = join(&c, "alpha").await;
     let beta = join(&c, "beta").await;
-    let tasks: Vec<TaskId> = (1..=5).map(TaskId).collect();
+    let tasks: Vec<TaskId> = (1..=5).map(TaskId::from_raw).collect();
     let mut tokens = Vec::new();
     for &task in &tasks {
         tokens.push(
