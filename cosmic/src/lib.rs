@@ -183,7 +183,8 @@ pub mod runtime {
     pub use cosmic_runtime::runtime::*;
 }
 
-/// The secure channel between hosts: cluster key, Noise handshake, framed messages.
+/// The secure channel between hosts (cluster key, host keys, Noise handshake, framed messages)
+/// and an operator's requests to a cluster member (`request_move`, `request_drain`).
 pub mod transport {
     pub use cosmic_runtime::transport::*;
 }
