@@ -12,7 +12,7 @@ use crate::task::TaskId;
 /// use cosmic_runtime::checkpoint::{CatalogEntry, CheckpointKey};
 /// use cosmic_runtime::task::TaskId;
 ///
-/// let entry = CatalogEntry::Checkpoint { task: TaskId(0xab), key: CheckpointKey { seq: 3, steps: 40 } };
+/// let entry = CatalogEntry::Checkpoint { task: TaskId::from_raw(0xab), key: CheckpointKey { seq: 3, steps: 40 } };
 /// let key = entry.key();
 /// assert_eq!(key, "tasks/00000000000000ab/ckpt/00000000000000000003-00000000000000000040");
 /// assert_eq!(CatalogEntry::parse(&key), Some(entry));

@@ -142,7 +142,7 @@ type Result<T, E = CoordinatorError> = std::result::Result<T, E>;
 ///
 ///     // alpha joins with a short lease, starts a task and commits a checkpoint of it.
 ///     let alpha = coordinator.join(&member("alpha"), Duration::from_millis(200)).await?;
-///     let task = TaskId(7);
+///     let task = TaskId::from_raw(7);
 ///     let token = coordinator.create(&alpha, task, "Counter", "u64", checkpoint(0)).await?;
 ///     let commit = CheckpointCommit { task, token, checkpoint: checkpoint(1) };
 ///     let verdicts = coordinator.commit_checkpoints(&alpha, &[commit]).await?;

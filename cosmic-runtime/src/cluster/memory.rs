@@ -58,23 +58,23 @@ use crate::transport::{NodeName, PublicKey};
 /// let a = coordinator.join(&record("a"), ttl).await?;
 /// let b = coordinator.join(&record("b"), ttl).await?;
 /// let first = CheckpointRef { key: "k0".into(), steps: 0 };
-/// let token = coordinator.create(&a, TaskId(1), "Job", "u64", first).await?;
+/// let token = coordinator.create(&a, TaskId::from_raw(1), "Job", "u64", first).await?;
 ///
 /// // `a` falls silent; `b` keeps renewing. After the ttl, `a`'s task is orphaned ...
 /// clock.advance(Duration::from_secs(2));
 /// coordinator.keep_alive(&b, &record("b")).await?;
 /// clock.advance(Duration::from_secs(2));
-/// let entry = coordinator.task(TaskId(1)).await?.unwrap();
+/// let entry = coordinator.task(TaskId::from_raw(1)).await?.unwrap();
 /// assert_eq!(entry.owner, Owner::Orphaned);
 ///
 /// // ... `b` takes it over with a newer token ...
-/// let (newer, current) = coordinator.take_over(&b, TaskId(1), entry.token).await?;
+/// let (newer, current) = coordinator.take_over(&b, TaskId::from_raw(1), entry.token).await?;
 /// assert!(newer > token);
 /// assert_eq!(current.steps, 0);
 ///
 /// // ... and a late checkpoint of `a` is refused: its lease ended.
 /// let late = cosmic_runtime::cluster::CheckpointCommit {
-///     task: TaskId(1),
+///     task: TaskId::from_raw(1),
 ///     token,
 ///     checkpoint: CheckpointRef { key: "k1".into(), steps: 10 },
 /// };
