@@ -7,8 +7,10 @@ mod error;
 mod handle;
 pub mod migrate;
 mod recovery;
+mod retry;
 mod shared;
 mod stats;
+mod step_guard;
 mod task_types;
 
 use std::collections::HashMap;
@@ -19,6 +21,7 @@ pub use builder::Builder;
 pub use error::{BuildError, ControlError, HandleError, JoinError, SpawnError};
 pub use handle::TaskHandle;
 pub use migrate::{DrainReport, HandoffStep, LocateError, MigrateError, TaskLocation};
+pub use retry::RetryPolicy;
 pub use stats::RuntimeStats;
 
 use crate::checkpoint::{Catalog, CheckpointKey, Clock, Policy, TaskRecord};
@@ -39,6 +42,10 @@ pub struct Recovery {
     pub finished: Vec<TaskId>,
     /// Tasks that could not be resumed, and why.
     pub failed: Vec<(TaskId, String)>,
+    /// Tasks not resumed because they were resumed from the same checkpoint too many times in
+    /// a row without getting further (their step brought the host down; see
+    /// [`Builder::quarantine_after`]), and why.
+    pub quarantined: Vec<(TaskId, String)>,
     /// Tasks that had moved to another host (kept as forwarding entries), with the host.
     pub moved: Vec<(TaskId, String)>,
     /// Tasks that were arriving from a peer when the host stopped; the host asks the source
@@ -73,6 +80,10 @@ pub(crate) struct RuntimeInner {
     policy: Policy,
     clock: Arc<dyn Clock>,
     verify_every: Option<u64>,
+    retry: RetryPolicy,
+    /// How long a step may run before it is reported (`Builder::slow_step_warning`).
+    slow_step: Option<std::time::Duration>,
+    quarantine_after: u32,
     pub(crate) types: TaskTypes,
     pub(crate) node: Option<migrate::node::Node>,
     /// Membership of a cluster, with a coordinator (`Builder::cluster`).
