@@ -271,6 +271,66 @@ async fn the_count_of_tries_survives_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_of_tries_moves_with_the_task() {
+    let key =
+        cosmic::ClusterKey::from_bytes(b"runtime-panics test cluster key, 32+ bytes").unwrap();
+    let host = |name: &'static str, dir: &TempDir, pause: Duration| {
+        Runtime::builder()
+            .host(name)
+            .store(FileStore::open(dir.path()).unwrap())
+            .checkpoint(Policy::every_steps(1))
+            .listen("127.0.0.1:0")
+            .cluster_key(key.clone())
+            .retry(RetryPolicy::tries(3).backoff(pause, pause))
+            .register::<Fragile>()
+            .build()
+    };
+    let (alpha_dir, beta_dir) = (
+        TempDir::new(env!("CARGO_TARGET_TMPDIR"), "panic-move-alpha"),
+        TempDir::new(env!("CARGO_TARGET_TMPDIR"), "panic-move-beta"),
+    );
+    // On alpha the pause after a panic is long: the task moves during it.
+    let alpha = host("alpha", &alpha_dir, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let beta = host("beta", &beta_dir, Duration::from_millis(1))
+        .await
+        .unwrap();
+    alpha.add_peer("beta", beta.local_addr().unwrap()).unwrap();
+    beta.add_peer("alpha", alpha.local_addr().unwrap()).unwrap();
+    cosmic_tests::identity::introduce(&alpha, &beta);
+    let handle = alpha
+        .spawn(Fragile::new("retry-move", 12, 5, u64::MAX))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while runs("retry-move") < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the step panicked on alpha");
+    tokio::time::timeout(Duration::from_secs(120), handle.migrate_to("beta"))
+        .await
+        .expect("the move was served during the pause before the next try")
+        .unwrap();
+    // Beta goes on counting from alpha's two tries: one more, then the task fails.
+    match join_within(&handle).await {
+        Err(JoinError::Panicked { message, .. }) => {
+            assert_eq!(message, "boom at step 5 (run 3) (after 3 tries)")
+        }
+        other => panic!("expected Panicked after the tries, got {other:?}"),
+    }
+    assert_eq!(runs("retry-move"), 3);
+    assert_eq!(
+        (alpha.stats().step_panics, beta.stats().step_panics),
+        (1, 2)
+    );
+    alpha.shutdown().await;
+    beta.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_running_past_the_bound_is_counted() {
     let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "slow-step");
     let rt = runtime(dir.path(), |b| {

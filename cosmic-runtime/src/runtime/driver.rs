@@ -484,10 +484,22 @@ impl Driver {
                 }
             };
         }
+        // The count of tries after panics goes with the task (rarely set: one small read).
+        let tries = match &self.runtime.catalog {
+            Some(catalog) => match catalog.attempts(id).await {
+                Ok(attempts) => attempts.tries,
+                Err(error) => {
+                    tracing::warn!(%error, "the attempts record is unreadable; the move carries no count of tries");
+                    0
+                }
+            },
+            None => 0,
+        };
         let moving = source::Moving {
             task: id,
             output_type: &self.shared.output_type,
             steps: self.steps,
+            tries,
             image: &mut image,
         };
         match source::hand_off(&self.runtime, to, moving).await {
