@@ -938,6 +938,9 @@ impl Model {
                         assert_eq!(Some(task), self.task, "{context}: outcome of {key}");
                         self.finished = true;
                     }
+                    // The count of resumes (quarantine), written before each resume: no
+                    // promise about the task's state.
+                    (_, "attempts") => {}
                     (task, what) => {
                         let (seq, steps) = what
                             .strip_prefix("ckpt/")

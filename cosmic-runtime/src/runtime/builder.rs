@@ -373,6 +373,7 @@ impl Builder {
             types,
             tasks: Mutex::new(HashMap::new()),
             running: Mutex::new(std::collections::HashSet::new()),
+            with_attempts: Mutex::new(std::collections::HashSet::new()),
             shutting_down: AtomicBool::new(false),
             recovery: Mutex::new(Recovery::default()),
         });

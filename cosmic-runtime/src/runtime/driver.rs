@@ -560,6 +560,12 @@ impl Driver {
                 if let Err(error) = catalog.retire_checkpoints(id).await {
                     tracing::warn!(%error, "failed to retire checkpoints of a finished task");
                 }
+                // Counts of tries and resumes mean nothing once the task has ended.
+                if self.runtime.take_attempts_mark(id) {
+                    if let Err(error) = catalog.clear_attempts(id).await {
+                        tracing::warn!(%error, "failed to remove the attempts record of a finished task");
+                    }
+                }
             }
         }
         tracing::info!(status = ?outcome_status(&outcome), steps = self.steps, "task ended");
@@ -580,8 +586,13 @@ impl Driver {
         tracing::error!(task = %id, steps = self.steps, panic = %message, "a step panicked");
         let failure = |detail: String| Outcome::Failed(format!("{PANIC_PREFIX}{message}{detail}"));
         let policy = self.runtime.retry;
+        // A try starts from a durable checkpoint: none without a store, or under `Never`.
         let catalog = match (&self.runtime.catalog, &self.runtime.cluster) {
-            (Some(catalog), None) if policy.max_tries > 1 => catalog.clone(),
+            (Some(catalog), None)
+                if policy.max_tries > 1 && self.runtime.policy != Policy::Never =>
+            {
+                catalog.clone()
+            }
             _ => {
                 self.finish(failure(String::new())).await;
                 return false;
@@ -607,6 +618,7 @@ impl Driver {
             persister.close().await;
         }
         attempts.tries = next;
+        self.runtime.mark_attempts(id);
         if let Err(error) = catalog.put_attempts(id, &attempts).await {
             tracing::error!(task = %id, %error, "failed to record the try; failing the task instead");
             self.finish(failure(" (the try could not be recorded)".to_owned()))
@@ -666,9 +678,6 @@ impl Driver {
         let Some(at) = self.retry_at else {
             return false;
         };
-        if self.paused {
-            return false;
-        }
         tokio::select! {
             _ = tokio::time::sleep_until(at) => {
                 self.retry_at = None;

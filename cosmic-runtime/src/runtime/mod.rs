@@ -92,6 +92,9 @@ pub(crate) struct RuntimeInner {
     steps_total: std::sync::atomic::AtomicU64,
     tasks: Mutex<HashMap<TaskId, Arc<TaskShared>>>,
     running: Mutex<std::collections::HashSet<TaskId>>,
+    /// Tasks that may have an attempts record in the store (resumed, retried or arrived with
+    /// tries): their end removes it; the others' ends need not ask the store.
+    with_attempts: Mutex<std::collections::HashSet<TaskId>>,
     stats: Arc<StatsCounters>,
     shutting_down: AtomicBool,
     recovery: Mutex<Recovery>,
@@ -373,6 +376,22 @@ impl RuntimeInner {
     /// Counts a step done by some task here.
     pub(crate) fn step_done(&self) {
         self.steps_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes that `task` may have an attempts record in the store.
+    pub(crate) fn mark_attempts(&self, task: TaskId) {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(task);
+    }
+
+    /// Whether `task` may have an attempts record (forgetting it).
+    pub(crate) fn take_attempts_mark(&self, task: TaskId) -> bool {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&task)
     }
 
     /// Steps done by every task here since the start.

@@ -192,6 +192,9 @@ async fn finished(
     if let Err(error) = catalog.retire_checkpoints(task).await {
         tracing::warn!(%task, %error, "could not retire the checkpoints of a finished task");
     }
+    if let Err(error) = catalog.clear_attempts(task).await {
+        tracing::warn!(%task, %error, "could not remove the attempts record of a finished task");
+    }
     let shared = TaskShared::finished(task, record.output_type, outcome);
     inner.tasks().insert(task, shared);
     recovery.finished.push(task);
@@ -229,21 +232,20 @@ async fn resume(
         }
     };
     let next_seq = checkpoints.last().map_or(0, |newest| newest.seq) + 1;
-    if let Some(newest) = checkpoints.last() {
-        if !count_resume(inner, catalog, task, &record, newest.seq, recovery).await {
-            return;
-        }
-    }
     let mut problems = Vec::new();
     for key in checkpoints.into_iter().rev() {
-        let result = match catalog.checkpoint(task, key).await {
-            Ok(Some(bytes)) => (task_type.resume)(inner, task, &bytes, key, next_seq, epoch)
-                .map_err(|e| e.to_string()),
+        let decoded = match catalog.checkpoint(task, key).await {
+            Ok(Some(bytes)) => (task_type.prepare)(&bytes).map_err(|e| e.to_string()),
             Ok(None) => Err("removed while reading".to_owned()),
             Err(error) => Err(error.to_string()),
         };
-        match result {
-            Ok(()) => {
+        match decoded {
+            Ok((_, start)) => {
+                // Counted once the checkpoint is known to decode, right before the task runs.
+                if !count_resume(inner, catalog, task, &record, key.seq, recovery).await {
+                    return;
+                }
+                start(inner, task, key, next_seq, epoch);
                 tracing::info!(%task, seq = key.seq, steps = key.steps, "resumed");
                 recovery.resumed.push((task, key));
                 return;
@@ -303,6 +305,7 @@ async fn count_resume(
         recovery.quarantined.push((task, reason));
         return false;
     }
+    inner.mark_attempts(task);
     if let Err(error) = catalog.put_attempts(task, &attempts.resumed(seq)).await {
         // Without the count a crashing task could loop; but a store that refuses a write now
         // refuses its checkpoints too, and the task at least gets its chance.

@@ -439,6 +439,7 @@ impl Taking<'_> {
                         tries: self.offer.tries,
                         ..Default::default()
                     };
+                    self.runtime.mark_attempts(task);
                     recorded = catalog.put_attempts(task, &attempts).await;
                 }
                 self.node.copies().insert((task, handoff), arrival);
