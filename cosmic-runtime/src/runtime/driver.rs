@@ -484,16 +484,18 @@ impl Driver {
                 }
             };
         }
-        // The count of tries after panics goes with the task (rarely set: one small read).
+        // The count of tries after panics goes with the task (one small read, only for a
+        // task that may have one).
         let tries = match &self.runtime.catalog {
-            Some(catalog) => match catalog.attempts(id).await {
+            Some(catalog) if self.runtime.has_attempts_mark(id) => match catalog.attempts(id).await
+            {
                 Ok(attempts) => attempts.tries,
                 Err(error) => {
                     tracing::warn!(%error, "the attempts record is unreadable; the move carries no count of tries");
                     0
                 }
             },
-            None => 0,
+            _ => 0,
         };
         let moving = source::Moving {
             task: id,

@@ -386,6 +386,14 @@ impl RuntimeInner {
             .insert(task);
     }
 
+    /// Whether `task` may have an attempts record.
+    pub(crate) fn has_attempts_mark(&self, task: TaskId) -> bool {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&task)
+    }
+
     /// Whether `task` may have an attempts record (forgetting it).
     pub(crate) fn take_attempts_mark(&self, task: TaskId) -> bool {
         self.with_attempts
