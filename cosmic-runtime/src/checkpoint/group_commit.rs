@@ -6,17 +6,23 @@
 //! 1. create the missing folders of every key;
 //! 2. write every temporary file, and start the write-back of all of them at once
 //!    (`sync_file_range` on Linux);
-//! 3. `fdatasync` each temporary: the first one commits the file system's journal for every
-//!    file of the batch, so the others mostly wait for nothing;
+//! 3. `fdatasync` every temporary, from several threads at once: a journaling file system
+//!    commits them together (one journal commit and one device flush for the lot, where one
+//!    thread syncing them in turn would wait for a commit each);
 //! 4. rename (or, for [`PutMode::Create`], hard-link) each temporary over its key;
-//! 5. fsync each folder touched, once: the first commits every rename of the batch.
+//! 5. fsync each folder touched, once, again all at once: one commit covers every rename.
+//!
+//! So a batch costs about two rounds of device flushes, whatever its size.
 //!
 //! A put is answered only after its bytes (pass 3) and the names that reach them (pass 5) are
 //! durable, so after a crash each key holds its old value or its new one, never a torn file:
 //! the same promise as one put on its own. Each put succeeds or fails on its own.
 //!
-//! A batch holds at most [`MAX_BATCH`] puts (its files stay open between passes); one leader
-//! thread at a time writes batches until no put is waiting.
+//! A batch holds at most [`MAX_BATCH`] puts (its files stay open between passes). Up to
+//! [`LEADERS`] threads write batches at the same time, each until no put is waiting: a put
+//! that arrives while every leader is busy waits for the next batch, but with spare leaders
+//! it does not wait for a batch in progress (whose two rounds would add to its own), and the
+//! file system's journal still commits the overlapping batches' syncs together.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -34,6 +40,9 @@ use super::{PutMode, StoreError};
 /// Most puts written as one batch (each holds a file open through the passes).
 pub(super) const MAX_BATCH: usize = 256;
 
+/// Most batches written at the same time.
+pub(super) const LEADERS: usize = 4;
+
 /// One put waiting for its batch.
 pub(super) struct PendingPut {
     pub(super) key: String,
@@ -46,8 +55,8 @@ pub(super) struct PendingPut {
 #[derive(Default)]
 struct Queue {
     waiting: Vec<PendingPut>,
-    /// Whether a leader thread is writing batches.
-    leading: bool,
+    /// Leader threads writing batches.
+    leading: usize,
 }
 
 /// The queue of puts of one [`FileStore`](super::FileStore).
@@ -75,10 +84,10 @@ impl GroupCommit {
     pub(super) fn submit(self: &Arc<Self>, puts: Vec<PendingPut>) {
         let mut queue = self.queue();
         queue.waiting.extend(puts);
-        if queue.leading || queue.waiting.is_empty() {
+        if queue.leading >= LEADERS || queue.waiting.is_empty() {
             return;
         }
-        queue.leading = true;
+        queue.leading += 1;
         drop(queue);
         let leader = Leader {
             commits: Arc::clone(self),
@@ -88,7 +97,7 @@ impl GroupCommit {
     }
 }
 
-/// The thread writing batches. Dropped without finishing (never run because the runtime is
+/// A thread writing batches. Dropped without finishing (never run because the runtime is
 /// shutting down, or a panic), it lets go of the leadership and of the waiting puts, whose
 /// callers see the store interrupted.
 struct Leader {
@@ -102,7 +111,7 @@ impl Leader {
             let batch = {
                 let mut queue = self.commits.queue();
                 if queue.waiting.is_empty() {
-                    queue.leading = false;
+                    queue.leading -= 1;
                     self.finished = true;
                     return;
                 }
@@ -119,8 +128,10 @@ impl Drop for Leader {
     fn drop(&mut self) {
         if !self.finished {
             let mut queue = self.commits.queue();
-            queue.leading = false;
-            queue.waiting.clear();
+            queue.leading -= 1;
+            if queue.leading == 0 {
+                queue.waiting.clear();
+            }
         }
     }
 }
@@ -184,11 +195,14 @@ pub(super) fn write_batch(batch: Vec<PendingPut>) {
         }
     }
     // 3. Their bytes durable.
-    for put in &mut puts {
-        if let Some(result) = put.file.take().map(|file| file.sync_data()) {
-            if let Err(error) = result {
-                put.fail(error);
-            }
+    let synced = in_parallel(&puts, |put| match &put.file {
+        Some(file) => file.sync_data(),
+        None => Ok(()),
+    });
+    for (put, result) in puts.iter_mut().zip(synced) {
+        put.file = None;
+        if let Err(error) = result {
+            put.fail(error);
         }
     }
     // 4. Names.
@@ -208,12 +222,12 @@ pub(super) fn write_batch(batch: Vec<PendingPut>) {
         }
     }
     // 5. The names durable: every folder that gained an entry, once.
-    let mut folder_failures = Vec::new();
-    for folder in &folders_to_sync {
-        if let Err(error) = sync_folder(folder) {
-            folder_failures.push((folder.clone(), error));
-        }
-    }
+    let folders: Vec<PathBuf> = folders_to_sync.into_iter().collect();
+    let folder_failures: Vec<(PathBuf, io::Error)> = folders
+        .iter()
+        .zip(in_parallel(&folders, |folder| sync_folder(folder)))
+        .filter_map(|(folder, result)| result.err().map(|error| (folder.clone(), error)))
+        .collect();
     for mut put in puts {
         if put.failed.is_none() {
             let failure = folder_failures
@@ -244,6 +258,41 @@ pub(super) fn write_batch(batch: Vec<PendingPut>) {
         };
         let _ = done.send(result);
     }
+}
+
+/// Most threads that sync a batch's files at once.
+const SYNC_THREADS: usize = 32;
+
+/// `work` on every item, spread over up to [`SYNC_THREADS`] threads so that the waits overlap;
+/// the results in the items' order.
+fn in_parallel<T: Sync>(
+    items: &[T],
+    work: impl Fn(&T) -> io::Result<()> + Sync,
+) -> Vec<io::Result<()>> {
+    if items.len() <= 1 {
+        return items.iter().map(&work).collect();
+    }
+    let chunk = items.len().div_ceil(SYNC_THREADS);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = items
+            .chunks(chunk)
+            .map(|chunk| {
+                let thread = scope.spawn(move || chunk.iter().map(work).collect::<Vec<_>>());
+                (chunk.len(), thread)
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|(len, thread)| {
+                thread.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(io::Error::other("sync thread panicked")))
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }
 
 /// A temporary file's name next to `path`: starts with `.`, so it is never taken for a key.
