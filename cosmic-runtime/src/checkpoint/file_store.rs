@@ -121,10 +121,7 @@ impl FileStore {
     }
 
     /// Queues `puts` for the group commit and waits for each one's answer.
-    async fn commit(
-        &self,
-        puts: Vec<BatchPut>,
-    ) -> Vec<Result<(), StoreError>> {
+    async fn commit(&self, puts: Vec<BatchPut>) -> Vec<Result<(), StoreError>> {
         let mut answers = Vec::with_capacity(puts.len());
         let mut pending = Vec::with_capacity(puts.len());
         for put in puts {
@@ -147,9 +144,7 @@ impl FileStore {
         let mut results = Vec::with_capacity(answers.len());
         for (key, answer) in answers {
             results.push(match answer {
-                Ok(answer) => answer
-                    .await
-                    .unwrap_or(Err(StoreError::Interrupted { key })),
+                Ok(answer) => answer.await.unwrap_or(Err(StoreError::Interrupted { key })),
                 Err(error) => Err(error),
             });
         }

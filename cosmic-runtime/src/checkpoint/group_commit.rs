@@ -246,7 +246,9 @@ pub(super) fn write_batch(batch: Vec<PendingPut>) {
         } = put.put;
         let result = match put.failed {
             None => Ok(()),
-            Some(source) if source.kind() == io::ErrorKind::AlreadyExists && mode == PutMode::Create => {
+            Some(source)
+                if source.kind() == io::ErrorKind::AlreadyExists && mode == PutMode::Create =>
+            {
                 Err(StoreError::AlreadyExists { key })
             }
             Some(source) => Err(StoreError::Io {

@@ -25,10 +25,12 @@ pub use file_store::FileStore;
 pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;
 pub(crate) use persister::{PersistRequest, Persister, Target as PersistTarget};
-pub use policy::{daly_interval, daly_interval_secs, young_interval, Policy, PolicyError, Schedule};
+pub use policy::{
+    daly_interval, daly_interval_secs, young_interval, Policy, PolicyError, Schedule,
+};
 #[cfg(feature = "s3")]
 pub use s3_store::{S3Config, S3ConfigError, S3Credentials, S3Store};
 #[allow(unused_imports)] // the cluster layout checks its keys against it in tests
 pub(crate) use store::validate_key;
-pub use store_meter::{StoreMeter, StoreWriter};
 pub use store::{BatchPut, CheckpointStore, PutMode, RemoteProblem, StoreError};
+pub use store_meter::{StoreMeter, StoreWriter};

@@ -120,7 +120,8 @@ impl Policy {
     /// ```
     pub fn adaptive_secs(mtbf: f64) -> Result<Policy, PolicyError> {
         check_mtbf(mtbf)?;
-        let mtbf = Duration::try_from_secs_f64(mtbf).map_err(|_| PolicyError::Mtbf { seconds: mtbf })?;
+        let mtbf =
+            Duration::try_from_secs_f64(mtbf).map_err(|_| PolicyError::Mtbf { seconds: mtbf })?;
         Policy::adaptive(mtbf)
     }
 
@@ -383,7 +384,10 @@ mod tests {
         assert!(Policy::adaptive_secs(1e-3).unwrap().check().is_ok());
         assert!(Policy::every(Duration::ZERO).check().is_ok());
         let message = Policy::adaptive_secs(-2.0).unwrap_err().to_string();
-        assert!(message.contains("-2") && message.contains("between failures"), "{message}");
+        assert!(
+            message.contains("-2") && message.contains("between failures"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -424,7 +428,10 @@ mod tests {
         // A 6 us capture: Daly alone says about 0.21 s.
         schedule.checkpointed(clock.now(), Duration::from_micros(6));
         let task_term = daly(6e-6, 3600.0);
-        assert!(close(schedule.interval(), Duration::from_secs_f64(task_term)));
+        assert!(close(
+            schedule.interval(),
+            Duration::from_secs_f64(task_term)
+        ));
 
         // The store takes 5 ms per write and 1,000 tasks write to it: 5 s per round of
         // checkpoints, which the interval respects.
@@ -443,7 +450,10 @@ mod tests {
         // Fewer tasks: the task's own term is the larger again, with no jump between the two.
         drop(writers);
         let few: Vec<_> = (0..10).map(|_| meter.writer()).collect();
-        assert!(close(schedule.interval(), Duration::from_secs_f64(task_term)));
+        assert!(close(
+            schedule.interval(),
+            Duration::from_secs_f64(task_term)
+        ));
         let crossover = (task_term / 0.005).ceil() as usize;
         drop(few);
         let at: Vec<_> = (0..crossover).map(|_| meter.writer()).collect();
