@@ -37,8 +37,9 @@ use tokio::sync::oneshot;
 use super::file_store::{private_file_options, private_folder_builder, sync_folder};
 use super::{PutMode, StoreError};
 
-/// Most puts written as one batch (each holds a file open through the passes).
-pub(super) const MAX_BATCH: usize = 256;
+/// Most puts written as one batch (each holds a file open through the passes: with
+/// [`LEADERS`] batches at once, at most 256 descriptors, well under the usual limit of 1024).
+pub(super) const MAX_BATCH: usize = 64;
 
 /// Most batches written at the same time.
 pub(super) const LEADERS: usize = 4;
