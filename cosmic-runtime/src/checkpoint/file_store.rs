@@ -375,6 +375,75 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn put_many_answers_each_put_on_its_own_and_concurrent_puts_all_land() {
+        let dir = std::env::temp_dir().join(format!("cosmic-put-many-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = FileStore::open(&dir).unwrap();
+        store
+            .put("a/once", Bytes::from_static(b"first"), PutMode::Create)
+            .await
+            .unwrap();
+        let put = |key: &str, value: &'static [u8], mode| BatchPut {
+            key: key.to_owned(),
+            value: Bytes::from_static(value),
+            mode,
+        };
+        let results = store
+            .put_many(vec![
+                put("a/b/new", b"one", PutMode::Overwrite),
+                put("a/once", b"second", PutMode::Create),
+                put("../escape", b"no", PutMode::Overwrite),
+                put("c/d/e", b"two", PutMode::Create),
+                put("a/b/new", b"three", PutMode::Overwrite),
+            ])
+            .await;
+        assert!(results[0].is_ok() && results[3].is_ok() && results[4].is_ok());
+        assert!(matches!(results[1], Err(StoreError::AlreadyExists { .. })));
+        assert!(matches!(results[2], Err(StoreError::InvalidKey { .. })));
+        // In order: the later put of the same key wins; the refused one changed nothing.
+        assert_eq!(store.get("a/b/new").await.unwrap().unwrap(), &b"three"[..]);
+        assert_eq!(store.get("a/once").await.unwrap().unwrap(), &b"first"[..]);
+        assert_eq!(store.get("c/d/e").await.unwrap().unwrap(), &b"two"[..]);
+
+        // Many puts at once, from many tasks: more than one batch's worth, all durable and
+        // readable, no temporary left behind.
+        let mut puts = tokio::task::JoinSet::new();
+        for i in 0..300u32 {
+            let store = store.clone();
+            puts.spawn(async move {
+                let key = format!("many/{i:03}/value");
+                store
+                    .put(
+                        &key,
+                        Bytes::from(i.to_le_bytes().to_vec()),
+                        PutMode::Overwrite,
+                    )
+                    .await
+            });
+        }
+        while let Some(result) = puts.join_next().await {
+            result.unwrap().unwrap();
+        }
+        let keys = store.list("many/").await.unwrap();
+        assert_eq!(keys.len(), 300);
+        for i in 0..300u32 {
+            let value = store.get(&format!("many/{i:03}/value")).await.unwrap();
+            assert_eq!(value.unwrap(), &i.to_le_bytes()[..]);
+        }
+        let mut stack = vec![dir.clone()];
+        while let Some(folder) = stack.pop() {
+            for entry in fs::read_dir(&folder).unwrap() {
+                let entry = entry.unwrap();
+                assert!(!entry.file_name().to_string_lossy().contains(".tmp-"));
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(entry.path());
+                }
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn open_existing_creates_nothing_and_removes_nothing() {
         let dir = std::env::temp_dir().join(format!("cosmic-open-existing-{}", std::process::id()));
