@@ -7,6 +7,7 @@
 //! purpose: if the format moves a field, these helpers (and the tests built on them) must fail
 //! rather than follow along silently.
 
+pub mod batch_value;
 pub mod counter;
 pub mod etcd;
 #[cfg(unix)]

@@ -8,6 +8,7 @@ mod catalog;
 mod clock;
 mod entry;
 mod file_store;
+mod group_commit;
 mod memory_store;
 mod ownership;
 mod persister;
@@ -15,6 +16,7 @@ mod policy;
 #[cfg(feature = "s3")]
 mod s3_store;
 mod store;
+mod store_meter;
 
 pub use attempts::Attempts;
 pub(crate) use catalog::{decode_outcome, encode_outcome};
@@ -25,9 +27,12 @@ pub use file_store::FileStore;
 pub use memory_store::MemoryStore;
 pub use ownership::EpochRecord;
 pub(crate) use persister::{PersistRequest, Persister, Target as PersistTarget};
-pub use policy::{daly_interval, young_interval, Policy, Schedule};
+pub use policy::{
+    daly_interval, daly_interval_secs, young_interval, Policy, PolicyError, Schedule,
+};
 #[cfg(feature = "s3")]
 pub use s3_store::{S3Config, S3ConfigError, S3Credentials, S3Store};
 #[allow(unused_imports)] // the cluster layout checks its keys against it in tests
 pub(crate) use store::validate_key;
-pub use store::{CheckpointStore, PutMode, RemoteProblem, StoreError};
+pub use store::{BatchPut, CheckpointStore, PutMode, RemoteProblem, StoreError};
+pub use store_meter::{StoreMeter, StoreWriter};

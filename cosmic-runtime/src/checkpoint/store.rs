@@ -23,6 +23,17 @@ pub enum PutMode {
     Create,
 }
 
+/// One put of a [`CheckpointStore::put_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPut {
+    /// The key.
+    pub key: String,
+    /// Its new value.
+    pub value: Bytes,
+    /// What happens if the key exists.
+    pub mode: PutMode,
+}
+
 /// Error returned by [`CheckpointStore`] operations.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -143,6 +154,21 @@ impl StoreError {
 pub trait CheckpointStore: Send + Sync + Debug + 'static {
     /// Stores `value` under `key`, durably and atomically.
     async fn put(&self, key: &str, value: Bytes, mode: PutMode) -> Result<(), StoreError>;
+
+    /// Stores each of `puts` as [`put`](Self::put) does (durably and atomically, each on its
+    /// own: one may fail while the others succeed), answering in the same order.
+    ///
+    /// Stores that can share the cost of durability between puts override it
+    /// ([`FileStore`](super::FileStore) writes them as one batch with shared fsyncs); the default
+    /// puts them one after the other, which suits stores whose puts are durable one by one
+    /// anyway (S3).
+    async fn put_many(&self, puts: Vec<BatchPut>) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(puts.len());
+        for put in puts {
+            results.push(self.put(&put.key, put.value, put.mode).await);
+        }
+        results
+    }
 
     /// The value under `key`, or `None`.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;

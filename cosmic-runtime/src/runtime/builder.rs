@@ -308,6 +308,7 @@ impl Builder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(BuildError::NoTokioRuntime);
         }
+        self.policy.check().map_err(BuildError::Policy)?;
         let types = TaskTypes::default();
         for register in &self.types {
             register(&types);

@@ -50,7 +50,8 @@ pub(crate) fn start<T: Task>(
         shared: Arc::clone(&shared),
         control,
         persister,
-        schedule: Schedule::new(runtime.policy, runtime.clock.now()),
+        schedule: Schedule::new(runtime.policy, runtime.clock.now())
+            .sharing(Arc::clone(&runtime.stats.store_meter)),
         writer: ImageWriter::new(),
         steps: from.steps,
         next_seq,
@@ -88,6 +89,7 @@ fn start_persister(
                 Ok(_) => stats.written(size),
                 Err(_) => stats.write_failed(),
             }),
+            Arc::clone(&runtime.stats.store_meter),
         )
     })
 }

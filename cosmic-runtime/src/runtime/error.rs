@@ -14,6 +14,10 @@ pub enum BuildError {
     /// No tokio runtime is running: build the runtime from within one.
     #[error("cosmic's runtime must be built inside a tokio runtime")]
     NoTokioRuntime,
+    /// The checkpoint policy cannot be used (an adaptive policy with a zero mean time between
+    /// failures).
+    #[error("invalid checkpoint policy")]
+    Policy(#[source] crate::checkpoint::PolicyError),
     /// The store could not be listed while looking for tasks to resume.
     #[error("failed to read the checkpoint store while resuming tasks")]
     Recovery(#[source] CatalogError),

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checkpoint::Clock;
+use crate::checkpoint::{Clock, StoreMeter};
 use crate::task::TaskStatus;
 
 /// A snapshot of a runtime's state and counters; see [`Runtime::stats`](super::Runtime::stats).
@@ -35,6 +35,12 @@ pub struct RuntimeStats {
     /// Steps that ran longer than the bound without reaching a safe point
     /// ([`Builder::slow_step_warning`](super::Builder::slow_step_warning)).
     pub slow_steps: u64,
+    /// Captures replaced by a newer capture of the same task before they were written (the
+    /// store was busy): work thrown away.
+    pub checkpoints_superseded: u64,
+    /// The store's busy time per checkpoint written (moving average), once one was written:
+    /// what bounds the adaptive interval with many tasks.
+    pub store_write_cost: Option<Duration>,
 }
 
 /// Sentinel for "no checkpoint yet".
@@ -51,6 +57,8 @@ pub(crate) struct StatsCounters {
     /// Clock reading (nanoseconds) of the last durable checkpoint.
     last_checkpoint: AtomicU64,
     clock: Arc<dyn Clock>,
+    /// The store's load, shared by the tasks' persisters and schedules.
+    pub(crate) store_meter: Arc<StoreMeter>,
 }
 
 impl StatsCounters {
@@ -63,6 +71,7 @@ impl StatsCounters {
             panics: AtomicU64::new(0),
             slow_steps: AtomicU64::new(0),
             last_checkpoint: AtomicU64::new(NEVER),
+            store_meter: StoreMeter::new(Arc::clone(&clock)),
             clock,
         }
     }
@@ -107,6 +116,8 @@ impl StatsCounters {
             },
             step_panics: self.panics.load(Ordering::Relaxed),
             slow_steps: self.slow_steps(),
+            checkpoints_superseded: self.store_meter.superseded_count(),
+            store_write_cost: self.store_meter.cost_per_write(),
             ..RuntimeStats::default()
         };
         for status in tasks {

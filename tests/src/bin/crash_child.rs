@@ -8,7 +8,12 @@
 //! crash_child prepare <dir> [--steps N]  spawn the task, checkpoint it, shut down cleanly
 //! crash_child expected [--steps N]       the digest of an uninterrupted run, without any store
 //! crash_child permission <dir>           use a store this user may read but not write
+//! crash_child batches <dir> <tasks> <from> write generations from <from> on of <tasks> values
 //! ```
+//!
+//! `batches` writes, for generation g = from, from + 1, ..., the value of g of every task in
+//! one `put_many` (one group commit), printing `begin <g>` before and `durable <g>` once every
+//! put of the batch has answered.
 //!
 //! `run` prints, one per line: `start spawned <task>` or `start resumed <task> <seq> <steps>`,
 //! then `durable <seq> <steps>` each time `checkpoint_now` has answered (the image is durable),
@@ -19,10 +24,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cosmic::checkpoint::{CatalogError, StoreError};
+use cosmic::checkpoint::{BatchPut, CatalogError, PutMode, StoreError};
 use cosmic::prelude::*;
 use cosmic::runtime::{ControlError, SpawnError};
+use cosmic::CheckpointStore;
 use cosmic::FileStore;
+use cosmic_tests::batch_value::{batch_key, batch_value};
 
 /// Words of hash-chain state: 4 KiB, plus half a KiB of floats.
 const WORDS: usize = 512;
@@ -283,8 +290,29 @@ fn expected(steps: u64) -> u64 {
 }
 
 fn usage() -> String {
-    "usage: crash_child (run|prepare) <dir> [--steps N] | expected [--steps N] | permission <dir>"
+    "usage: crash_child (run|prepare) <dir> [--steps N] | expected [--steps N] | permission <dir> | batches <dir> <tasks> <from>"
         .to_owned()
+}
+
+/// Writes generation after generation of `tasks` values, each generation as one batch, until
+/// killed (or after 100,000 generations).
+async fn batches(dir: PathBuf, tasks: u64, from: u64) -> Result<(), String> {
+    let store = FileStore::open(&dir).map_err(|error| format!("error open: {error}"))?;
+    for generation in from..from + 100_000 {
+        let puts = (0..tasks)
+            .map(|task| BatchPut {
+                key: batch_key(task),
+                value: batch_value(generation, task).into(),
+                mode: PutMode::Overwrite,
+            })
+            .collect();
+        println!("begin {generation}");
+        for result in store.put_many(puts).await {
+            result.map_err(|error| format!("error put: {error}"))?;
+        }
+        println!("durable {generation}");
+    }
+    Ok(())
 }
 
 fn parse_steps(args: &[String]) -> Result<u64, String> {
@@ -313,6 +341,10 @@ async fn main() -> ExitCode {
             println!("expected {}", expected(steps));
         }),
         [mode, dir] if mode == "permission" => permission(PathBuf::from(dir)).await,
+        [mode, dir, tasks, from] if mode == "batches" => match (tasks.parse(), from.parse()) {
+            (Ok(tasks), Ok(from)) => batches(PathBuf::from(dir), tasks, from).await,
+            _ => Err(usage()),
+        },
         _ => Err(usage()),
     };
     match result {
