@@ -597,8 +597,11 @@ async fn finished_task_keeps_its_outcome_and_retires_its_checkpoints() {
         handle.id()
     };
     let files: Vec<String> = snapshot(dir.path()).into_keys().collect();
+    // The outcome, the task record, and the note that the outcome is kept (retention).
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[0].starts_with("finished/kept/") && files[0].ends_with(&format!(".{id}")));
     assert_eq!(
-        files,
+        files[1..],
         [format!("tasks/{id}/outcome"), format!("tasks/{id}/task")]
     );
     let catalog = Catalog::new(Arc::new(FileStore::open(dir.path()).unwrap()), 3);

@@ -502,6 +502,7 @@ impl Driver {
                 if let Err(error) = catalog.retire_checkpoints(id).await {
                     tracing::warn!(%error, "failed to retire checkpoints of a finished task");
                 }
+                super::retention::finished(&self.runtime, catalog, id).await;
             }
         }
         tracing::info!(status = ?outcome_status(&outcome), steps = self.steps, "task ended");
