@@ -169,14 +169,31 @@ pub(crate) async fn forget(runtime: &RuntimeInner, task: TaskId) -> Result<(), F
         return Err(ForgetError::NotFinished { task });
     }
     if let Some(cluster) = &runtime.cluster {
+        // The coordinator's entry names the outcome record in the shared store: read it
+        // before the entry goes, remove the record after (a crash in between leaves it
+        // behind, unnamed).
+        let coordinator_error = |source| ForgetError::Coordinator {
+            task,
+            source: Arc::new(source),
+        };
+        let outcome = match cluster.coordinator.task(task).await {
+            Ok(Some(entry)) => match entry.owner {
+                crate::cluster::Owner::Finished { outcome } => Some(outcome),
+                _ => None,
+            },
+            Ok(None) => None,
+            Err(source) => return Err(coordinator_error(source)),
+        };
         cluster
             .coordinator
             .forget(task)
             .await
-            .map_err(|source| ForgetError::Coordinator {
-                task,
-                source: Arc::new(source),
-            })?;
+            .map_err(coordinator_error)?;
+        if let Some(key) = outcome {
+            if let Err(error) = cluster.store.delete(&key).await {
+                tracing::warn!(%task, %error, "failed to remove the outcome record of a forgotten task");
+            }
+        }
     }
     if let Some(catalog) = &runtime.catalog {
         let at = runtime.ledger().kept_at.get(&task).copied();
