@@ -228,14 +228,6 @@ impl Catalog {
         Ok(records)
     }
 
-    /// Removes every epoch record of `task` (its forwarding records, once it has finished).
-    pub async fn remove_epoch_records(&self, task: TaskId) -> Result<(), CatalogError> {
-        for key in self.store().list(&epoch_prefix(task)).await? {
-            self.store().delete(&key).await?;
-        }
-        Ok(())
-    }
-
     /// The record that decides who owns `task` now (the newest), if there is any.
     pub async fn ownership(
         &self,

@@ -3,9 +3,10 @@
 //! or until the program forgets it ([`Runtime::forget`](super::Runtime::forget)); then only a
 //! tombstone is left, which keeps its id from running here again (a stale copy in the store
 //! or offered by a peer is refused), itself bounded by count and age. A forwarding entry of a
-//! task that moved away is replaced by the task's outcome once this host learns that it
-//! finished (a handle here joins or locates it, or the sweep asks), and is then kept like any
-//! outcome. A sweep at start and then periodically does this, a bounded amount each time.
+//! task that moved away is replaced by a tombstone once this host learns that the task
+//! finished (a handle here joins or locates it, or the sweep asks): the outcome is recorded
+//! once, where the task ended. A sweep at start and then periodically does this, a bounded
+//! amount each time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
@@ -223,7 +224,8 @@ async fn forget_entry(
 }
 
 /// This host learned that `task`, which it had given away, ended with `outcome`: its
-/// forwarding entry becomes the outcome, kept like that of a task that finished here.
+/// forwarding records go, leaving a tombstone (the outcome is recorded once, where the task
+/// ended). Handles here keep the outcome in memory until the tombstone goes.
 pub(crate) async fn learned(runtime: &RuntimeInner, task: TaskId, outcome: &Outcome) {
     let Some(shared) = runtime.task(task) else {
         return;
@@ -232,16 +234,12 @@ pub(crate) async fn learned(runtime: &RuntimeInner, task: TaskId, outcome: &Outc
         return;
     }
     if let Some(catalog) = &runtime.catalog {
-        // The outcome first: a crash before the forwarding records are gone leaves a task
-        // that finished (the outcome decides at the next start).
-        if let Err(error) = catalog.put_outcome(task, outcome).await {
-            tracing::warn!(%task, %error, "failed to record the outcome of a task that moved away; keeping its forwarding entry");
+        let entry = (now_ms(), task);
+        if let Err(error) = catalog.forget_task(entry).await {
+            tracing::warn!(%task, %error, "failed to remove the forwarding records of a finished task; trying again when next learned");
             return;
         }
-        finished(runtime, catalog, task).await;
-        if let Err(error) = catalog.remove_epoch_records(task).await {
-            tracing::warn!(%task, %error, "failed to remove the forwarding records of a finished task");
-        }
+        runtime.ledger().forgotten(entry);
     }
     if let Some(node) = &runtime.node {
         node.learned_finished(task);
@@ -294,6 +292,14 @@ pub(crate) async fn sweep(runtime: &Arc<RuntimeInner>) {
         runtime.ledger().tombstones.remove(&entry);
         if let Some(node) = &runtime.node {
             node.forget_finished(entry.1);
+        }
+        // A task learned finished elsewhere is still known here, in memory, until now.
+        let mut tasks = runtime.tasks();
+        if tasks
+            .get(&entry.1)
+            .is_some_and(|shared| shared.status().is_finished())
+        {
+            tasks.remove(&entry.1);
         }
     }
     probe_forwarding_entries(runtime).await;
