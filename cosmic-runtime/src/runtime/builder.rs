@@ -360,7 +360,7 @@ impl Builder {
             super::migrate::carry_out(&inner, settle);
         }
         if inner.catalog.is_some() {
-            super::retention::sweep(&inner).await;
+            super::retention::sweep(&inner, false).await;
             tokio::spawn(super::retention::sweep_loop(
                 Arc::downgrade(&inner),
                 inner.retention.sweep_interval(),

@@ -249,8 +249,10 @@ pub(crate) async fn learned(runtime: &RuntimeInner, task: TaskId, outcome: &Outc
 }
 
 /// One sweep: forgets outcomes past their time, removes tombstones beyond the bounds, and
-/// asks after a few forwarding entries. Bounded work; what is left waits for the next one.
-pub(crate) async fn sweep(runtime: &Arc<RuntimeInner>) {
+/// (with `probe`) asks after a few forwarding entries. Bounded work; what is left waits for
+/// the next one. The sweep at start does not probe: peers that are down would hold up the
+/// start by a step timeout each.
+pub(crate) async fn sweep(runtime: &Arc<RuntimeInner>, probe: bool) {
     let Some(catalog) = runtime.catalog.clone() else {
         return;
     };
@@ -302,7 +304,9 @@ pub(crate) async fn sweep(runtime: &Arc<RuntimeInner>) {
             tasks.remove(&entry.1);
         }
     }
-    probe_forwarding_entries(runtime).await;
+    if probe {
+        probe_forwarding_entries(runtime).await;
+    }
 }
 
 /// Asks where a few tasks that moved away are now, in id order from where the last sweep
@@ -344,6 +348,6 @@ pub(crate) async fn sweep_loop(runtime: Weak<RuntimeInner>, interval: Duration) 
         if runtime.is_shutting_down() {
             return;
         }
-        sweep(&runtime).await;
+        sweep(&runtime, true).await;
     }
 }
