@@ -334,13 +334,17 @@ fn files_on_disk(root: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     (keys, temps)
 }
 
-/// Whether `key` is `tasks/<id>/task`, `tasks/<id>/outcome` or `tasks/<id>/ckpt/<seq>-<steps>`.
+/// Whether `key` is `tasks/<id>/task`, `tasks/<id>/outcome`, `tasks/<id>/ckpt/<seq>-<steps>`,
+/// or a note of the retention index, `finished/{kept,tombstone}/<unix ms>.<id>`.
 fn is_catalog_key(key: &str) -> bool {
     let digits =
         |text: &str, len: usize| text.len() == len && text.bytes().all(|b| b.is_ascii_digit());
     let parts: Vec<&str> = key.split('/').collect();
     let task_ok = |id: &str| id.parse::<TaskId>().is_ok();
     match parts[..] {
+        ["finished", "kept" | "tombstone", name] => name
+            .split_once('.')
+            .is_some_and(|(at, id)| digits(at, 20) && task_ok(id)),
         ["tasks", id, "task" | "outcome" | "attempts"] => task_ok(id),
         ["tasks", id, "ckpt", name] => {
             task_ok(id)
@@ -932,6 +936,8 @@ impl Model {
     fn absorb(&mut self, writes: &[Write], context: &str) {
         for write in writes {
             match write {
+                // The retention index says when outcomes expire; the model has no clock.
+                Write::Put(key) | Write::Delete(key) if key.starts_with("finished/") => {}
                 Write::Put(key) => match parse_key(key) {
                     (task, "task") => {
                         assert!(

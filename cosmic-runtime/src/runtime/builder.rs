@@ -14,7 +14,7 @@ use super::migrate::FaultPlan;
 use super::retry::RetryPolicy;
 use super::stats::StatsCounters;
 use super::task_types::TaskTypes;
-use super::{BuildError, Recovery, Runtime, RuntimeInner};
+use super::{BuildError, Recovery, Retention, Runtime, RuntimeInner};
 use crate::checkpoint::{Catalog, CheckpointStore, Clock, Policy, SystemClock};
 use crate::cluster::{ClusterConfig, ClusterHost, HostLoad, MemberRecord};
 use crate::task::Task;
@@ -45,6 +45,7 @@ pub struct Builder {
     channel: ChannelConfig,
     migration: MigrationConfig,
     cluster: Option<ClusterConfig>,
+    retention: Retention,
     #[cfg(feature = "fault-injection")]
     fault: Option<FaultPlan>,
 }
@@ -80,6 +81,7 @@ impl Builder {
                 reuse_connections: true,
             },
             cluster: None,
+            retention: Retention::default(),
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -107,6 +109,13 @@ impl Builder {
     /// When tasks are checkpointed (default: every second).
     pub fn checkpoint(mut self, policy: Policy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// How long the store keeps what finished tasks leave (default: [`Retention::default`],
+    /// outcomes for 7 days). Without it a store grows by two small files per task for good.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -377,6 +386,8 @@ impl Builder {
             with_attempts: Mutex::new(std::collections::HashSet::new()),
             shutting_down: AtomicBool::new(false),
             recovery: Mutex::new(Recovery::default()),
+            retention: self.retention,
+            ledger: Mutex::default(),
         });
         let mut settle = Vec::new();
         if let Some(catalog) = inner.catalog.clone() {
@@ -390,6 +401,13 @@ impl Builder {
             *node.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(serving.abort_handle());
             // Copies in doubt: ask their sources how the hand-offs ended.
             super::migrate::carry_out(&inner, settle);
+        }
+        if inner.catalog.is_some() {
+            super::retention::sweep(&inner, false).await;
+            tokio::spawn(super::retention::sweep_loop(
+                Arc::downgrade(&inner),
+                inner.retention.sweep_interval(),
+            ));
         }
         if let (Some(cluster), Some(node)) = (&inner.cluster, &inner.node) {
             join_cluster(&inner, cluster, node).await?;

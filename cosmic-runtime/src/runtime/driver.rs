@@ -570,6 +570,7 @@ impl Driver {
                         tracing::warn!(%error, "failed to remove the attempts record of a finished task");
                     }
                 }
+                super::retention::finished(&self.runtime, catalog, id).await;
             }
         }
         tracing::info!(status = ?outcome_status(&outcome), steps = self.steps, "task ended");

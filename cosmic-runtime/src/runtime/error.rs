@@ -205,6 +205,51 @@ pub enum ControlError {
     },
 }
 
+/// Error returned by [`Runtime::forget`](super::Runtime::forget) and
+/// [`TaskHandle::forget`](super::TaskHandle::forget).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForgetError {
+    /// No such task on this runtime (never here, or already forgotten).
+    #[error("no task {task} on this runtime")]
+    NotFound {
+        /// The task.
+        task: TaskId,
+    },
+    /// The task has not ended: only a finished task's outcome can be forgotten.
+    #[error("task {task} has not ended; only a finished task can be forgotten")]
+    NotFinished {
+        /// The task.
+        task: TaskId,
+    },
+    /// The task moved to another host; forget it there.
+    #[error("task {task} moved to `{host}`; forget it there")]
+    Moved {
+        /// The task.
+        task: TaskId,
+        /// The host it moved to.
+        host: String,
+    },
+    /// The store failed; the outcome may still be there (a tombstone is written first).
+    #[error("failed to forget task {task} in the store")]
+    Store {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<CatalogError>,
+    },
+    /// The cluster's coordinator refused or failed to forget the task.
+    #[error("the coordinator did not forget task {task}")]
+    Coordinator {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<crate::cluster::CoordinatorError>,
+    },
+}
+
 /// Error returned by [`Runtime::handle`](super::Runtime::handle).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

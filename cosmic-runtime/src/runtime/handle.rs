@@ -127,6 +127,15 @@ impl<O: Migratable> TaskHandle<O> {
         follow::locate(&runtime, self.id()).await
     }
 
+    /// The program is done with this finished task: see [`Runtime::forget`](super::Runtime::forget).
+    pub async fn forget(&self) -> Result<(), super::ForgetError> {
+        let runtime = self
+            .runtime
+            .upgrade()
+            .ok_or(super::ForgetError::NotFound { task: self.id() })?;
+        super::retention::forget(&runtime, self.id()).await
+    }
+
     /// Pauses the task at its next safe point; returns once it is paused.
     pub async fn pause(&self) -> Result<(), ControlError> {
         self.request(Control::Pause).await

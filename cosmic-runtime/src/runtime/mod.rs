@@ -7,6 +7,7 @@ mod error;
 mod handle;
 pub mod migrate;
 mod recovery;
+pub(crate) mod retention;
 mod retry;
 mod shared;
 mod stats;
@@ -18,9 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use builder::Builder;
-pub use error::{BuildError, ControlError, HandleError, JoinError, SpawnError};
+pub use error::{BuildError, ControlError, ForgetError, HandleError, JoinError, SpawnError};
 pub use handle::TaskHandle;
 pub use migrate::{DrainReport, HandoffStep, LocateError, MigrateError, TaskLocation};
+pub use retention::Retention;
 pub use retry::RetryPolicy;
 pub use stats::RuntimeStats;
 
@@ -98,6 +100,9 @@ pub(crate) struct RuntimeInner {
     stats: Arc<StatsCounters>,
     shutting_down: AtomicBool,
     recovery: Mutex<Recovery>,
+    /// How long finished tasks' records are kept, and what the store's index says of them.
+    pub(crate) retention: Retention,
+    ledger: Mutex<retention::Ledger>,
 }
 
 impl std::fmt::Debug for RuntimeInner {
@@ -186,6 +191,14 @@ impl Runtime {
             });
         }
         Ok(TaskHandle::new(shared, Arc::downgrade(&self.inner)))
+    }
+
+    /// The program is done with `task`, which finished here: its outcome and records are
+    /// removed from the store now, rather than when [`Retention`] says, and its handles here
+    /// no longer find it. A tombstone keeps its id from running here again (see
+    /// [`Retention::tombstones`]). Refused for a task that has not finished or moved away.
+    pub async fn forget(&self, task: TaskId) -> Result<(), ForgetError> {
+        retention::forget(&self.inner, task).await
     }
 
     /// Every task this runtime knows, with its status.
@@ -365,6 +378,12 @@ impl Runtime {
 impl RuntimeInner {
     pub(crate) fn tasks(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<TaskShared>>> {
         self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, retention::Ledger> {
+        self.ledger
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -32,7 +32,23 @@ pub(super) async fn recover(
     let mut found = HashMap::new();
     let mut stored = Vec::new();
     let mut unreadable = Vec::new();
+    let kept = catalog
+        .kept_outcomes()
+        .await
+        .map_err(BuildError::Recovery)?;
+    let tombstones = catalog.tombstones().await.map_err(BuildError::Recovery)?;
+    let forgotten: std::collections::HashSet<TaskId> =
+        tombstones.iter().map(|(_, task)| *task).collect();
     for task in catalog.tasks().await.map_err(BuildError::Recovery)? {
+        if forgotten.contains(&task) {
+            // A forget that a crash interrupted, or a stale copy of a task that finished: its
+            // id must not run again while the tombstone lives.
+            tracing::info!(%task, "removing the records of a forgotten task");
+            if let Err(error) = catalog.remove_task(task).await {
+                tracing::warn!(%task, %error, "could not remove the records of a forgotten task");
+            }
+            continue;
+        }
         let read = async {
             let records = catalog.epoch_records(task).await?;
             let prepared_copy = match records.last() {
@@ -89,6 +105,12 @@ pub(super) async fn recover(
         });
         found.insert(task, task_found);
     }
+    // Tombstones: the machine refuses offers of these ids.
+    stored.extend(forgotten.iter().map(|&task| StoredTask {
+        task,
+        records: Vec::new(),
+        finished: true,
+    }));
     let (name, config) = match &inner.node {
         Some(node) => (node.name.to_string(), node.config.machine()),
         None => (inner.host.clone(), handoff::Config::default()),
@@ -155,7 +177,34 @@ pub(super) async fn recover(
     if let Some(node) = &inner.node {
         node.set_machine(machine);
     }
+    recover_retention(inner, catalog, &recovery, kept, tombstones).await;
     Ok((recovery, commands))
+}
+
+/// Rebuilds the retention ledger from the store's index, and mends it: a finished task
+/// without a note (a crash right after its outcome) is kept from now; a note whose task was
+/// forgotten (a crash in the middle of forgetting) or is gone is removed.
+async fn recover_retention(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    recovery: &Recovery,
+    kept: Vec<crate::checkpoint::FinishedEntry>,
+    tombstones: Vec<crate::checkpoint::FinishedEntry>,
+) {
+    let finished: std::collections::HashSet<TaskId> = recovery.finished.iter().copied().collect();
+    for entry in kept {
+        if finished.contains(&entry.1) && !inner.ledger().is_kept(entry.1) {
+            inner.ledger().keep(entry);
+        } else if let Err(error) = catalog.drop_kept(entry).await {
+            tracing::warn!(task = %entry.1, %error, "could not remove a stale retention note");
+        }
+    }
+    for &task in &recovery.finished {
+        if !inner.ledger().is_kept(task) {
+            super::retention::finished(inner, catalog, task).await;
+        }
+    }
+    inner.ledger().set_tombstones(tombstones);
 }
 
 /// An epoch record as the machine needs it (`size`: a prepared copy's bytes).

@@ -63,6 +63,16 @@ fn status_of(wire: &WireStatus) -> TaskStatus {
     }
 }
 
+/// The outcome a final status carries, if it is final.
+fn final_outcome(status: &WireStatus) -> Option<Outcome> {
+    match status {
+        WireStatus::Completed(bytes) => Some(Outcome::Completed(bytes.clone().into())),
+        WireStatus::Failed(message) => Some(Outcome::Failed(message.clone())),
+        WireStatus::Cancelled => Some(Outcome::Cancelled),
+        _ => None,
+    }
+}
+
 /// What this host knows about `task` (the answer to [`Request::Locate`]).
 pub(crate) fn whereabouts(runtime: &RuntimeInner, task: TaskId) -> Whereabouts {
     // Arrivals first: a task coming back keeps its old forwarding entry until it starts.
@@ -233,13 +243,16 @@ pub(crate) async fn locate(
                 steps,
                 epoch,
             } => {
+                if let Some(outcome) = final_outcome(&status) {
+                    crate::runtime::retention::learned(runtime, task, &outcome).await;
+                }
                 return Ok(TaskLocation {
                     host: next.host,
                     status: status_of(&status),
                     steps,
                     epoch,
                     via,
-                })
+                });
             }
             Whereabouts::MovedTo { host, addr, epoch } => {
                 via.push(next.host.clone());
@@ -331,14 +344,13 @@ pub(crate) async fn await_outcome(
         match answer {
             Ok(Whereabouts::Here { status, .. }) => {
                 failing_since = None;
-                match status {
-                    WireStatus::Completed(bytes) => return Ok(Outcome::Completed(bytes.into())),
-                    WireStatus::Failed(message) => return Ok(Outcome::Failed(message)),
-                    WireStatus::Cancelled => return Ok(Outcome::Cancelled),
-                    // Running (the long poll expired), stopped by a restart that will resume
-                    // it, or still arriving: ask again.
-                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                if let Some(outcome) = final_outcome(&status) {
+                    crate::runtime::retention::learned(runtime, task, &outcome).await;
+                    return Ok(outcome);
                 }
+                // Running (the long poll expired), stopped by a restart that will resume it,
+                // or still arriving: ask again.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(Whereabouts::MovedTo { host, addr, epoch }) => {
                 failing_since = None;
