@@ -149,6 +149,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 fn assert_mentions(error: &RestoreError, needles: &[&str]) {
+    cosmic_tests::chain::assert_no_repeats(error);
     let text = error_chain(error);
     for needle in needles {
         assert!(text.contains(needle), "{needle:?} not in {text:?}");
