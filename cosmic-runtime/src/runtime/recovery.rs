@@ -251,7 +251,7 @@ async fn resume(
                 return;
             }
             Err(problem) => {
-                tracing::warn!(%task, reason = %crate::ErrorChain(&problem), "checkpoint unusable; trying an older one");
+                tracing::warn!(%task, seq, reason = %crate::ErrorChain(&problem), "checkpoint unusable; trying an older one");
                 problems.push(problem);
             }
         }
