@@ -44,8 +44,12 @@ pub(crate) fn describe(dir: &Path) -> String {
 pub(crate) async fn coordinator(dir: &Path) -> Result<Arc<dyn Coordinator>, String> {
     let spec = std::env::var(COORDINATOR_VAR)
         .unwrap_or_else(|_| format!("folder:{}", dir.join("coordinator").display()));
-    let spec: CoordinatorSpec = spec.parse().map_err(|e| format!("{}", cosmic::ErrorChain(&e)))?;
-    spec.open().await.map_err(|e| cosmic::ErrorChain(&e).to_string())
+    let spec: CoordinatorSpec = spec
+        .parse()
+        .map_err(|e| format!("{}", cosmic::ErrorChain(&e)))?;
+    spec.open()
+        .await
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())
 }
 
 pub(crate) fn store(dir: &Path) -> Result<Arc<dyn CheckpointStore>, String> {
@@ -59,7 +63,8 @@ pub(crate) fn store(dir: &Path) -> Result<Arc<dyn CheckpointStore>, String> {
 
 #[cfg(feature = "s3")]
 fn s3_store() -> Result<Arc<dyn CheckpointStore>, String> {
-    let config = cosmic::checkpoint::S3Config::from_env().map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+    let config =
+        cosmic::checkpoint::S3Config::from_env().map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     cosmic::checkpoint::S3Store::new(config)
         .map(|s| Arc::new(s) as Arc<dyn CheckpointStore>)
         .map_err(|e| cosmic::ErrorChain(&e).to_string())

@@ -67,7 +67,8 @@ pub(crate) fn run(name: &str, dir: &Path, spawn: &[u64]) -> Result<(), String> {
 
 async fn build(name: &str, dir: &Path) -> Result<Runtime, String> {
     let key_file = std::env::var_os(KEY_FILE_VAR).ok_or(format!("{KEY_FILE_VAR} is not set"))?;
-    let cluster_key = ClusterKey::from_file(key_file).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+    let cluster_key =
+        ClusterKey::from_file(key_file).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let host_key = HostKey::from_file(dir.join("keys").join(format!("{name}.key")))
         .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let coordinator = crate::backend::coordinator(dir).await?;

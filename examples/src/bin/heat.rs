@@ -101,7 +101,9 @@ fn parse() -> Result<Options, String> {
                 let (name, key) = trust
                     .split_once('=')
                     .ok_or("--trust needs NAME=PUBLIC_KEY")?;
-                let key = key.parse().map_err(|e| format!("--trust {name}: {}", cosmic::ErrorChain(&e)))?;
+                let key = key
+                    .parse()
+                    .map_err(|e| format!("--trust {name}: {}", cosmic::ErrorChain(&e)))?;
                 options.trust.push((name.to_owned(), key));
             }
             "--help" | "-h" => return Err(USAGE.to_owned()),
@@ -142,7 +144,8 @@ fn main() -> ExitCode {
 /// Runs (or resumes) the simulation in this process, reporting progress on stdout.
 fn worker(options: &Options) -> Result<(), String> {
     tokio_runtime()?.block_on(async {
-        let store = FileStore::open(&options.dir).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+        let store =
+            FileStore::open(&options.dir).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         let rt = Runtime::builder()
             .host("worker")
             .store(store)
@@ -158,13 +161,19 @@ fn worker(options: &Options) -> Result<(), String> {
                     "resumed task {task} from checkpoint {} at step {}",
                     from.seq, from.steps
                 );
-                rt.handle::<HeatResult>(*task).map_err(|e| cosmic::ErrorChain(&e).to_string())?
+                rt.handle::<HeatResult>(*task)
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?
             }
             None => match recovery.finished.first() {
-                Some(task) => rt.handle::<HeatResult>(*task).map_err(|e| cosmic::ErrorChain(&e).to_string())?,
+                Some(task) => rt
+                    .handle::<HeatResult>(*task)
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?,
                 None => {
                     let plate = HeatPlate::new(options.size, options.steps, options.sweeps);
-                    let handle = rt.spawn(plate).await.map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+                    let handle = rt
+                        .spawn(plate)
+                        .await
+                        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
                     println!("spawned task {}", handle.id());
                     handle
                 }
@@ -181,7 +190,10 @@ fn worker(options: &Options) -> Result<(), String> {
                 }
             })
         };
-        let result = handle.join().await.map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+        let result = handle
+            .join()
+            .await
+            .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         progress.abort();
         println!(
             "done {} {:016x} {}",
@@ -293,7 +305,9 @@ fn run_worker(exe: &Path, options: &Options, kill_after: Option<u64>) -> Result<
             let baseline = *first_durable.get_or_insert(durable);
             if kill_after.is_some_and(|limit| step >= limit && durable > baseline) {
                 // Child::kill sends SIGKILL: no chance to clean up or flush anything.
-                child.kill().map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+                child
+                    .kill()
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
                 let _ = child.wait();
                 return Ok(WorkerEnd::Killed { at_step: step });
             }
@@ -303,7 +317,9 @@ fn run_worker(exe: &Path, options: &Options, kill_after: Option<u64>) -> Result<
             return Ok(WorkerEnd::Done(line));
         }
     }
-    let status = child.wait().map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+    let status = child
+        .wait()
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     Err(format!("the worker exited without finishing ({status})"))
 }
 
@@ -340,7 +356,9 @@ fn host(options: &Options, name: &str) -> Result<(), String> {
         match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["spawn"] => {
                 let plate = HeatPlate::new(options.size, options.steps, options.sweeps);
-                let handle = tokio.block_on(rt.spawn(plate)).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+                let handle = tokio
+                    .block_on(rt.spawn(plate))
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
                 println!("spawned {}", handle.id());
             }
             ["migrate", task, to] => match tokio.block_on(migrate(&rt, task, to)) {
@@ -366,7 +384,8 @@ async fn start_host(options: &Options, name: &str) -> Result<Runtime, String> {
     let key_file = std::env::var_os(KEY_FILE_VAR).ok_or(format!("{KEY_FILE_VAR} is not set"))?;
     let key = ClusterKey::from_file(key_file).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let key_file = options.host_key.as_ref().ok_or("--host needs --host-key")?;
-    let host_key = HostKey::load_or_create(key_file).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+    let host_key =
+        HostKey::load_or_create(key_file).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let store = FileStore::open(&options.dir).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let mut builder = Runtime::builder()
         .host(name)
@@ -384,7 +403,10 @@ async fn start_host(options: &Options, name: &str) -> Result<Runtime, String> {
     for (peer, key) in &options.trust {
         builder = builder.trust_peer(peer, *key);
     }
-    builder.build().await.map_err(|e| cosmic::ErrorChain(&e).to_string())
+    builder
+        .build()
+        .await
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())
 }
 
 /// Moves `task` to the host `to`; returns the step it moved at and how long the move took.
@@ -393,7 +415,10 @@ async fn migrate(rt: &Runtime, task: &str, to: &str) -> Result<(u64, Duration), 
         .handle::<HeatResult>(parse_task(task)?)
         .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let started = Instant::now();
-    handle.migrate_to(to).await.map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+    handle
+        .migrate_to(to)
+        .await
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     Ok((handle.steps_completed(), started.elapsed()))
 }
 
@@ -402,7 +427,10 @@ async fn join(rt: &Runtime, task: &str) -> Result<HeatResult, String> {
     let handle = rt
         .handle::<HeatResult>(parse_task(task)?)
         .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
-    handle.join().await.map_err(|e| cosmic::ErrorChain(&e).to_string())
+    handle
+        .join()
+        .await
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())
 }
 
 fn parse_task(task: &str) -> Result<TaskId, String> {
@@ -546,7 +574,9 @@ fn field<T: std::str::FromStr>(line: &str, index: usize) -> Result<T, String> {
 /// Two free addresses on 127.0.0.1. Both listeners stay open until both ports are known, so
 /// the two differ; they close before the hosts bind them.
 fn free_addrs() -> Result<[String; 2], String> {
-    let bind = || std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| cosmic::ErrorChain(&e).to_string());
+    let bind = || {
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| cosmic::ErrorChain(&e).to_string())
+    };
     let (first, second) = (bind()?, bind()?);
     let addr = |listener: &std::net::TcpListener| {
         listener
@@ -645,7 +675,10 @@ impl HostProcess {
                 self.name
             )),
             Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.wait().map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+                let status = self
+                    .child
+                    .wait()
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
                 Err(format!("{} exited unexpectedly ({status})", self.name))
             }
         }
