@@ -401,7 +401,9 @@ impl cosmic::Task for AsksToMove {
 async fn a_step_learns_why_the_move_it_asked_for_failed() {
     let alpha = host("alpha", |b| b.register::<AsksToMove>()).await;
     let beta = host("beta", |b| b.register::<AsksToMove>()).await;
-    connect(&[&alpha, &beta]);
+    // Gamma does not know the task's type: it refuses it.
+    let gamma = host("gamma", |b| b).await;
+    connect(&[&alpha, &beta, &gamma]);
     let unknown = alpha
         .rt
         .spawn(AsksToMove {
@@ -413,6 +415,21 @@ async fn a_step_learns_why_the_move_it_asked_for_failed() {
     let said = unknown.join().await.unwrap();
     assert!(
         said.starts_with("failed: ") && said.contains("no peer named `nosuchhost`"),
+        "{said}"
+    );
+    let refused = alpha
+        .rt
+        .spawn(AsksToMove {
+            to: "gamma".into(),
+            steps: 0,
+        })
+        .await
+        .unwrap();
+    let said = refused.join().await.unwrap();
+    assert!(
+        said.starts_with("failed: ")
+            && said.contains("`gamma` refused")
+            && said.contains("not registered"),
         "{said}"
     );
     let moved = alpha
