@@ -13,10 +13,16 @@ use std::fmt;
 /// ```
 /// use cosmic_runtime::ErrorChain;
 ///
-/// let error = cosmic_runtime::checkpoint::FileStore::open("/dev/null/store").unwrap_err();
+/// // A regular file where a store's folder should be.
+/// let file = std::env::temp_dir().join(format!("cosmic-chain-doc-{}", std::process::id()));
+/// std::fs::write(&file, b"not a folder")?;
+/// let error = cosmic_runtime::checkpoint::FileStore::open(&file).unwrap_err();
 /// let text = ErrorChain(&error).to_string();
-/// assert!(text.starts_with("failed to create store directory"), "{text}");
-/// assert!(text.contains(": "), "the cause follows: {text}");
+/// std::fs::remove_file(&file)?;
+/// // This layer's message, then its cause's.
+/// assert!(text.starts_with("failed to open the file store at "), "{text}");
+/// assert!(text.ends_with(": it is a file, not a folder; give a file store a folder of its own"), "{text}");
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone, Copy)]
 pub struct ErrorChain<'a>(pub &'a (dyn Error + 'a));
