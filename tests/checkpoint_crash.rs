@@ -335,7 +335,7 @@ fn is_catalog_key(key: &str) -> bool {
     let parts: Vec<&str> = key.split('/').collect();
     let task_ok = |id: &str| id.parse::<TaskId>().is_ok();
     match parts[..] {
-        ["tasks", id, "task" | "outcome"] => task_ok(id),
+        ["tasks", id, "task" | "outcome" | "attempts"] => task_ok(id),
         ["tasks", id, "ckpt", name] => {
             task_ok(id)
                 && name
@@ -938,6 +938,9 @@ impl Model {
                         assert_eq!(Some(task), self.task, "{context}: outcome of {key}");
                         self.finished = true;
                     }
+                    // The count of resumes (quarantine), written before each resume: no
+                    // promise about the task's state.
+                    (_, "attempts") => {}
                     (task, what) => {
                         let (seq, steps) = what
                             .strip_prefix("ckpt/")

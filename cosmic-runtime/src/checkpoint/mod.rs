@@ -3,6 +3,7 @@
 //! `S3Store` on S3-compatible object storage), and how a task's
 //! images and outcome are laid out in a store ([`Catalog`]).
 
+mod attempts;
 mod catalog;
 mod clock;
 mod entry;
@@ -15,6 +16,7 @@ mod policy;
 mod s3_store;
 mod store;
 
+pub use attempts::Attempts;
 pub(crate) use catalog::{decode_outcome, encode_outcome};
 pub use catalog::{Catalog, CatalogError, CheckpointKey, Outcome, TaskRecord};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -11,6 +11,7 @@ use super::migrate::node::{MigrationConfig, Node};
 use super::migrate::server;
 #[cfg(feature = "fault-injection")]
 use super::migrate::FaultPlan;
+use super::retry::RetryPolicy;
 use super::stats::StatsCounters;
 use super::task_types::TaskTypes;
 use super::{BuildError, Recovery, RecoveryError, Runtime, RuntimeInner};
@@ -31,6 +32,9 @@ pub struct Builder {
     keep: usize,
     clock: Arc<dyn Clock>,
     verify_every: Option<u64>,
+    retry: RetryPolicy,
+    slow_step: Option<Duration>,
+    quarantine_after: u32,
     types: Vec<fn(&TaskTypes)>,
     require_registered: bool,
     listen: Option<String>,
@@ -55,6 +59,9 @@ impl Builder {
             keep: 3,
             clock: Arc::new(SystemClock::default()),
             verify_every: None,
+            retry: RetryPolicy::default(),
+            slow_step: Some(Duration::from_secs(10)),
+            quarantine_after: 3,
             types: Vec::new(),
             require_registered: false,
             listen: None,
@@ -124,6 +131,37 @@ impl Builder {
     /// ordinary tests.
     pub fn verify_migration(mut self, every_steps: u64) -> Self {
         self.verify_every = Some(every_steps.max(1));
+        self
+    }
+
+    /// What to do when a step panics (default: no retry, the task fails). The panic is caught
+    /// at the step either way; with a policy of more than one try the task runs again from its
+    /// last durable checkpoint (retries need a store). Outside a cluster only: in a cluster a
+    /// panic fails the task.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How long a step may run without reaching a safe point before it is reported (default
+    /// 10 s; `None` turns the watch off): a warning with the task and how long it ran, and a
+    /// count in [`RuntimeStats::slow_steps`](super::RuntimeStats::slow_steps). The step is
+    /// not stopped.
+    pub fn slow_step_warning(mut self, after: Option<Duration>) -> Self {
+        self.slow_step = after;
+        self
+    }
+
+    /// After how many resumes in a row from the same checkpoint, none of which got to a newer
+    /// one, a task is quarantined instead of resumed again (default 3, at least 1). This is
+    /// what stops a step that takes the whole process down (`panic = "abort"`, a crash in
+    /// native code) from doing so at every start: the count is written before each resume. A
+    /// quarantined task is listed in [`Recovery::quarantined`](super::Recovery::quarantined),
+    /// and its handle reports it failed; its checkpoints are kept, and
+    /// [`Catalog::clear_attempts`](crate::checkpoint::Catalog::clear_attempts) releases it
+    /// at the next start. Outside a cluster only.
+    pub fn quarantine_after(mut self, resumes: u32) -> Self {
+        self.quarantine_after = resumes.max(1);
         self
     }
 
@@ -352,9 +390,13 @@ impl Builder {
             policy: self.policy,
             clock: self.clock,
             verify_every: self.verify_every,
+            retry: self.retry,
+            slow_step: self.slow_step,
+            quarantine_after: self.quarantine_after,
             types,
             tasks: Mutex::new(HashMap::new()),
             running: Mutex::new(std::collections::HashSet::new()),
+            with_attempts: Mutex::new(std::collections::HashSet::new()),
             shutting_down: AtomicBool::new(false),
             recovery: Mutex::new(Recovery::default()),
         });

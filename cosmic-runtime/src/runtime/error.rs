@@ -121,6 +121,14 @@ pub enum JoinError {
         /// The step's error message.
         message: String,
     },
+    /// A step panicked (and no retry was left): the task failed with the panic's message.
+    #[error("task {task} failed: a step panicked: {message}")]
+    Panicked {
+        /// The task.
+        task: TaskId,
+        /// What the step panicked with.
+        message: String,
+    },
     /// The task was cancelled.
     #[error("task {task} was cancelled")]
     Cancelled {

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use super::error::{ControlError, JoinError};
 use super::migrate::{follow, LocateError, MigrateError, TaskLocation};
 use super::shared::{Control, TaskShared};
+use super::step_guard::panic_message;
 use super::RuntimeInner;
 use crate::checkpoint::{CheckpointKey, Outcome};
 use crate::image;
@@ -91,7 +92,13 @@ impl<O: Migratable> TaskHandle<O> {
             Some(Outcome::Completed(bytes)) => {
                 image::restore::<O>(&bytes).map_err(|source| JoinError::Output { task, source })
             }
-            Some(Outcome::Failed(message)) => Err(JoinError::Failed { task, message }),
+            Some(Outcome::Failed(message)) => Err(match panic_message(&message) {
+                Some(panic) => JoinError::Panicked {
+                    task,
+                    message: panic.to_owned(),
+                },
+                None => JoinError::Failed { task, message },
+            }),
             Some(Outcome::Cancelled) => Err(JoinError::Cancelled { task }),
             None => Err(JoinError::ShutDown { task }),
         }

@@ -8,8 +8,10 @@ mod handle;
 pub mod migrate;
 mod recovery;
 mod recovery_error;
+mod retry;
 mod shared;
 mod stats;
+mod step_guard;
 mod task_types;
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ pub use error::{BuildError, ControlError, HandleError, JoinError, SpawnError};
 pub use handle::TaskHandle;
 pub use migrate::{CopyError, DrainReport, HandoffStep, LocateError, MigrateError, TaskLocation};
 pub use recovery_error::{CheckpointUnusable, RecoveryError};
+pub use retry::RetryPolicy;
 pub use stats::RuntimeStats;
 
 use crate::checkpoint::{Catalog, CheckpointKey, Clock, Policy, TaskRecord};
@@ -43,6 +46,10 @@ pub struct Recovery {
     /// [`ErrorChain`](crate::ErrorChain)). Each is also logged (`warn` or `error`), and
     /// [`Runtime::handle`] answers for it with [`HandleError::NotResumed`].
     pub failed: Vec<(TaskId, RecoveryError)>,
+    /// Tasks not resumed because they were resumed from the same checkpoint too many times in
+    /// a row without getting further (their step brought the host down; see
+    /// [`Builder::quarantine_after`]), and why.
+    pub quarantined: Vec<(TaskId, String)>,
     /// Tasks that had moved to another host (kept as forwarding entries), with the host.
     pub moved: Vec<(TaskId, String)>,
     /// Tasks that were arriving from a peer when the host stopped; the host asks the source
@@ -77,6 +84,10 @@ pub(crate) struct RuntimeInner {
     policy: Policy,
     clock: Arc<dyn Clock>,
     verify_every: Option<u64>,
+    retry: RetryPolicy,
+    /// How long a step may run before it is reported (`Builder::slow_step_warning`).
+    slow_step: Option<std::time::Duration>,
+    quarantine_after: u32,
     pub(crate) types: TaskTypes,
     pub(crate) node: Option<migrate::node::Node>,
     /// Membership of a cluster, with a coordinator (`Builder::cluster`).
@@ -85,6 +96,9 @@ pub(crate) struct RuntimeInner {
     steps_total: std::sync::atomic::AtomicU64,
     tasks: Mutex<HashMap<TaskId, Arc<TaskShared>>>,
     running: Mutex<std::collections::HashSet<TaskId>>,
+    /// Tasks that may have an attempts record in the store (resumed, retried or arrived with
+    /// tries): their end removes it; the others' ends need not ask the store.
+    with_attempts: Mutex<std::collections::HashSet<TaskId>>,
     stats: Arc<StatsCounters>,
     shutting_down: AtomicBool,
     recovery: Mutex<Recovery>,
@@ -387,6 +401,30 @@ impl RuntimeInner {
     /// Counts a step done by some task here.
     pub(crate) fn step_done(&self) {
         self.steps_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes that `task` may have an attempts record in the store.
+    pub(crate) fn mark_attempts(&self, task: TaskId) {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(task);
+    }
+
+    /// Whether `task` may have an attempts record.
+    pub(crate) fn has_attempts_mark(&self, task: TaskId) -> bool {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&task)
+    }
+
+    /// Whether `task` may have an attempts record (forgetting it).
+    pub(crate) fn take_attempts_mark(&self, task: TaskId) -> bool {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&task)
     }
 
     /// Steps done by every task here since the start.

@@ -11,7 +11,7 @@ use super::migrate::{Arrival, CopyError};
 use super::recovery_error::{CheckpointUnusable, RecoveryError};
 use super::shared::{Forward, TaskShared};
 use super::{BuildError, Recovery, RuntimeInner};
-use crate::checkpoint::{Catalog, EpochRecord, Outcome, TaskRecord};
+use crate::checkpoint::{Attempts, Catalog, EpochRecord, Outcome, TaskRecord};
 use crate::handoff::{self, Command, Recovered, StoredRecord, StoredTask};
 use crate::task::TaskId;
 
@@ -193,6 +193,9 @@ async fn finished(
     if let Err(error) = catalog.retire_checkpoints(task).await {
         tracing::warn!(%task, error = %crate::ErrorChain(&error), "could not retire the checkpoints of a finished task");
     }
+    if let Err(error) = catalog.clear_attempts(task).await {
+        tracing::warn!(%task, %error, "could not remove the attempts record of a finished task");
+    }
     let shared = TaskShared::finished(task, record.output_type, outcome);
     inner.tasks().insert(task, shared);
     recovery.finished.push(task);
@@ -232,20 +235,26 @@ async fn resume(
     let mut problems = Vec::new();
     for key in checkpoints.into_iter().rev() {
         let seq = key.seq;
-        let result = match catalog.checkpoint(task, key).await {
-            Ok(Some(bytes)) => (task_type.resume)(inner, task, &bytes, key, next_seq, epoch)
-                .map_err(|source| CheckpointUnusable::Restore {
+        let decoded = match catalog.checkpoint(task, key).await {
+            Ok(Some(bytes)) => {
+                (task_type.prepare)(&bytes).map_err(|source| CheckpointUnusable::Restore {
                     seq,
                     source: Arc::new(source),
-                }),
+                })
+            }
             Ok(None) => Err(CheckpointUnusable::Removed { seq }),
             Err(source) => Err(CheckpointUnusable::Unreadable {
                 seq,
                 source: Arc::new(source),
             }),
         };
-        match result {
-            Ok(()) => {
+        match decoded {
+            Ok((_, start)) => {
+                // Counted once the checkpoint is known to decode, right before the task runs.
+                if !count_resume(inner, catalog, task, &record, key.seq, recovery).await {
+                    return;
+                }
+                start(inner, task, key, next_seq, epoch);
                 tracing::info!(%task, seq = key.seq, steps = key.steps, "resumed");
                 recovery.resumed.push((task, key));
                 return;
@@ -266,6 +275,55 @@ async fn resume(
     };
     tracing::error!(%task, error = %crate::ErrorChain(&error), "task cannot be resumed");
     recovery.failed.push((task, error));
+}
+
+/// Counts one more resume of `task` from checkpoint `seq`, durably, before it runs: a step
+/// that takes the whole process down cannot be caught, but it cannot make the host resume it
+/// forever either. Returns false (and reports the task quarantined) once the task was resumed
+/// from this same checkpoint `quarantine_after` times in a row already.
+async fn count_resume(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    task: TaskId,
+    record: &TaskRecord,
+    seq: u64,
+    recovery: &mut Recovery,
+) -> bool {
+    let attempts = match catalog.attempts(task).await {
+        Ok(attempts) => attempts,
+        Err(error) => {
+            // Counting from zero again is the lesser harm: the record is rewritten below.
+            tracing::warn!(%task, %error, "the attempts record is unreadable; counting resumes afresh");
+            Attempts::default()
+        }
+    };
+    let limit = inner.quarantine_after;
+    if attempts.resumes >= limit && attempts.resumed_from == seq {
+        let reason = format!(
+            "quarantined: resumed {} times in a row from checkpoint {seq} without reaching a newer \
+             one (a step brings the host down?); not resumed again until its attempts record \
+             is cleared",
+            attempts.resumes
+        );
+        tracing::error!(%task, resumes = attempts.resumes, seq, "{reason}");
+        // Its handle answers with the reason; nothing is recorded as its end, so it can be
+        // released once the cause is fixed.
+        let shared = TaskShared::finished(
+            task,
+            record.output_type.clone(),
+            Outcome::Failed(reason.clone()),
+        );
+        inner.tasks().insert(task, shared);
+        recovery.quarantined.push((task, reason));
+        return false;
+    }
+    inner.mark_attempts(task);
+    if let Err(error) = catalog.put_attempts(task, &attempts.resumed(seq)).await {
+        // Without the count a crashing task could loop; but a store that refuses a write now
+        // refuses its checkpoints too, and the task at least gets its chance.
+        tracing::error!(%task, %error, "failed to count the resume; resuming anyway");
+    }
+    true
 }
 
 /// A task that moved away: keep a forwarding entry, drop leftover images.

@@ -30,6 +30,11 @@ pub struct RuntimeStats {
     pub capture_time: Duration,
     /// Time since the last durable checkpoint of any task.
     pub last_checkpoint_age: Option<Duration>,
+    /// Steps that panicked (each one caught; the task failed or was retried).
+    pub step_panics: u64,
+    /// Steps that ran longer than the bound without reaching a safe point
+    /// ([`Builder::slow_step_warning`](super::Builder::slow_step_warning)).
+    pub slow_steps: u64,
 }
 
 /// Sentinel for "no checkpoint yet".
@@ -41,6 +46,8 @@ pub(crate) struct StatsCounters {
     failures: AtomicU64,
     bytes: AtomicU64,
     capture_nanos: AtomicU64,
+    panics: AtomicU64,
+    slow_steps: AtomicU64,
     /// Clock reading (nanoseconds) of the last durable checkpoint.
     last_checkpoint: AtomicU64,
     clock: Arc<dyn Clock>,
@@ -53,6 +60,8 @@ impl StatsCounters {
             failures: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             capture_nanos: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            slow_steps: AtomicU64::new(0),
             last_checkpoint: AtomicU64::new(NEVER),
             clock,
         }
@@ -74,6 +83,18 @@ impl StatsCounters {
         self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn step_panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slow_step(&self) {
+        self.slow_steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slow_steps(&self) -> u64 {
+        self.slow_steps.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn snapshot(&self, tasks: &[TaskStatus], now: Duration) -> RuntimeStats {
         let mut stats = RuntimeStats {
             checkpoints_written: self.checkpoints.load(Ordering::Relaxed),
@@ -84,6 +105,8 @@ impl StatsCounters {
                 NEVER => None,
                 at => Some(now.saturating_sub(Duration::from_nanos(at))),
             },
+            step_panics: self.panics.load(Ordering::Relaxed),
+            slow_steps: self.slow_steps(),
             ..RuntimeStats::default()
         };
         for status in tasks {

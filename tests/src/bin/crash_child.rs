@@ -138,6 +138,9 @@ async fn runtime(dir: &PathBuf, policy: Policy) -> Result<Runtime, String> {
         .host("crash-child")
         .store(store)
         .checkpoint(policy)
+        // The parent kills this process on purpose, sometimes several times in a row before
+        // a new checkpoint: that is not a task bringing its host down, so no quarantine.
+        .quarantine_after(u32::MAX)
         .register::<Chain>()
         .build()
         .await

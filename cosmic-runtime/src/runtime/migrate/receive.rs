@@ -431,8 +431,20 @@ impl Taking<'_> {
         let taken = self.node.copies().remove(&(task, handoff));
         let result = match taken {
             Some(mut arrival) => {
-                let recorded =
+                let mut recorded =
                     arrival::record_prepared(self.runtime, task, &mut arrival, image).await;
+                if let (Ok(()), Some(catalog), true) =
+                    (&recorded, &self.runtime.catalog, self.offer.tries > 0)
+                {
+                    // The task's count of tries after panics continues here. Written with the
+                    // copy: if the hand-off aborts, the next start removes it with the copy.
+                    let attempts = crate::checkpoint::Attempts {
+                        tries: self.offer.tries,
+                        ..Default::default()
+                    };
+                    self.runtime.mark_attempts(task);
+                    recorded = catalog.put_attempts(task, &attempts).await;
+                }
                 self.node.copies().insert((task, handoff), arrival);
                 match recorded {
                     Ok(()) => WriteResult::Durable,

@@ -38,6 +38,8 @@ pub(crate) struct Moving<'a> {
     pub(crate) task: TaskId,
     pub(crate) output_type: &'a str,
     pub(crate) steps: u64,
+    /// Tries after panics so far.
+    pub(crate) tries: u32,
     /// The captured image.
     pub(crate) image: &'a mut [u8],
 }
@@ -100,6 +102,7 @@ pub(crate) async fn hand_off(
         steps: moving.steps,
         source_addr: node.addr.to_string(),
         inline_image: Vec::new(),
+        tries: moving.tries,
     };
     #[cfg(feature = "fault-injection")]
     if node.fault(FaultPoint::SourceBeforeOffer).await == Injected::Corrupt {
