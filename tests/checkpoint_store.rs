@@ -27,7 +27,9 @@ use cosmic::checkpoint::{
 };
 use cosmic::image::RestoreError;
 use cosmic::prelude::*;
-use cosmic::runtime::{ControlError, HandleError, JoinError, SpawnError};
+use cosmic::runtime::{
+    BuildError, CheckpointUnusable, ControlError, HandleError, JoinError, RecoveryError, SpawnError,
+};
 use cosmic::{CheckpointStore, FileStore, MemoryStore, TaskId, TaskStatus};
 use tracing::instrument::WithSubscriber;
 
@@ -777,13 +779,30 @@ async fn every_image_damaged_fails_the_task_with_each_reason() {
     assert_eq!(recovery.failed.len(), 1, "{recovery:?}");
     let (task, reason) = &recovery.failed[0];
     assert_eq!(*task, id);
+    cosmic_tests::chain::assert_no_repeats(reason);
+    let RecoveryError::NoUsableCheckpoint { newest, older } = reason else {
+        panic!("not every checkpoint's problem: {reason:?}");
+    };
+    let problems: Vec<&CheckpointUnusable> = std::iter::once(newest).chain(older).collect();
     for key in &keys {
         assert!(
-            reason.contains(&format!("checkpoint {}: body checksum mismatch", key.seq)),
-            "reason does not name checkpoint {}: {reason}",
+            problems.iter().any(|problem| matches!(
+                problem,
+                CheckpointUnusable::Restore { seq, source }
+                    if *seq == key.seq && matches!(**source, RestoreError::BodyChecksum { .. })
+            )),
+            "checkpoint {} is not among {problems:?}",
             key.seq
         );
     }
+    let newest_seq = keys.iter().map(|key| key.seq).max().unwrap();
+    let whole = cosmic_tests::chain::text(reason);
+    assert!(
+        whole.contains(&format!(
+            "none of its 3 checkpoints restores: checkpoint {newest_seq} does not restore: body checksum mismatch"
+        )),
+        "{whole}"
+    );
     assert!(
         warnings
             .lines()
@@ -792,10 +811,17 @@ async fn every_image_damaged_fails_the_task_with_each_reason() {
         "{:?}",
         warnings.lines()
     );
-    assert!(matches!(
-        rt.handle::<u64>(id),
-        Err(HandleError::NotFound { .. })
-    ));
+    match rt.handle::<u64>(id) {
+        Err(error @ HandleError::NotResumed { .. }) => {
+            cosmic_tests::chain::assert_no_repeats(&error);
+            let whole = cosmic_tests::chain::text(&error);
+            assert!(
+                whole.contains("could not be resumed: none of its 3 checkpoints restores"),
+                "{whole}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // Nothing is deleted: the images are there for whoever can repair them.
     assert_eq!(snapshot(dir.path()), before);
 }
@@ -804,10 +830,12 @@ async fn every_image_damaged_fails_the_task_with_each_reason() {
 async fn task_of_an_unregistered_type_is_reported_by_type_name() {
     let dir = TempDir::new("store-unregistered");
     let (id, _) = interrupted_store(dir.path(), 3).await;
+    let warnings = Warnings::default();
     let rt = Runtime::builder()
         .store(FileStore::open(dir.path()).unwrap())
         .checkpoint(Policy::OnDemand)
         .build()
+        .with_subscriber(warnings.clone())
         .await
         .unwrap();
     let recovery = rt.recovery();
@@ -816,9 +844,57 @@ async fn task_of_an_unregistered_type_is_reported_by_type_name() {
     let (task, reason) = &recovery.failed[0];
     assert_eq!(*task, id);
     assert!(
-        reason.contains("`cosmic_tests.StoreTicker`") && reason.contains("not registered"),
-        "{reason}"
+        matches!(reason, RecoveryError::UnregisteredType { type_name } if type_name == "cosmic_tests.StoreTicker"),
+        "{reason:?}"
     );
+    let text = reason.to_string();
+    assert!(
+        text.contains("`cosmic_tests.StoreTicker`") && text.contains("not registered"),
+        "{text}"
+    );
+    // Visible by default: a warning that names the type.
+    assert!(
+        warnings.lines().iter().any(|line| line.starts_with("WARN")
+            && line.contains("cosmic_tests.StoreTicker")
+            && line.contains("not registered")),
+        "{:?}",
+        warnings.lines()
+    );
+    // The handle says why there is no such task here.
+    match rt.handle::<u64>(id) {
+        Err(HandleError::UnregisteredType { task, type_name }) => {
+            assert_eq!(task, id);
+            assert_eq!(type_name, "cosmic_tests.StoreTicker");
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = rt.handle::<u64>(id).unwrap_err().to_string();
+    assert!(
+        message.contains("`cosmic_tests.StoreTicker`") && message.contains("not registered"),
+        "{message}"
+    );
+    drop(rt);
+    // Strict: the build itself fails, naming the type.
+    let strict = Runtime::builder()
+        .store(FileStore::open(dir.path()).unwrap())
+        .checkpoint(Policy::OnDemand)
+        .require_registered_types(true)
+        .build()
+        .await;
+    match strict {
+        Err(error @ BuildError::UnregisteredTypes { .. }) => {
+            let BuildError::UnregisteredTypes { tasks } = &error else {
+                unreachable!()
+            };
+            assert_eq!(tasks, &[(id, "cosmic_tests.StoreTicker".to_owned())]);
+            let text = error.to_string();
+            assert!(
+                text.contains("`cosmic_tests.StoreTicker`") && text.contains("register"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // Registering the type afterwards (another runtime) resumes it.
     let rt = file_runtime(dir.path(), 3, Policy::OnDemand).await;
     assert_eq!(rt.recovery().resumed.len(), 1);
@@ -848,10 +924,9 @@ async fn damaged_task_record_is_a_typed_error() {
     assert!(recovery.resumed.is_empty(), "{recovery:?}");
     assert_eq!(recovery.failed.len(), 1, "{recovery:?}");
     assert_eq!(recovery.failed[0].0, id);
-    assert!(
-        recovery.failed[0].1.contains(&format!("tasks/{id}/task")),
-        "{recovery:?}"
-    );
+    cosmic_tests::chain::assert_no_repeats(&recovery.failed[0].1);
+    let whole = cosmic_tests::chain::text(&recovery.failed[0].1);
+    assert!(whole.contains(&format!("tasks/{id}/task")), "{whole}");
 
     // Cut short: still a typed error, not a panic.
     std::fs::write(&record, b"COSM").unwrap();
@@ -898,7 +973,7 @@ async fn damaged_outcome_record_is_a_typed_error() {
     assert_eq!(recovery.failed[0].0, id);
     assert!(matches!(
         rt.handle::<u64>(id),
-        Err(HandleError::NotFound { .. })
+        Err(HandleError::NotResumed { .. })
     ));
 }
 

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod cluster;
+mod error_chain;
 pub mod handoff;
 pub mod image;
 mod log_limit;
@@ -17,3 +18,5 @@ pub mod task;
 #[cfg(test)]
 mod test_process;
 pub mod transport;
+
+pub use error_chain::{messages as error_messages, ErrorChain};

@@ -37,12 +37,11 @@ impl FileStore {
     /// that a crash left behind.
     pub fn open(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let root = root.as_ref().to_path_buf();
-        let io_error = |source| StoreError::Io {
-            operation: "open",
-            key: String::new(),
+        let io_error = |source| StoreError::Open {
             path: root.clone(),
             source,
         };
+        refuse_non_folder(&root).map_err(io_error)?;
         private_folder_builder()
             .recursive(true)
             .create(&root)
@@ -60,12 +59,11 @@ impl FileStore {
     /// be a put another host is making right now.
     pub fn open_shared(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let root = root.as_ref().to_path_buf();
-        let io_error = |source| StoreError::Io {
-            operation: "open",
-            key: String::new(),
+        let io_error = |source| StoreError::Open {
             path: root.clone(),
             source,
         };
+        refuse_non_folder(&root).map_err(io_error)?;
         private_folder_builder()
             .recursive(true)
             .create(&root)
@@ -86,18 +84,12 @@ impl FileStore {
     /// now). Fails if `root` is not a folder.
     pub fn open_existing(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let root = root.as_ref().to_path_buf();
-        let io_error = |source| StoreError::Io {
-            operation: "open",
-            key: String::new(),
+        let io_error = |source| StoreError::Open {
             path: root.clone(),
             source,
         };
-        if !fs::metadata(&root).map_err(io_error)?.is_dir() {
-            return Err(io_error(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "a file store is a folder",
-            )));
-        }
+        fs::metadata(&root).map_err(io_error)?;
+        refuse_non_folder(&root).map_err(io_error)?;
         Ok(FileStore {
             root: Arc::new(root),
             commits: Arc::default(),
@@ -259,6 +251,18 @@ pub(super) fn private_file_options() -> OpenOptions {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
+}
+
+/// Fails if `root` exists and is not a folder: creating it would fail with a bare "File
+/// exists" that does not say what is wrong.
+fn refuse_non_folder(root: &Path) -> io::Result<()> {
+    match fs::metadata(root) {
+        Ok(metadata) if !metadata.is_dir() => Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "it is a file, not a folder; give a file store a folder of its own",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A builder of folders only their owner can enter.
@@ -464,6 +468,30 @@ mod tests {
         fs::write(&file, b"x").unwrap();
         let not_a_folder = FileStore::open_existing(&file).unwrap_err();
         assert_eq!(not_a_folder.io_kind(), Some(io::ErrorKind::NotADirectory));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn opening_a_regular_file_names_it_and_says_it_is_not_a_folder() {
+        let dir = std::env::temp_dir().join(format!("cosmic-open-file-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plain-file");
+        fs::write(&file, b"x").unwrap();
+        for error in [
+            FileStore::open(&file).unwrap_err(),
+            FileStore::open_shared(&file).unwrap_err(),
+            FileStore::open_existing(&file).unwrap_err(),
+        ] {
+            let outer = error.to_string();
+            assert!(outer.contains(&file.display().to_string()), "{outer}");
+            assert!(!outer.contains("``"), "no empty quotes: {outer}");
+            let cause = std::error::Error::source(&error)
+                .expect("a cause")
+                .to_string();
+            assert!(cause.contains("not a folder"), "{cause}");
+            crate::error_chain::assert_no_repeats(&error);
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

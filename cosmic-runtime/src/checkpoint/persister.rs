@@ -175,7 +175,7 @@ impl Persister {
                     tracing::debug!(task = %self.task, seq = key.seq, bytes = size, elapsed = ?started.elapsed(), "checkpoint durable")
                 }
                 Err(error) => {
-                    tracing::warn!(task = %self.task, seq = request.key.seq, %error, "checkpoint write failed; the previous checkpoint is kept")
+                    tracing::warn!(task = %self.task, seq = request.key.seq, error = %crate::ErrorChain(&error), "checkpoint write failed; the previous checkpoint is kept")
                 }
             }
             (self.observer)(self.task, request.key, size, &result);
@@ -186,7 +186,7 @@ impl Persister {
             // old one waits on the file system for as long as writing it did.
             if let (Ok(_), Target::Catalog(catalog)) = (&result, &self.target) {
                 if let Err(error) = catalog.prune_checkpoints(self.task).await {
-                    tracing::warn!(task = %self.task, %error, "failed to remove old checkpoints");
+                    tracing::warn!(task = %self.task, error = %crate::ErrorChain(&error), "failed to remove old checkpoints");
                 }
             }
             self.slot().writing = false;

@@ -51,6 +51,16 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The store's folder could not be opened or created (it is a file, it cannot be
+    /// created, its leftovers cannot be cleaned).
+    #[error("failed to open the file store at {}", path.display())]
+    Open {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// A [`PutMode::Create`] put found the key already there.
     #[error("`{key}` already exists")]
     AlreadyExists {
@@ -126,7 +136,7 @@ impl StoreError {
     /// The OS error kind, for I/O errors.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
-            StoreError::Io { source, .. } => Some(source.kind()),
+            StoreError::Io { source, .. } | StoreError::Open { source, .. } => Some(source.kind()),
             _ => None,
         }
     }
@@ -134,7 +144,9 @@ impl StoreError {
     /// Whether the device is out of space.
     pub fn is_storage_full(&self) -> bool {
         match self {
-            StoreError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            StoreError::Io { source, .. } | StoreError::Open { source, .. } => {
+                source.raw_os_error() == Some(libc::ENOSPC)
+            }
             _ => false,
         }
     }

@@ -9,6 +9,7 @@ mod header;
 mod isa;
 mod limits;
 mod reader;
+mod schema_mismatch;
 mod writer;
 
 pub use error::{CaptureError, RestoreError};

@@ -14,7 +14,7 @@ use super::migrate::FaultPlan;
 use super::retry::RetryPolicy;
 use super::stats::StatsCounters;
 use super::task_types::TaskTypes;
-use super::{BuildError, Recovery, Retention, Runtime, RuntimeInner};
+use super::{BuildError, Recovery, RecoveryError, Retention, Runtime, RuntimeInner};
 use crate::checkpoint::{Catalog, CheckpointStore, Clock, Policy, SystemClock};
 use crate::cluster::{ClusterConfig, ClusterHost, HostLoad, MemberRecord};
 use crate::task::Task;
@@ -36,6 +36,7 @@ pub struct Builder {
     slow_step: Option<Duration>,
     quarantine_after: u32,
     types: Vec<fn(&TaskTypes)>,
+    require_registered: bool,
     listen: Option<String>,
     advertise: Option<String>,
     peers: Vec<(String, String)>,
@@ -63,6 +64,7 @@ impl Builder {
             slow_step: Some(Duration::from_secs(10)),
             quarantine_after: 3,
             types: Vec::new(),
+            require_registered: false,
             listen: None,
             advertise: None,
             peers: Vec::new(),
@@ -176,6 +178,27 @@ impl Builder {
     /// (Types spawned on the runtime are registered anyway.)
     pub fn register<T: Task>(mut self) -> Self {
         self.types.push(|types| types.register::<T>());
+        self
+    }
+
+    /// Whether [`build`](Self::build) fails when the store holds tasks of types that were not
+    /// [`register`](Self::register)ed (default false: such tasks are logged as warnings,
+    /// listed in [`Runtime::recovery`], and [`Runtime::handle`] names their type).
+    ///
+    /// ```
+    /// # use cosmic_runtime::runtime::Runtime;
+    /// # use cosmic_runtime::checkpoint::MemoryStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rt = Runtime::builder()
+    ///     .store(MemoryStore::new())
+    ///     .require_registered_types(true)
+    ///     .build()
+    ///     .await?;
+    /// # drop(rt); Ok(()) }
+    /// ```
+    pub fn require_registered_types(mut self, required: bool) -> Self {
+        self.require_registered = required;
         self
     }
 
@@ -392,7 +415,29 @@ impl Builder {
         let mut settle = Vec::new();
         if let Some(catalog) = inner.catalog.clone() {
             let (recovery, commands) = super::recovery::recover(&inner, &catalog).await?;
+            let unregistered: Vec<(crate::task::TaskId, String)> = recovery
+                .failed
+                .iter()
+                .filter_map(|(task, error)| match error {
+                    RecoveryError::UnregisteredType { type_name } => {
+                        Some((*task, type_name.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
             *inner.recovery.lock().unwrap_or_else(|p| p.into_inner()) = recovery;
+            if self.require_registered && !unregistered.is_empty() {
+                // The tasks resumed so far stop at their next safe point, checkpointed: the
+                // next start with every type registered resumes them all.
+                Runtime {
+                    inner: Arc::clone(&inner),
+                }
+                .shutdown()
+                .await;
+                return Err(BuildError::UnregisteredTypes {
+                    tasks: unregistered,
+                });
+            }
             settle = commands;
         }
         if let (Some(node), Some(listener)) = (&inner.node, listener) {

@@ -148,6 +148,8 @@ impl Driver {
             runtime: Arc::clone(&self.runtime),
             shared: Arc::clone(&self.shared),
         };
+        // Why the move the last step asked for failed, for the next step to see.
+        let mut move_failed = None;
         loop {
             if !self.may_go_on().await {
                 self.lost().await;
@@ -178,6 +180,7 @@ impl Driver {
                 continue;
             }
             let mut cx = StepContext::new(id, self.runtime.host.clone(), self.steps);
+            cx.move_failed = move_failed.take();
             let watch = step_guard::Watch {
                 task: id,
                 slow_after: self.runtime.slow_step,
@@ -223,9 +226,12 @@ impl Driver {
                 self.checkpoint(&task, Vec::new());
             }
             if let Some(to) = cx.move_requested.take() {
-                if self.migrate(&mut task, &to, None).await {
+                // Answered through a channel so that the next step learns why it failed.
+                let (reply, answer) = oneshot::channel();
+                if self.migrate(&mut task, &to, Some(reply)).await {
                     return;
                 }
+                move_failed = step_move_failed(answer);
             }
             if let Some(every) = self.runtime.verify_every {
                 if self.steps % every == 0 {
@@ -729,4 +735,13 @@ fn round_trip<T: Task>(task: &mut T) -> Result<(), String> {
     *task = image::restore(&bytes)
         .map_err(|error| format!("test mode: restore for a round trip failed: {error}"))?;
     Ok(())
+}
+
+/// The failure of a move a step asked for, logged, from its answer channel.
+fn step_move_failed(
+    mut answer: oneshot::Receiver<Result<(), MigrateError>>,
+) -> Option<MigrateError> {
+    let error = answer.try_recv().ok()?.err()?;
+    tracing::warn!(error = %crate::ErrorChain(&error), "the move the step asked for failed; running on here");
+    Some(error)
 }

@@ -54,6 +54,24 @@ pub enum BuildError {
     /// The listening socket could not be opened.
     #[error("failed to listen for peers")]
     Listen(#[source] ListenError),
+    /// With [`Builder::require_registered_types`](super::Builder::require_registered_types):
+    /// the store holds tasks of types this runtime was not told about.
+    #[error("the store holds tasks of types not registered with this runtime: {}; register each with `Builder::register` (tasks: {})", list_types(.tasks), .tasks.len())]
+    UnregisteredTypes {
+        /// Each task that could not be resumed, with its type's wire name.
+        tasks: Vec<(TaskId, String)>,
+    },
+}
+
+/// The distinct type names of `tasks`, quoted and sorted.
+fn list_types(tasks: &[(TaskId, String)]) -> String {
+    let names: std::collections::BTreeSet<&str> =
+        tasks.iter().map(|(_, name)| name.as_str()).collect();
+    names
+        .into_iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Error returned by [`Runtime::spawn`](super::Runtime::spawn).
@@ -259,6 +277,25 @@ pub enum HandleError {
     NotFound {
         /// The task.
         task: TaskId,
+    },
+    /// The task is in the store, but its type was not registered with this runtime, so it
+    /// was not resumed ([`Builder::register`](super::Builder::register), then restart).
+    #[error("task {task} is in the store, but its type `{type_name}` is not registered with this runtime (Builder::register), so it was not resumed")]
+    UnregisteredType {
+        /// The task.
+        task: TaskId,
+        /// Its type's wire name.
+        type_name: String,
+    },
+    /// The task is in the store but could not be resumed at start (see
+    /// [`Runtime::recovery`](super::Runtime::recovery)).
+    #[error("task {task} is in the store, but it could not be resumed")]
+    NotResumed {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: super::RecoveryError,
     },
     /// The task's output type is not the one asked for.
     #[error("task {task} outputs `{actual}`, not `{requested}`")]

@@ -109,16 +109,47 @@ impl<O: Migratable> TaskHandle<O> {
     /// committed and (normally) the task runs on the peer. On error the task was not moved
     /// and runs on here (a paused task stays paused); the error says what happened. A paused
     /// task that moves arrives running.
+    ///
+    /// If the task has moved away since this handle was made, the error is
+    /// [`MigrateError::Moved`], naming the host it is on now; if it came back here, it is
+    /// moved from here all the same.
     pub async fn migrate_to(&self, host: &str) -> Result<(), MigrateError> {
         let task = self.id();
+        // The task's current entry here: this handle's, or a newer one if it came back.
+        let mut shared = Arc::clone(&self.shared);
+        if shared.forward().is_some() {
+            if let Some(current) = self.runtime.upgrade().and_then(|rt| rt.task(task)) {
+                shared = current;
+            }
+        }
         let (reply, answer) = oneshot::channel();
-        if !self.shared.send(Control::Migrate {
+        if !shared.send(Control::Migrate {
             to: host.to_owned(),
             reply,
         }) {
-            return Err(MigrateError::Finished { task });
+            return Err(self.moved_or_finished(&shared).await);
         }
-        answer.await.map_err(|_| MigrateError::Finished { task })?
+        match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(self.moved_or_finished(&shared).await),
+        }
+    }
+
+    /// Why a move found no driver for the task: it moved away (to where it is now, followed
+    /// as far as possible), or it ended.
+    async fn moved_or_finished(&self, shared: &TaskShared) -> MigrateError {
+        let task = self.id();
+        let Some(forward) = shared.forward() else {
+            return MigrateError::Finished { task };
+        };
+        let located = match self.runtime.upgrade() {
+            Some(runtime) => follow::locate(&runtime, task).await.ok(),
+            None => None,
+        };
+        MigrateError::Moved {
+            task,
+            host: located.map_or(forward.host, |location| location.host),
+        }
     }
 
     /// Where the task is now and how it is doing, following it across hosts.

@@ -7,6 +7,7 @@ mod error;
 mod handle;
 pub mod migrate;
 mod recovery;
+mod recovery_error;
 pub(crate) mod retention;
 mod retry;
 mod shared;
@@ -21,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use builder::Builder;
 pub use error::{BuildError, ControlError, ForgetError, HandleError, JoinError, SpawnError};
 pub use handle::TaskHandle;
-pub use migrate::{DrainReport, HandoffStep, LocateError, MigrateError, TaskLocation};
+pub use migrate::{CopyError, DrainReport, HandoffStep, LocateError, MigrateError, TaskLocation};
+pub use recovery_error::{CheckpointUnusable, RecoveryError};
 pub use retention::Retention;
 pub use retry::RetryPolicy;
 pub use stats::RuntimeStats;
@@ -42,8 +44,10 @@ pub struct Recovery {
     pub resumed: Vec<(TaskId, CheckpointKey)>,
     /// Finished tasks whose outcome is available through [`Runtime::handle`].
     pub finished: Vec<TaskId>,
-    /// Tasks that could not be resumed, and why.
-    pub failed: Vec<(TaskId, String)>,
+    /// Tasks that could not be resumed, and why (print the cause with
+    /// [`ErrorChain`](crate::ErrorChain)). Each is also logged (`warn` or `error`), and
+    /// [`Runtime::handle`] answers for it with [`HandleError::NotResumed`].
+    pub failed: Vec<(TaskId, RecoveryError)>,
     /// Tasks not resumed because they were resumed from the same checkpoint too many times in
     /// a row without getting further (their step brought the host down; see
     /// [`Builder::quarantine_after`]), and why.
@@ -178,10 +182,9 @@ impl Runtime {
     /// A handle to a task of this runtime (running, or finished and recorded in the store),
     /// typed by its output.
     pub fn handle<O: Migratable>(&self, task: TaskId) -> Result<TaskHandle<O>, HandleError> {
-        let shared = self
-            .inner
-            .task(task)
-            .ok_or(HandleError::NotFound { task })?;
+        let Some(shared) = self.inner.task(task) else {
+            return Err(self.not_found(task));
+        };
         let requested = O::type_name();
         if shared.output_type != requested {
             return Err(HandleError::OutputType {
@@ -199,6 +202,28 @@ impl Runtime {
     /// [`Retention::tombstones`]). Refused for a task that has not finished or moved away.
     pub async fn forget(&self, task: TaskId) -> Result<(), ForgetError> {
         retention::forget(&self.inner, task).await
+    }
+
+    /// Why `task` has no entry here: it is in the store but was not resumed, or it is unknown.
+    fn not_found(&self, task: TaskId) -> HandleError {
+        let recovery = self
+            .inner
+            .recovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match recovery.failed.iter().find(|(failed, _)| *failed == task) {
+            Some((_, RecoveryError::UnregisteredType { type_name })) => {
+                HandleError::UnregisteredType {
+                    task,
+                    type_name: type_name.clone(),
+                }
+            }
+            Some((_, error)) => HandleError::NotResumed {
+                task,
+                source: error.clone(),
+            },
+            None => HandleError::NotFound { task },
+        }
     }
 
     /// Every task this runtime knows, with its status.
@@ -368,7 +393,7 @@ impl Runtime {
             // take the tasks over without waiting for it to run out.
             if let Some(lease) = cluster.give_up_lease() {
                 if let Err(error) = cluster.coordinator.leave(&lease).await {
-                    tracing::warn!(host = %cluster.name, %error, "failed to end the lease at shutdown");
+                    tracing::warn!(host = %cluster.name, error = %crate::ErrorChain(&error), "failed to end the lease at shutdown");
                 }
             }
         }

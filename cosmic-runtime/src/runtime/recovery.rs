@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::migrate::{Arrival, CopyError};
+use super::recovery_error::{CheckpointUnusable, RecoveryError};
 use super::shared::{Forward, TaskShared};
 use super::{BuildError, Recovery, RuntimeInner};
 use crate::checkpoint::{Attempts, Catalog, EpochRecord, Outcome, TaskRecord};
@@ -71,8 +72,10 @@ pub(super) async fn recover(
         let task_found = match read.await {
             Ok(found) => found,
             Err(error) => {
-                tracing::error!(%task, %error, "the task's records are unreadable; it is quarantined here until the store is repaired");
-                recovery.failed.push((task, error.to_string()));
+                tracing::error!(%task, error = %crate::ErrorChain(&error), "the task's records are unreadable; it is quarantined here until the store is repaired");
+                recovery
+                    .failed
+                    .push((task, RecoveryError::Unreadable(Arc::new(error))));
                 unreadable.push(task);
                 continue;
             }
@@ -84,7 +87,7 @@ pub(super) async fn recover(
             // An image without a record: a spawn that never returned. Nobody holds its id.
             tracing::info!(%task, "removing the leftovers of an unfinished spawn");
             if let Err(error) = catalog.remove_task(task).await {
-                tracing::warn!(%task, %error, "could not remove an unfinished spawn");
+                tracing::warn!(%task, error = %crate::ErrorChain(&error), "could not remove an unfinished spawn");
             }
             continue;
         }
@@ -233,13 +236,11 @@ async fn finished(
     recovery: &mut Recovery,
 ) {
     let (Some(record), Some(outcome)) = (found.record, found.outcome) else {
-        recovery
-            .failed
-            .push((task, "finished, but its task record is missing".into()));
+        recovery.failed.push((task, RecoveryError::MissingRecord));
         return;
     };
     if let Err(error) = catalog.retire_checkpoints(task).await {
-        tracing::warn!(%task, %error, "could not retire the checkpoints of a finished task");
+        tracing::warn!(%task, error = %crate::ErrorChain(&error), "could not retire the checkpoints of a finished task");
     }
     if let Err(error) = catalog.clear_attempts(task).await {
         tracing::warn!(%task, %error, "could not remove the attempts record of a finished task");
@@ -259,34 +260,42 @@ async fn resume(
     recovery: &mut Recovery,
 ) {
     let Some(record) = record else {
-        recovery
-            .failed
-            .push((task, "owned here, but its task record is missing".into()));
+        recovery.failed.push((task, RecoveryError::MissingRecord));
         return;
     };
     let Some(task_type) = inner.types.get(&record.type_name) else {
-        let reason = format!(
-            "task type `{}` is not registered with this runtime (Builder::register)",
-            record.type_name
-        );
-        tracing::error!(%task, "{reason}");
-        recovery.failed.push((task, reason));
+        let error = RecoveryError::UnregisteredType {
+            type_name: record.type_name,
+        };
+        tracing::warn!(%task, "cannot resume: {error}");
+        recovery.failed.push((task, error));
         return;
     };
     let checkpoints = match catalog.checkpoints(task).await {
         Ok(checkpoints) => checkpoints,
         Err(error) => {
-            recovery.failed.push((task, error.to_string()));
+            let error = RecoveryError::CheckpointsUnlisted(Arc::new(error));
+            tracing::error!(%task, error = %crate::ErrorChain(&error), "task cannot be resumed");
+            recovery.failed.push((task, error));
             return;
         }
     };
     let next_seq = checkpoints.last().map_or(0, |newest| newest.seq) + 1;
     let mut problems = Vec::new();
     for key in checkpoints.into_iter().rev() {
+        let seq = key.seq;
         let decoded = match catalog.checkpoint(task, key).await {
-            Ok(Some(bytes)) => (task_type.prepare)(&bytes).map_err(|e| e.to_string()),
-            Ok(None) => Err("removed while reading".to_owned()),
-            Err(error) => Err(error.to_string()),
+            Ok(Some(bytes)) => {
+                (task_type.prepare)(&bytes).map_err(|source| CheckpointUnusable::Restore {
+                    seq,
+                    source: Arc::new(source),
+                })
+            }
+            Ok(None) => Err(CheckpointUnusable::Removed { seq }),
+            Err(source) => Err(CheckpointUnusable::Unreadable {
+                seq,
+                source: Arc::new(source),
+            }),
         };
         match decoded {
             Ok((_, start)) => {
@@ -299,19 +308,22 @@ async fn resume(
                 recovery.resumed.push((task, key));
                 return;
             }
-            Err(reason) => {
-                tracing::warn!(%task, seq = key.seq, %reason, "checkpoint unusable; trying an older one");
-                problems.push(format!("checkpoint {}: {reason}", key.seq));
+            Err(problem) => {
+                tracing::warn!(%task, seq, reason = %crate::ErrorChain(&problem), "checkpoint unusable; trying an older one");
+                problems.push(problem);
             }
         }
     }
-    let reason = if problems.is_empty() {
-        "no checkpoint in the store".to_owned()
-    } else {
-        problems.join("; ")
+    let mut problems = problems.into_iter();
+    let error = match problems.next() {
+        None => RecoveryError::NoCheckpoint,
+        Some(newest) => RecoveryError::NoUsableCheckpoint {
+            newest,
+            older: problems.collect(),
+        },
     };
-    tracing::error!(%task, %reason, "task cannot be resumed");
-    recovery.failed.push((task, reason));
+    tracing::error!(%task, error = %crate::ErrorChain(&error), "task cannot be resumed");
+    recovery.failed.push((task, error));
 }
 
 /// Counts one more resume of `task` from checkpoint `seq`, durably, before it runs: a step
@@ -374,7 +386,7 @@ async fn recover_forward(
 ) {
     // A crash between the commit record and the retirement leaves images behind.
     if let Err(error) = catalog.retire_checkpoints(task).await {
-        tracing::warn!(%task, %error, "could not retire the checkpoints of a moved task");
+        tracing::warn!(%task, error = %crate::ErrorChain(&error), "could not retire the checkpoints of a moved task");
     }
     // Without it the forwarding entry still answers peers; only typed handles here cannot
     // be made.
@@ -408,10 +420,9 @@ fn recover_arrival(
         return;
     };
     let Some(node) = &inner.node else {
-        let reason = format!(
-            "arriving from `{from}`, in doubt; build the runtime with `listen` to settle it"
-        );
-        recovery.failed.push((task, reason));
+        let error = RecoveryError::InDoubtNotAHost { from };
+        tracing::error!(%task, "{error}");
+        recovery.failed.push((task, error));
         return;
     };
     let start = match inner.types.get(&type_name) {
@@ -427,10 +438,12 @@ fn recover_arrival(
     if let Err(reason) = &start {
         // Still held: if its source committed, the ownership is recorded here and a start
         // that can decode the copy resumes it; if not, it is discarded.
-        tracing::error!(%task, %reason, "a prepared copy cannot run here");
-        recovery
-            .failed
-            .push((task, format!("prepared copy from `{from}`: {reason}")));
+        let error = RecoveryError::ArrivingCopy {
+            from: from.clone(),
+            source: reason.clone(),
+        };
+        tracing::error!(%task, error = %crate::ErrorChain(&error), "a prepared copy cannot run here");
+        recovery.failed.push((task, error));
     }
     tracing::info!(%task, %from, epoch, "a hand-off was in doubt; asking the source");
     recovery.in_doubt.push(task);

@@ -159,7 +159,10 @@ async fn run(dir: PathBuf, steps: u64) -> Result<(), String> {
     let rt = runtime(&dir, Policy::every_steps(1)).await?;
     let recovery = rt.recovery();
     if let Some((task, reason)) = recovery.failed.first() {
-        return Err(format!("error recovery failed {task} {reason}"));
+        return Err(format!(
+            "error recovery failed {task} {}",
+            cosmic::ErrorChain(reason)
+        ));
     }
     if recovery.resumed.len() + recovery.finished.len() > 1 {
         return Err(format!(
@@ -327,6 +330,7 @@ fn parse_steps(args: &[String]) -> Result<u64, String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    cosmic_tests::logging::init(tracing_subscriber::filter::LevelFilter::WARN);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
         [mode, dir, rest @ ..] if mode == "run" => match parse_steps(rest) {

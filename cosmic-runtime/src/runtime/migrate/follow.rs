@@ -129,7 +129,10 @@ async fn ask(
     let conversation = async {
         let mut retried = false;
         loop {
-            let (mut channel, reused) = node.channel(addr).await.map_err(|e| e.to_string())?;
+            let (mut channel, reused) = node
+                .channel(addr)
+                .await
+                .map_err(|e| crate::ErrorChain(&e).to_string())?;
             let exchange = async {
                 channel.send(&request).await?;
                 channel.recv::<Whereabouts>().await
@@ -144,7 +147,7 @@ async fn ask(
                     node.forget_idle(addr);
                     retried = true;
                 }
-                Err(error) => return Err(error.to_string()),
+                Err(error) => return Err(crate::ErrorChain(&error).to_string()),
             }
         }
     };

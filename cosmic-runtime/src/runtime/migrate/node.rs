@@ -153,7 +153,7 @@ impl Node {
         match self.try_step(event) {
             Ok(commands) => commands,
             Err(error) => {
-                tracing::debug!(%error, "hand-off event ignored");
+                tracing::debug!(error = %crate::ErrorChain(&error), "hand-off event ignored");
                 Vec::new()
             }
         }

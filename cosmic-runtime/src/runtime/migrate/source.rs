@@ -271,7 +271,7 @@ impl Giving<'_> {
                         self.awaiting = Some(Awaiting::Start);
                     }
                     Err(error) => {
-                        tracing::warn!(task = %self.task, to = %self.host, %error, "could not send the commit; the destination resolves the move with us");
+                        tracing::warn!(task = %self.task, to = %self.host, error = %crate::ErrorChain(&error), "could not send the commit; the destination resolves the move with us");
                         self.channel = None;
                     }
                 }
@@ -447,7 +447,7 @@ impl Giving<'_> {
                         Body::Deferred
                     }
                     Ok(Err(error)) => {
-                        tracing::warn!(%task, %to, %error, "no start confirmation; the destination resolves the move with us");
+                        tracing::warn!(%task, %to, error = %crate::ErrorChain(&error), "no start confirmation; the destination resolves the move with us");
                         self.channel = None;
                         return None;
                     }
@@ -476,7 +476,7 @@ impl Giving<'_> {
                 match catalog.put_epoch_record(self.task, *epoch, &record).await {
                     Ok(()) => WriteResult::Durable,
                     Err(error) => {
-                        tracing::error!(task = %self.task, %error, "the commit record's write failed; checking whether it landed");
+                        tracing::error!(task = %self.task, error = %crate::ErrorChain(&error), "the commit record's write failed; checking whether it landed");
                         self.error = Some(MigrateError::Store {
                             task: self.task,
                             host: self.host.to_owned(),
@@ -507,7 +507,7 @@ impl Giving<'_> {
                 Ok(Some(EpochRecord::Moved { handoff: h, .. })) if h == handoff => ReadBack::Landed,
                 Ok(_) => ReadBack::Absent,
                 Err(error) => {
-                    tracing::error!(task = %self.task, %error, "cannot read the commit record yet; the task waits");
+                    tracing::error!(task = %self.task, error = %crate::ErrorChain(&error), "cannot read the commit record yet; the task waits");
                     ReadBack::Failed
                 }
             },
