@@ -2,9 +2,13 @@
 //! `FileStore` and `MemoryStore`, retention, restore from damaged stores (fallback, typed
 //! errors, tasks that cannot be resumed), and real disk-full and permission-denied failures.
 //!
-//! The disk-full case mounts a small tmpfs and the permission case runs `crash_child` as
-//! `nobody` through `setpriv`: both need root. Without root they fail with a message saying so,
-//! unless `COSMIC_SKIP_PRIVILEGED=1`.
+//! Both run for any user, in any folder. The disk-full case mounts a small tmpfs: as root
+//! directly, otherwise inside a user namespace (`unshare --user --map-root-user --mount`) where
+//! the kernel allows one; where it does not, it prints a line saying it was skipped. The
+//! permission case runs `crash_child` on a store it may read but not write: as a non-root user,
+//! its own store made read-only (mode bits); as root, who ignores mode bits, as `nobody` through
+//! `setpriv`, with the child and the store copied to a folder `nobody` can reach (a checkout
+//! under a 0700 home folder is not).
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
@@ -23,7 +27,9 @@ use cosmic::checkpoint::{
 };
 use cosmic::image::RestoreError;
 use cosmic::prelude::*;
-use cosmic::runtime::{ControlError, HandleError, JoinError, SpawnError};
+use cosmic::runtime::{
+    BuildError, CheckpointUnusable, ControlError, HandleError, JoinError, RecoveryError, SpawnError,
+};
 use cosmic::{CheckpointStore, FileStore, MemoryStore, TaskId, TaskStatus};
 use tracing::instrument::WithSubscriber;
 
@@ -593,8 +599,11 @@ async fn finished_task_keeps_its_outcome_and_retires_its_checkpoints() {
         handle.id()
     };
     let files: Vec<String> = snapshot(dir.path()).into_keys().collect();
+    // The outcome, the task record, and the note that the outcome is kept (retention).
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[0].starts_with("finished/kept/") && files[0].ends_with(&format!(".{id}")));
     assert_eq!(
-        files,
+        files[1..],
         [format!("tasks/{id}/outcome"), format!("tasks/{id}/task")]
     );
     let catalog = Catalog::new(Arc::new(FileStore::open(dir.path()).unwrap()), 3);
@@ -770,13 +779,30 @@ async fn every_image_damaged_fails_the_task_with_each_reason() {
     assert_eq!(recovery.failed.len(), 1, "{recovery:?}");
     let (task, reason) = &recovery.failed[0];
     assert_eq!(*task, id);
+    cosmic_tests::chain::assert_no_repeats(reason);
+    let RecoveryError::NoUsableCheckpoint { newest, older } = reason else {
+        panic!("not every checkpoint's problem: {reason:?}");
+    };
+    let problems: Vec<&CheckpointUnusable> = std::iter::once(newest).chain(older).collect();
     for key in &keys {
         assert!(
-            reason.contains(&format!("checkpoint {}: body checksum mismatch", key.seq)),
-            "reason does not name checkpoint {}: {reason}",
+            problems.iter().any(|problem| matches!(
+                problem,
+                CheckpointUnusable::Restore { seq, source }
+                    if *seq == key.seq && matches!(**source, RestoreError::BodyChecksum { .. })
+            )),
+            "checkpoint {} is not among {problems:?}",
             key.seq
         );
     }
+    let newest_seq = keys.iter().map(|key| key.seq).max().unwrap();
+    let whole = cosmic_tests::chain::text(reason);
+    assert!(
+        whole.contains(&format!(
+            "none of its 3 checkpoints restores: checkpoint {newest_seq} does not restore: body checksum mismatch"
+        )),
+        "{whole}"
+    );
     assert!(
         warnings
             .lines()
@@ -785,10 +811,17 @@ async fn every_image_damaged_fails_the_task_with_each_reason() {
         "{:?}",
         warnings.lines()
     );
-    assert!(matches!(
-        rt.handle::<u64>(id),
-        Err(HandleError::NotFound { .. })
-    ));
+    match rt.handle::<u64>(id) {
+        Err(error @ HandleError::NotResumed { .. }) => {
+            cosmic_tests::chain::assert_no_repeats(&error);
+            let whole = cosmic_tests::chain::text(&error);
+            assert!(
+                whole.contains("could not be resumed: none of its 3 checkpoints restores"),
+                "{whole}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // Nothing is deleted: the images are there for whoever can repair them.
     assert_eq!(snapshot(dir.path()), before);
 }
@@ -797,10 +830,12 @@ async fn every_image_damaged_fails_the_task_with_each_reason() {
 async fn task_of_an_unregistered_type_is_reported_by_type_name() {
     let dir = TempDir::new("store-unregistered");
     let (id, _) = interrupted_store(dir.path(), 3).await;
+    let warnings = Warnings::default();
     let rt = Runtime::builder()
         .store(FileStore::open(dir.path()).unwrap())
         .checkpoint(Policy::OnDemand)
         .build()
+        .with_subscriber(warnings.clone())
         .await
         .unwrap();
     let recovery = rt.recovery();
@@ -809,9 +844,57 @@ async fn task_of_an_unregistered_type_is_reported_by_type_name() {
     let (task, reason) = &recovery.failed[0];
     assert_eq!(*task, id);
     assert!(
-        reason.contains("`cosmic_tests.StoreTicker`") && reason.contains("not registered"),
-        "{reason}"
+        matches!(reason, RecoveryError::UnregisteredType { type_name } if type_name == "cosmic_tests.StoreTicker"),
+        "{reason:?}"
     );
+    let text = reason.to_string();
+    assert!(
+        text.contains("`cosmic_tests.StoreTicker`") && text.contains("not registered"),
+        "{text}"
+    );
+    // Visible by default: a warning that names the type.
+    assert!(
+        warnings.lines().iter().any(|line| line.starts_with("WARN")
+            && line.contains("cosmic_tests.StoreTicker")
+            && line.contains("not registered")),
+        "{:?}",
+        warnings.lines()
+    );
+    // The handle says why there is no such task here.
+    match rt.handle::<u64>(id) {
+        Err(HandleError::UnregisteredType { task, type_name }) => {
+            assert_eq!(task, id);
+            assert_eq!(type_name, "cosmic_tests.StoreTicker");
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = rt.handle::<u64>(id).unwrap_err().to_string();
+    assert!(
+        message.contains("`cosmic_tests.StoreTicker`") && message.contains("not registered"),
+        "{message}"
+    );
+    drop(rt);
+    // Strict: the build itself fails, naming the type.
+    let strict = Runtime::builder()
+        .store(FileStore::open(dir.path()).unwrap())
+        .checkpoint(Policy::OnDemand)
+        .require_registered_types(true)
+        .build()
+        .await;
+    match strict {
+        Err(error @ BuildError::UnregisteredTypes { .. }) => {
+            let BuildError::UnregisteredTypes { tasks } = &error else {
+                unreachable!()
+            };
+            assert_eq!(tasks, &[(id, "cosmic_tests.StoreTicker".to_owned())]);
+            let text = error.to_string();
+            assert!(
+                text.contains("`cosmic_tests.StoreTicker`") && text.contains("register"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // Registering the type afterwards (another runtime) resumes it.
     let rt = file_runtime(dir.path(), 3, Policy::OnDemand).await;
     assert_eq!(rt.recovery().resumed.len(), 1);
@@ -841,10 +924,9 @@ async fn damaged_task_record_is_a_typed_error() {
     assert!(recovery.resumed.is_empty(), "{recovery:?}");
     assert_eq!(recovery.failed.len(), 1, "{recovery:?}");
     assert_eq!(recovery.failed[0].0, id);
-    assert!(
-        recovery.failed[0].1.contains(&format!("tasks/{id}/task")),
-        "{recovery:?}"
-    );
+    cosmic_tests::chain::assert_no_repeats(&recovery.failed[0].1);
+    let whole = cosmic_tests::chain::text(&recovery.failed[0].1);
+    assert!(whole.contains(&format!("tasks/{id}/task")), "{whole}");
 
     // Cut short: still a typed error, not a panic.
     std::fs::write(&record, b"COSM").unwrap();
@@ -891,27 +973,69 @@ async fn damaged_outcome_record_is_a_typed_error() {
     assert_eq!(recovery.failed[0].0, id);
     assert!(matches!(
         rt.handle::<u64>(id),
-        Err(HandleError::NotFound { .. })
+        Err(HandleError::NotResumed { .. })
     ));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Real I/O failures: a full disk, a folder we may not write.
 
-/// Whether this process may run a privileged test; panics (with how to skip) if not.
-fn privileged(what: &str) -> bool {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Set inside the user namespace that [`in_user_namespace`] runs a test in.
+const IN_USER_NAMESPACE: &str = "COSMIC_TEST_IN_USER_NAMESPACE";
+
+/// For a test that needs root to mount: true if this process may mount (root, or already
+/// inside the namespace); otherwise runs the test `name` again in a new user and mount
+/// namespace, where it is root, and checks that it passed there, or says plainly that it was
+/// skipped when the kernel allows no such namespace. False means the caller is done.
+fn may_mount_or_rerun(name: &str) -> bool {
+    if is_root() {
         return true;
     }
-    if std::env::var("COSMIC_SKIP_PRIVILEGED").as_deref() == Ok("1") {
-        eprintln!("skipping {what}: not root and COSMIC_SKIP_PRIVILEGED=1");
-        return false;
-    }
-    panic!(
-        "{what} needs root (it mounts a tmpfs / drops to another user); run the tests as root, \
-         or set COSMIC_SKIP_PRIVILEGED=1 to skip it"
+    assert!(
+        std::env::var_os(IN_USER_NAMESPACE).is_none(),
+        "inside the user namespace but not root"
     );
+    let probe = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "true"])
+        .output();
+    match probe {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => {
+            eprintln!(
+                "skipped: {name} needs root or user namespaces (unshare: {})",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            return false;
+        }
+        Err(error) => {
+            eprintln!(
+                "skipped: {name} needs root or user namespaces (cannot run unshare: {error})"
+            );
+            return false;
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--"])
+        .arg(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_USER_NAMESPACE, "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} in a user namespace: {e}", exe.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} in a user namespace ({:?}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    eprintln!("{name}: ran in a user namespace (not root here)");
+    false
 }
 
 /// A tmpfs of a given size, lazily unmounted and removed on drop.
@@ -927,8 +1051,7 @@ impl Tmpfs {
             .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
         assert!(
             output.status.success(),
-            "mount -t tmpfs failed ({}); the disk-full test needs a tmpfs \
-             (COSMIC_SKIP_PRIVILEGED=1 skips it)",
+            "mount -t tmpfs failed ({}); the disk-full test needs a tmpfs",
             String::from_utf8_lossy(&output.stderr).trim()
         );
         Tmpfs(dir)
@@ -960,7 +1083,7 @@ fn fill(path: &Path) {
 
 #[tokio::test]
 async fn disk_full_is_a_typed_error_and_keeps_the_last_good_image() {
-    if !privileged("the disk-full test") {
+    if !may_mount_or_rerun("disk_full_is_a_typed_error_and_keeps_the_last_good_image") {
         return;
     }
     let tmpfs = Tmpfs::mount("512k");
@@ -1025,81 +1148,160 @@ async fn disk_full_is_a_typed_error_and_keeps_the_last_good_image() {
     ));
 }
 
-/// Runs `crash_child` with `args`, as root or (with `setpriv`) as nobody; its stdout lines.
-fn child(as_nobody: bool, args: &[&Path]) -> Vec<String> {
-    let mut command = if as_nobody {
-        let mut command = Command::new("setpriv");
-        command.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            CHILD,
-        ]);
-        command
-    } else {
-        Command::new(CHILD)
-    };
-    let output = command
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the child: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "child {args:?} ({:?}): {stdout}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout.lines().map(str::to_owned).collect()
+/// Who runs `crash_child` in the permission test, and from where.
+enum Runner {
+    /// This user: a non-root user, kept from writing by the store's mode bits.
+    Me,
+    /// Root, as `nobody` through `setpriv`, running a copy of the child that `nobody` can reach.
+    Nobody(PathBuf),
 }
 
-/// Makes every folder under `root` 0755 and every file 0644 (owned by root, as created).
-fn read_only_for_others(root: &Path) {
+impl Runner {
+    /// Runs the child with `args`; its stdout lines.
+    fn child(&self, args: &[&Path]) -> Vec<String> {
+        let mut command = match self {
+            Runner::Me => Command::new(CHILD),
+            Runner::Nobody(child) => {
+                let mut command = Command::new("setpriv");
+                command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+                command.arg(child);
+                command
+            }
+        };
+        let output = command
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the child: {e}"));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "child {args:?} ({:?}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout.lines().map(str::to_owned).collect()
+    }
+
+    /// Takes write access to `root` away from the child: the owner's write bits for a
+    /// non-root child, the others' for `nobody`. Reading stays allowed.
+    fn lock(&self, root: &Path) {
+        match self {
+            Runner::Me => set_modes(root, 0o555, 0o444),
+            Runner::Nobody(_) => set_modes(root, 0o755, 0o644),
+        }
+    }
+
+    /// Gives write access back to the owner (to plant a file, or to remove the folder).
+    fn unlock(&self, root: &Path) {
+        set_modes(root, 0o755, 0o644);
+    }
+}
+
+/// Sets every folder under `root` (and itself) to `dirs`, every file to `files`.
+fn set_modes(root: &Path, dirs: u32, files: u32) {
+    // Files first, while the folder is still writable and searchable.
+    let mut sub = Vec::new();
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
     for entry in std::fs::read_dir(root).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            read_only_for_others(&path);
+            sub.push(path);
         } else {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(files)).unwrap();
+        }
+    }
+    for path in sub {
+        set_modes(&path, dirs, files);
+    }
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(dirs)).unwrap();
+}
+
+/// A folder every user can reach (under the system's temporary folder), removed on drop
+/// unless the test failed: where root puts what `nobody` must open.
+struct SharedDir(PathBuf);
+
+impl SharedDir {
+    fn new(label: &str) -> SharedDir {
+        let path = std::env::temp_dir().join(format!("cosmic-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        SharedDir(path)
+    }
+}
+
+impl Drop for SharedDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping {} for inspection", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 }
 
 #[test]
 fn permission_denied_is_a_typed_error_and_keeps_the_last_good_image() {
-    if !privileged("the permission test") {
-        return;
+    // Root ignores mode bits: only another user is refused. The checkout (and so the child
+    // and the usual temporary folders) may sit where `nobody` cannot reach, under a 0700
+    // home folder: root works in a folder every user can reach, with a copy of the child.
+    let (_shared, _own, dir, runner) = if is_root() {
+        let setpriv = Command::new("setpriv").arg("--version").output();
+        if !setpriv.is_ok_and(|output| output.status.success()) {
+            eprintln!(
+                "skipped: the permission test, as root, runs the child as nobody through \
+                 `setpriv` (util-linux), which is missing"
+            );
+            return;
+        }
+        let shared = SharedDir::new("store-permission");
+        let child = shared.0.join("crash_child");
+        std::fs::copy(CHILD, &child).unwrap();
+        std::fs::set_permissions(&child, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = shared.0.join("work");
+        std::fs::create_dir(&dir).unwrap();
+        (Some(shared), None, dir, Runner::Nobody(child))
+    } else {
+        let own = TempDir::new("store-permission");
+        let dir = own.path().to_owned();
+        (None, Some(own), dir, Runner::Me)
+    };
+    let _cleanup = Unlock(&runner, dir.clone());
+    permission_case(&runner, &dir);
+}
+
+/// Gives the folder back to its owner on the way out (before the folder itself is dropped),
+/// so that it can be removed.
+struct Unlock<'a>(&'a Runner, PathBuf);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        if self.1.exists() {
+            self.0.unlock(&self.1);
+        }
     }
-    let setpriv = Command::new("setpriv").arg("--version").output();
-    assert!(
-        setpriv.is_ok_and(|output| output.status.success()),
-        "the permission test runs the child through `setpriv` (util-linux), which is missing"
-    );
-    let dir = TempDir::new("store-permission");
-    let root = dir.path().join("store");
-    let prepared = child(
-        false,
-        &[
-            Path::new("prepare"),
-            &root,
-            Path::new("--steps"),
-            Path::new("1000000000"),
-        ],
-    );
+}
+
+fn permission_case(runner: &Runner, dir: &Path) {
+    let root = dir.join("store");
+    let prepared = Runner::Me.child(&[
+        Path::new("prepare"),
+        &root,
+        Path::new("--steps"),
+        Path::new("1000000000"),
+    ]);
     let [kind, task, _, _] = prepared[0].split(' ').collect::<Vec<_>>()[..] else {
         panic!("prepare: {prepared:?}");
     };
     assert_eq!(kind, "prepared");
-    read_only_for_others(dir.path());
+    runner.lock(dir);
     let before = snapshot(&root);
     let images: Vec<&String> = before.keys().filter(|key| key.contains("/ckpt/")).collect();
     assert!(!images.is_empty(), "{before:?}");
 
-    // As nobody: reading and resuming work, every write is refused with a typed error, and the
-    // task runs on.
-    let lines = child(true, &[Path::new("permission"), &root]);
+    // Without write access: reading and resuming work, every write is refused with a typed
+    // error, and the task runs on.
+    let lines = runner.child(&[Path::new("permission"), &root]);
     assert_eq!(lines.len(), 5, "{lines:#?}");
     assert_eq!(lines[0], "open ok");
     assert_eq!(lines[1], "recovery resumed=1 finished=0 failed=0");
@@ -1123,10 +1325,13 @@ fn permission_denied_is_a_typed_error_and_keeps_the_last_good_image() {
         cosmic::image::inspect(&after[*image]).unwrap_or_else(|e| panic!("{image}: {e}"));
     }
 
-    // A temporary left by a crash that nobody may remove: the store refuses to open, typed.
+    // A temporary left by a crash that the child may not remove: the store refuses to open,
+    // typed.
     let temporary = root.join(format!("tasks/{task}/ckpt/.torn.tmp-0000000000000001"));
+    runner.unlock(dir);
     std::fs::write(&temporary, b"torn").unwrap();
-    let lines = child(true, &[Path::new("permission"), &root]);
+    runner.lock(dir);
+    let lines = runner.child(&[Path::new("permission"), &root]);
     assert!(
         lines.len() == 1 && lines[0].starts_with("open permission_denied=true storage_full=false"),
         "{lines:#?}"

@@ -436,3 +436,34 @@ async fn a_member_nobody_trusted_gets_no_tasks() {
     alpha.shutdown().await;
     mallory.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_a_finished_task_removes_its_entry_and_its_outcome_record() {
+    let cluster = Cluster::new("cluster-forget");
+    let alpha = cluster.member("alpha", false).await;
+    let handle = alpha.spawn(Counter::new(10, "", 0)).await.expect("spawn");
+    let task = handle.id();
+    assert_eq!(handle.join().await.expect("joined"), expected_digest(10));
+    let entry = cluster.coordinator.task(task).await.expect("the entry");
+    let Some(Owner::Finished { outcome }) = entry.map(|e| e.owner) else {
+        panic!("not finished in the coordinator");
+    };
+    let store = FileStore::open_shared(cluster.dir.0.join("store")).expect("store");
+    assert!(cosmic::CheckpointStore::get(&store, &outcome)
+        .await
+        .expect("read")
+        .is_some());
+    handle.forget().await.expect("forget");
+    assert!(cluster
+        .coordinator
+        .task(task)
+        .await
+        .expect("read")
+        .is_none());
+    assert!(cosmic::CheckpointStore::get(&store, &outcome)
+        .await
+        .expect("read")
+        .is_none());
+    assert!(alpha.handle::<u64>(task).is_err());
+    alpha.shutdown().await;
+}

@@ -328,7 +328,8 @@ fn image_from_a_newer_version_is_refused_naming_both_versions() {
         matches!(&err, RestoreError::VersionTooNew { type_name, .. } if type_name == "Sim"),
         "got {err:?}"
     );
-    let text = err.to_string();
+    cosmic_tests::chain::assert_no_repeats(&err);
+    let text = cosmic_tests::chain::text(&err);
     assert!(text.contains("`Sim`"), "{text}");
     assert!(text.contains("too new"), "{text}");
     assert!(text.contains("version 2"), "{text}");
@@ -342,9 +343,9 @@ fn image_from_a_newer_version_is_refused_naming_both_versions() {
         legacy_rate: None,
     })
     .unwrap();
-    let text = image::restore::<v2::Sim>(&v3_bytes)
-        .unwrap_err()
-        .to_string();
+    let error = image::restore::<v2::Sim>(&v3_bytes).unwrap_err();
+    cosmic_tests::chain::assert_no_repeats(&error);
+    let text = cosmic_tests::chain::text(&error);
     assert!(
         text.contains("version 3") && text.contains("up to 2"),
         "{text}"
@@ -366,7 +367,9 @@ fn nested_type_from_a_newer_version_is_refused_naming_it() {
         text.contains("version 2") && text.contains("up to 1"),
         "{text}"
     );
-    assert!(err.to_string().contains(&text), "{err}");
+    // The cause is in the chain once, not repeated by the outer message.
+    cosmic_tests::chain::assert_no_repeats(&err);
+    assert!(cosmic_tests::chain::text(&err).ends_with(&text), "{err}");
 }
 
 #[test]
@@ -378,6 +381,8 @@ fn retyped_field_without_a_version_bump_is_a_fingerprint_mismatch() {
         version,
         found,
         expected,
+        this_build,
+        known,
     } = &err
     else {
         panic!("expected FingerprintMismatch, got {err:?}");
@@ -392,9 +397,21 @@ fn retyped_field_without_a_version_bump_is_a_fingerprint_mismatch() {
         "version 1",
         &found.to_string(),
         &expected.to_string(),
+        // This build's fields, by name and shape: `step` is a u32 here.
+        "step:u32",
+        "rate:f32",
+        // What to do.
+        "raise the type's `#[migratable(version = N)]`",
+        "since = N, default",
     ] {
         assert!(text.contains(needle), "{needle:?} not in {text}");
     }
+    assert!(
+        this_build.contains("Sim v1: struct{step:u32"),
+        "{this_build}"
+    );
+    assert_eq!(known, &[(1, *expected)]);
+    cosmic_tests::chain::assert_no_repeats(&err);
 }
 
 // ---- the fingerprint --------------------------------------------------------------------------

@@ -235,6 +235,7 @@ fn offer(task: TaskId, epoch: u64, size: u64, source_addr: &str) -> Request {
         steps: 0,
         source_addr: source_addr.to_owned(),
         inline_image: Vec::new(),
+        tries: 0,
     })
 }
 

@@ -101,6 +101,14 @@ async fn a_moved_task_finishes_on_the_peer_and_joins_at_home() {
         matches!(error, cosmic::runtime::ControlError::Moved { ref host, .. } if host == "beta"),
         "{error}"
     );
+    // Moving it again through this handle: it is not here, and the error says where it is.
+    let error = handle.migrate_to("alpha").await.unwrap_err();
+    assert!(
+        matches!(error, MigrateError::Moved { ref host, .. } if host == "beta"),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("moved to `beta`"), "{text}");
     let location = handle.locate().await.unwrap();
     assert_eq!(location.host, "beta");
     assert_eq!(location.epoch, 1);
@@ -323,6 +331,17 @@ async fn a_peer_with_another_key_gets_nothing() {
     let handle = alpha.rt.spawn(Counter::new(100, "", 1)).await.unwrap();
     let error = handle.migrate_to("beta").await.unwrap_err();
     assert!(matches!(error, MigrateError::Connect { .. }), "{error}");
+    // Not a network failure: the handshake was refused, and the keys may differ.
+    let text = error.to_string();
+    assert!(
+        text.contains("refused the secure handshake") && text.contains("cluster keys may differ"),
+        "{text}"
+    );
+    assert!(!text.contains("failed to reach"), "{text}");
+    cosmic_tests::chain::assert_no_repeats(&error);
+    let whole = cosmic_tests::chain::text(&error);
+    assert!(whole.contains("does not hold this cluster key"), "{whole}");
+    println!("a move to a host with another key reads: {whole}");
     assert_eq!(handle.join().await.unwrap(), expected_digest(100));
     assert!(beta.rt.tasks().is_empty());
     let unknown = handle.migrate_to("nowhere").await.unwrap_err();
@@ -330,6 +349,98 @@ async fn a_peer_with_another_key_gets_nothing() {
         matches!(unknown, MigrateError::Finished { .. }),
         "{unknown}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_handle_moves_a_task_that_came_back() {
+    let alpha = host("alpha", |b| b).await;
+    let beta = host("beta", |b| b).await;
+    connect(&[&alpha, &beta]);
+    let handle = alpha.rt.spawn(Counter::new(400, "", 1)).await.unwrap();
+    let id = handle.id();
+    wait_for_steps(&handle, 10).await;
+    handle.migrate_to("beta").await.unwrap();
+    let on_beta = beta.rt.handle::<u64>(id).unwrap();
+    wait_for_steps(&on_beta, 30).await;
+    on_beta.migrate_to("alpha").await.unwrap();
+    // Back on alpha: the first handle moves it again, from where it is now.
+    handle.migrate_to("beta").await.unwrap();
+    assert_eq!(beta.rt.locate(id).await.unwrap().host, "beta");
+    assert_eq!(handle.join().await.unwrap(), expected_digest(400));
+}
+
+/// Asks, at its first step, to move to `to`; at its second step returns what
+/// [`StepContext::move_failed`] said, or where it runs if the move happened.
+#[derive(cosmic::Migratable)]
+struct AsksToMove {
+    to: String,
+    steps: u64,
+}
+
+#[cosmic::async_trait]
+impl cosmic::Task for AsksToMove {
+    type Output = String;
+
+    async fn step(
+        &mut self,
+        cx: &mut cosmic::StepContext,
+    ) -> Result<cosmic::Step<String>, cosmic::TaskError> {
+        self.steps += 1;
+        if self.steps == 1 {
+            cx.request_move(self.to.clone());
+            return Ok(cosmic::Step::Continue);
+        }
+        Ok(cosmic::Step::Done(match cx.move_failed() {
+            Some(error) => format!("failed: {}", cosmic::ErrorChain(error)),
+            None => format!("runs on {}", cx.host()),
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_learns_why_the_move_it_asked_for_failed() {
+    let alpha = host("alpha", |b| b.register::<AsksToMove>()).await;
+    let beta = host("beta", |b| b.register::<AsksToMove>()).await;
+    // Gamma does not know the task's type: it refuses it.
+    let gamma = host("gamma", |b| b).await;
+    connect(&[&alpha, &beta, &gamma]);
+    let unknown = alpha
+        .rt
+        .spawn(AsksToMove {
+            to: "nosuchhost".into(),
+            steps: 0,
+        })
+        .await
+        .unwrap();
+    let said = unknown.join().await.unwrap();
+    assert!(
+        said.starts_with("failed: ") && said.contains("no peer named `nosuchhost`"),
+        "{said}"
+    );
+    let refused = alpha
+        .rt
+        .spawn(AsksToMove {
+            to: "gamma".into(),
+            steps: 0,
+        })
+        .await
+        .unwrap();
+    let said = refused.join().await.unwrap();
+    assert!(
+        said.starts_with("failed: ")
+            && said.contains("`gamma` refused")
+            && said.contains("not registered"),
+        "{said}"
+    );
+    let moved = alpha
+        .rt
+        .spawn(AsksToMove {
+            to: "beta".into(),
+            steps: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved.join().await.unwrap(), "runs on beta");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

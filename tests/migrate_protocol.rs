@@ -67,6 +67,7 @@ fn offer_of(image: &[u8], task: TaskId) -> Offer {
         steps: 0,
         source_addr: "127.0.0.1:9".into(),
         inline_image: Vec::new(),
+        tries: 0,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cosmic::checkpoint::Catalog;
+use cosmic::checkpoint::{Catalog, PolicyError};
 use cosmic::prelude::*;
 use cosmic::runtime::{ControlError, JoinError};
 use cosmic::{MemoryStore, TaskStatus};
@@ -76,6 +76,34 @@ async fn spawned_task_runs_to_completion_and_join_returns_its_output() {
     let stats = rt.stats();
     assert_eq!(stats.completed, 1);
     assert!(stats.checkpoints_written >= 10, "{stats:?}");
+}
+
+#[tokio::test]
+async fn an_adaptive_policy_without_a_valid_mtbf_is_refused_and_a_valid_one_runs() {
+    let zero = Policy::Adaptive {
+        mtbf: Duration::ZERO,
+    };
+    let refused = Runtime::builder()
+        .store(MemoryStore::new())
+        .checkpoint(zero)
+        .build()
+        .await;
+    match refused {
+        Err(cosmic::runtime::BuildError::Policy(PolicyError::Mtbf { seconds })) => {
+            assert_eq!(seconds, 0.0)
+        }
+        other => panic!("expected the policy refused, got {other:?}"),
+    }
+
+    // A valid one checkpoints: the first at the first safe point (to measure the cost), and
+    // the store's write cost is measured for the bound on the interval.
+    let policy = Policy::adaptive(Duration::from_secs(3600)).unwrap();
+    let rt = runtime(MemoryStore::new(), policy).await;
+    let handle = rt.spawn(Summer::new(200)).await.unwrap();
+    assert_eq!(handle.join().await.unwrap(), 20_100);
+    let stats = rt.stats();
+    assert!(stats.checkpoints_written >= 2, "{stats:?}");
+    assert!(stats.store_write_cost.is_some(), "{stats:?}");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod cluster;
+mod error_chain;
 // Internal: public for the integration tests and benches only, hidden from the docs.
 #[doc(hidden)]
 pub mod handoff;
@@ -19,3 +20,5 @@ pub mod task;
 #[cfg(test)]
 mod test_process;
 pub mod transport;
+
+pub use error_chain::{messages as error_messages, ErrorChain};

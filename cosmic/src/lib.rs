@@ -166,6 +166,7 @@ pub use cosmic_runtime::checkpoint::{S3Config, S3Store};
 pub use cosmic_runtime::runtime::{Builder, DrainReport, MigrateError, Runtime, TaskHandle};
 pub use cosmic_runtime::task::{Step, StepContext, Task, TaskError, TaskId, TaskStatus};
 pub use cosmic_runtime::transport::{ClusterKey, HostKey, PublicKey};
+pub use cosmic_runtime::ErrorChain;
 
 /// Checkpoint policies, stores and the layout of tasks in a store.
 pub mod checkpoint {

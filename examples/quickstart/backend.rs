@@ -44,8 +44,12 @@ pub(crate) fn describe(dir: &Path) -> String {
 pub(crate) async fn coordinator(dir: &Path) -> Result<Arc<dyn Coordinator>, String> {
     let spec = std::env::var(COORDINATOR_VAR)
         .unwrap_or_else(|_| format!("folder:{}", dir.join("coordinator").display()));
-    let spec: CoordinatorSpec = spec.parse().map_err(|e| format!("{e}"))?;
-    spec.open().await.map_err(|e| e.to_string())
+    let spec: CoordinatorSpec = spec
+        .parse()
+        .map_err(|e| format!("{}", cosmic::ErrorChain(&e)))?;
+    spec.open()
+        .await
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())
 }
 
 pub(crate) fn store(dir: &Path) -> Result<Arc<dyn CheckpointStore>, String> {
@@ -53,16 +57,17 @@ pub(crate) fn store(dir: &Path) -> Result<Arc<dyn CheckpointStore>, String> {
         Ok("s3") => s3_store(),
         _ => FileStore::open_shared(dir.join("store"))
             .map(|s| Arc::new(s) as Arc<dyn CheckpointStore>)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| cosmic::ErrorChain(&e).to_string()),
     }
 }
 
 #[cfg(feature = "s3")]
 fn s3_store() -> Result<Arc<dyn CheckpointStore>, String> {
-    let config = cosmic::checkpoint::S3Config::from_env().map_err(|e| e.to_string())?;
+    let config =
+        cosmic::checkpoint::S3Config::from_env().map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     cosmic::checkpoint::S3Store::new(config)
         .map(|s| Arc::new(s) as Arc<dyn CheckpointStore>)
-        .map_err(|e| e.to_string())
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())
 }
 
 #[cfg(not(feature = "s3"))]

@@ -26,10 +26,10 @@ pub(crate) fn run(name: &str, dir: &Path, spawn: &[u64]) -> Result<(), String> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start tokio: {e}"))?;
+        .map_err(|e| format!("cannot start tokio: {}", cosmic::ErrorChain(&e)))?;
     tokio.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+            .map_err(|e| format!("cannot watch SIGTERM: {}", cosmic::ErrorChain(&e)))?;
         let rt = build(name, dir).await?;
         println!(
             "READY {name} {}",
@@ -39,7 +39,7 @@ pub(crate) fn run(name: &str, dir: &Path, spawn: &[u64]) -> Result<(), String> {
             let handle = rt
                 .spawn(PrimeSum::new(*limit, Setup::SEGMENT))
                 .await
-                .map_err(|e| format!("spawn: {e}"))?;
+                .map_err(|e| format!("spawn: {}", cosmic::ErrorChain(&e)))?;
             println!("SPAWNED {} {limit}", handle.id());
         }
         let mut reported = 0;
@@ -50,7 +50,7 @@ pub(crate) fn run(name: &str, dir: &Path, spawn: &[u64]) -> Result<(), String> {
                     reported = report(&rt, reported);
                 }
                 _ = terminate.recv() => {
-                    let report = rt.leave(Setup::LEAVE_DEADLINE).await.map_err(|e| format!("leave: {e}"))?;
+                    let report = rt.leave(Setup::LEAVE_DEADLINE).await.map_err(|e| format!("leave: {}", cosmic::ErrorChain(&e)))?;
                     self::report(&rt, reported);
                     println!(
                         "LEFT {} {} {}",
@@ -67,9 +67,10 @@ pub(crate) fn run(name: &str, dir: &Path, spawn: &[u64]) -> Result<(), String> {
 
 async fn build(name: &str, dir: &Path) -> Result<Runtime, String> {
     let key_file = std::env::var_os(KEY_FILE_VAR).ok_or(format!("{KEY_FILE_VAR} is not set"))?;
-    let cluster_key = ClusterKey::from_file(key_file).map_err(|e| e.to_string())?;
+    let cluster_key =
+        ClusterKey::from_file(key_file).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let host_key = HostKey::from_file(dir.join("keys").join(format!("{name}.key")))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let coordinator = crate::backend::coordinator(dir).await?;
     let store = crate::backend::store(dir)?;
     Runtime::builder()
@@ -88,7 +89,7 @@ async fn build(name: &str, dir: &Path) -> Result<Runtime, String> {
         )
         .build()
         .await
-        .map_err(|e| format!("cannot start host {name}: {e}"))
+        .map_err(|e| format!("cannot start host {name}: {}", cosmic::ErrorChain(&e)))
 }
 
 /// Prints the cluster events not printed yet, and the counters; returns how many are printed.

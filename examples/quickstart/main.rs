@@ -52,6 +52,7 @@ impl Setup {
 }
 
 fn main() -> ExitCode {
+    init_logs();
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("host") => run_host(&args[2..]),
@@ -92,7 +93,6 @@ fn parse(args: &[String]) -> Result<PathBuf, String> {
 
 /// `quickstart host NAME DIR [LIMIT...]`: one host process (started by the story).
 fn run_host(args: &[String]) -> Result<(), String> {
-    init_logs();
     let [name, dir, limits @ ..] = args else {
         return Err("usage: quickstart host NAME DIR [LIMIT...]".into());
     };
@@ -105,10 +105,5 @@ fn run_host(args: &[String]) -> Result<(), String> {
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
 fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    cosmic_examples::logging::init();
 }

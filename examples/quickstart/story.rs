@@ -196,16 +196,16 @@ impl Story {
         let tokio = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start tokio: {e}"))?;
+            .map_err(|e| format!("cannot start tokio: {}", cosmic::ErrorChain(&e)))?;
         let coordinator = tokio.block_on(crate::backend::coordinator(dir))?;
         // The operator's act: each host's public key is trusted by name before it starts
         // (`cosmic host add NAME KEY` does the same). Joining alone trusts nobody.
         for name in ["alpha", "beta", "gamma"] {
             let key = HostKey::load_or_create(keys.join(format!("{name}.key")))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
             tokio
                 .block_on(coordinator.trust(name, key.public_key()))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         }
         let store = crate::backend::store(dir)?;
         let view = ClusterView::new(Arc::clone(&coordinator), store);
@@ -236,7 +236,7 @@ impl Story {
     }
 
     fn start(&mut self, name: &str, limits: &[String]) -> Result<(), String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         let mut child = Command::new(exe)
             .arg("host")
             .arg(name)
@@ -246,7 +246,7 @@ impl Story {
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start host {name}: {e}"))?;
+            .map_err(|e| format!("cannot start host {name}: {}", cosmic::ErrorChain(&e)))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let sender = self.sender.clone();
         let host = name.to_owned();
@@ -472,7 +472,7 @@ impl Story {
             match self.tokio.block_on(self.view.output::<PrimeTotal>(task)) {
                 Ok(Some(total)) => self.tasks.get_mut(&task).expect("known").result = Some(total),
                 Ok(None) => self.fail(format!("task {task} has no recorded result")),
-                Err(error) => self.fail(format!("task {task}: {error}")),
+                Err(error) => self.fail(format!("task {task}: {}", cosmic::ErrorChain(&error))),
             }
         }
     }

@@ -2,4 +2,5 @@
 
 pub mod heat;
 pub mod keys;
+pub mod logging;
 pub mod primes;

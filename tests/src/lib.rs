@@ -7,11 +7,14 @@
 //! purpose: if the format moves a field, these helpers (and the tests built on them) must fail
 //! rather than follow along silently.
 
+pub mod batch_value;
+pub mod chain;
 pub mod counter;
 pub mod etcd;
 #[cfg(unix)]
 pub mod files;
 pub mod identity;
+pub mod logging;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod store_contract;

@@ -5,6 +5,9 @@
 //! tasks/<task id>/ckpt/<seq:020>-<steps:020>  an image; the newest K are kept
 //! tasks/<task id>/outcome                     Outcome: output, failure or cancellation, written once
 //! tasks/<task id>/epoch/<epoch:020>.<kind>     who owns the task since when (see `ownership.rs`)
+//! tasks/<task id>/attempts                    tries after panics, resumes without progress (`attempts.rs`)
+//! finished/kept/<at>.<task id>                  a finished task whose outcome is kept (`finished.rs`)
+//! finished/tombstone/<at>.<task id>             a forgotten task: its id must not run again
 //! ```
 //! Records are themselves images (checksummed, versioned), so a damaged record is detected
 //! like a damaged checkpoint.

@@ -38,6 +38,12 @@ pub enum CatalogEntry {
         /// The task.
         task: TaskId,
     },
+    /// `tasks/<id>/attempts`: tries after panics and resumes without progress
+    /// ([`Attempts`](super::Attempts)).
+    Attempts {
+        /// The task.
+        task: TaskId,
+    },
     /// `tasks/<id>/epoch/<epoch>.<kind>`: who owns the task since that epoch
     /// ([`EpochRecord`](super::EpochRecord)).
     Epoch {
@@ -62,6 +68,9 @@ impl CatalogEntry {
         if rest == "outcome" {
             return Some(CatalogEntry::Outcome { task });
         }
+        if rest == "attempts" {
+            return Some(CatalogEntry::Attempts { task });
+        }
         if let Some(name) = rest.strip_prefix("ckpt/") {
             let key = parse_checkpoint_key(name)?;
             return Some(CatalogEntry::Checkpoint { task, key });
@@ -83,6 +92,7 @@ impl CatalogEntry {
             CatalogEntry::TaskRecord { task } => Catalog::task_key(task),
             CatalogEntry::Checkpoint { task, key } => Catalog::checkpoint_key(task, key),
             CatalogEntry::Outcome { task } => Catalog::outcome_key(task),
+            CatalogEntry::Attempts { task } => Catalog::attempts_key(task),
             CatalogEntry::Epoch { task, epoch, kind } => epoch_key(task, epoch, kind),
         }
     }
@@ -93,6 +103,7 @@ impl CatalogEntry {
             CatalogEntry::TaskRecord { task }
             | CatalogEntry::Checkpoint { task, .. }
             | CatalogEntry::Outcome { task }
+            | CatalogEntry::Attempts { task }
             | CatalogEntry::Epoch { task, .. } => task,
         }
     }
@@ -108,6 +119,7 @@ mod tests {
         let entries = [
             CatalogEntry::TaskRecord { task },
             CatalogEntry::Outcome { task },
+            CatalogEntry::Attempts { task },
             CatalogEntry::Checkpoint {
                 task,
                 key: CheckpointKey { seq: 7, steps: 700 },

@@ -5,25 +5,31 @@
 //! folder, so after a crash the key holds the old value or the new one, never a torn file.
 //! Temporary files start with `.` and are ignored, and removed by [`FileStore::open`].
 //!
+//! Puts made at the same time (by many tasks, or by one [`put_many`](CheckpointStore::put_many))
+//! share their fsyncs: they are written as one batch, each pass over all of them (see
+//! `group_commit.rs`), and a put waits for at most the batch in progress before its own.
+//!
 //! Images may hold secrets (whatever the tasks' state holds), so on Unix every file the store
 //! creates is readable only by its owner (0600) and every folder it creates is 0700, whatever
 //! the umask. Folders that existed before are left as they are.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::group_commit::{GroupCommit, PendingPut};
 use super::store::validate_key;
-use super::{CheckpointStore, PutMode, StoreError};
+use super::{BatchPut, CheckpointStore, PutMode, StoreError};
 
 /// A [`CheckpointStore`] in a local (or shared) folder.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: Arc<PathBuf>,
+    commits: Arc<GroupCommit>,
 }
 
 impl FileStore {
@@ -31,12 +37,11 @@ impl FileStore {
     /// that a crash left behind.
     pub fn open(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let root = root.as_ref().to_path_buf();
-        let io_error = |source| StoreError::Io {
-            operation: "open",
-            key: String::new(),
+        let io_error = |source| StoreError::Open {
             path: root.clone(),
             source,
         };
+        refuse_non_folder(&root).map_err(io_error)?;
         private_folder_builder()
             .recursive(true)
             .create(&root)
@@ -44,6 +49,7 @@ impl FileStore {
         remove_temporaries(&root, None).map_err(io_error)?;
         Ok(FileStore {
             root: Arc::new(root),
+            commits: Arc::default(),
         })
     }
 
@@ -53,12 +59,11 @@ impl FileStore {
     /// be a put another host is making right now.
     pub fn open_shared(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let root = root.as_ref().to_path_buf();
-        let io_error = |source| StoreError::Io {
-            operation: "open",
-            key: String::new(),
+        let io_error = |source| StoreError::Open {
             path: root.clone(),
             source,
         };
+        refuse_non_folder(&root).map_err(io_error)?;
         private_folder_builder()
             .recursive(true)
             .create(&root)
@@ -66,6 +71,7 @@ impl FileStore {
         remove_temporaries(&root, Some(Self::SHARED_TEMPORARY_AGE)).map_err(io_error)?;
         Ok(FileStore {
             root: Arc::new(root),
+            commits: Arc::default(),
         })
     }
 
@@ -78,20 +84,15 @@ impl FileStore {
     /// now). Fails if `root` is not a folder.
     pub fn open_existing(root: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let root = root.as_ref().to_path_buf();
-        let io_error = |source| StoreError::Io {
-            operation: "open",
-            key: String::new(),
+        let io_error = |source| StoreError::Open {
             path: root.clone(),
             source,
         };
-        if !fs::metadata(&root).map_err(io_error)?.is_dir() {
-            return Err(io_error(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "a file store is a folder",
-            )));
-        }
+        fs::metadata(&root).map_err(io_error)?;
+        refuse_non_folder(&root).map_err(io_error)?;
         Ok(FileStore {
             root: Arc::new(root),
+            commits: Arc::default(),
         })
     }
 
@@ -111,6 +112,37 @@ impl FileStore {
         Ok(self.root.join(key))
     }
 
+    /// Queues `puts` for the group commit and waits for each one's answer.
+    async fn commit(&self, puts: Vec<BatchPut>) -> Vec<Result<(), StoreError>> {
+        let mut answers = Vec::with_capacity(puts.len());
+        let mut pending = Vec::with_capacity(puts.len());
+        for put in puts {
+            match self.path_of(&put.key) {
+                Ok(path) => {
+                    let (done, answer) = tokio::sync::oneshot::channel();
+                    answers.push((put.key.clone(), Ok(answer)));
+                    pending.push(PendingPut {
+                        key: put.key,
+                        path,
+                        value: put.value,
+                        mode: put.mode,
+                        done,
+                    });
+                }
+                Err(error) => answers.push((put.key, Err(error))),
+            }
+        }
+        self.commits.submit(pending);
+        let mut results = Vec::with_capacity(answers.len());
+        for (key, answer) in answers {
+            results.push(match answer {
+                Ok(answer) => answer.await.unwrap_or(Err(StoreError::Interrupted { key })),
+                Err(error) => Err(error),
+            });
+        }
+        results
+    }
+
     /// Runs blocking file work off the async threads.
     async fn blocking<T: Send + 'static>(
         key: &str,
@@ -127,23 +159,19 @@ impl FileStore {
 #[async_trait]
 impl CheckpointStore for FileStore {
     async fn put(&self, key: &str, value: Bytes, mode: PutMode) -> Result<(), StoreError> {
-        let path = self.path_of(key)?;
-        let owned_key = key.to_owned();
-        Self::blocking(key, move || {
-            write_atomically(&path, &value, mode).map_err(|source| {
-                if source.kind() == io::ErrorKind::AlreadyExists && mode == PutMode::Create {
-                    StoreError::AlreadyExists { key: owned_key }
-                } else {
-                    StoreError::Io {
-                        operation: "write",
-                        key: owned_key,
-                        path,
-                        source,
-                    }
-                }
-            })
-        })
-        .await
+        let put = BatchPut {
+            key: key.to_owned(),
+            value,
+            mode,
+        };
+        let mut results = self.commit(vec![put]).await;
+        results.pop().unwrap_or(Err(StoreError::Interrupted {
+            key: key.to_owned(),
+        }))
+    }
+
+    async fn put_many(&self, puts: Vec<BatchPut>) -> Vec<Result<(), StoreError>> {
+        self.commit(puts).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
@@ -216,57 +244,8 @@ fn is_missing(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ENOTDIR)
 }
 
-fn write_atomically(path: &Path, value: &[u8], mode: PutMode) -> io::Result<()> {
-    let folder = path
-        .parent()
-        .ok_or_else(|| io::Error::other("key has no folder"))?;
-    create_folder_durably(folder)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("key has no file name"))?
-        .to_string_lossy();
-    let temporary = folder.join(format!(
-        ".{name}.tmp-{:016x}",
-        crate::task::TaskId::random().0
-    ));
-    let result = (|| {
-        let mut file = private_file_options().open(&temporary)?;
-        file.write_all(value)?;
-        file.sync_all()?;
-        drop(file);
-        match mode {
-            PutMode::Overwrite => fs::rename(&temporary, path)?,
-            PutMode::Create => {
-                fs::hard_link(&temporary, path)?;
-                fs::remove_file(&temporary)?;
-            }
-        }
-        sync_folder(folder)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    result
-}
-
-/// Creates `folder` and its missing ancestors, fsyncing each parent so the new entries last.
-fn create_folder_durably(folder: &Path) -> io::Result<()> {
-    if folder.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = folder.parent() {
-        create_folder_durably(parent)?;
-    }
-    match private_folder_builder().create(folder) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(error) => return Err(error),
-    }
-    sync_parent(folder)
-}
-
 /// Options that create a new file only its owner can read and write.
-fn private_file_options() -> OpenOptions {
+pub(super) fn private_file_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -274,8 +253,20 @@ fn private_file_options() -> OpenOptions {
     options
 }
 
+/// Fails if `root` exists and is not a folder: creating it would fail with a bare "File
+/// exists" that does not say what is wrong.
+fn refuse_non_folder(root: &Path) -> io::Result<()> {
+    match fs::metadata(root) {
+        Ok(metadata) if !metadata.is_dir() => Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "it is a file, not a folder; give a file store a folder of its own",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A builder of folders only their owner can enter.
-fn private_folder_builder() -> fs::DirBuilder {
+pub(super) fn private_folder_builder() -> fs::DirBuilder {
     let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
@@ -289,7 +280,7 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-fn sync_folder(folder: &Path) -> io::Result<()> {
+pub(super) fn sync_folder(folder: &Path) -> io::Result<()> {
     File::open(folder)?.sync_all()
 }
 
@@ -388,6 +379,75 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn put_many_answers_each_put_on_its_own_and_concurrent_puts_all_land() {
+        let dir = std::env::temp_dir().join(format!("cosmic-put-many-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = FileStore::open(&dir).unwrap();
+        store
+            .put("a/once", Bytes::from_static(b"first"), PutMode::Create)
+            .await
+            .unwrap();
+        let put = |key: &str, value: &'static [u8], mode| BatchPut {
+            key: key.to_owned(),
+            value: Bytes::from_static(value),
+            mode,
+        };
+        let results = store
+            .put_many(vec![
+                put("a/b/new", b"one", PutMode::Overwrite),
+                put("a/once", b"second", PutMode::Create),
+                put("../escape", b"no", PutMode::Overwrite),
+                put("c/d/e", b"two", PutMode::Create),
+                put("a/b/new", b"three", PutMode::Overwrite),
+            ])
+            .await;
+        assert!(results[0].is_ok() && results[3].is_ok() && results[4].is_ok());
+        assert!(matches!(results[1], Err(StoreError::AlreadyExists { .. })));
+        assert!(matches!(results[2], Err(StoreError::InvalidKey { .. })));
+        // In order: the later put of the same key wins; the refused one changed nothing.
+        assert_eq!(store.get("a/b/new").await.unwrap().unwrap(), &b"three"[..]);
+        assert_eq!(store.get("a/once").await.unwrap().unwrap(), &b"first"[..]);
+        assert_eq!(store.get("c/d/e").await.unwrap().unwrap(), &b"two"[..]);
+
+        // Many puts at once, from many tasks: more than one batch's worth, all durable and
+        // readable, no temporary left behind.
+        let mut puts = tokio::task::JoinSet::new();
+        for i in 0..300u32 {
+            let store = store.clone();
+            puts.spawn(async move {
+                let key = format!("many/{i:03}/value");
+                store
+                    .put(
+                        &key,
+                        Bytes::from(i.to_le_bytes().to_vec()),
+                        PutMode::Overwrite,
+                    )
+                    .await
+            });
+        }
+        while let Some(result) = puts.join_next().await {
+            result.unwrap().unwrap();
+        }
+        let keys = store.list("many/").await.unwrap();
+        assert_eq!(keys.len(), 300);
+        for i in 0..300u32 {
+            let value = store.get(&format!("many/{i:03}/value")).await.unwrap();
+            assert_eq!(value.unwrap(), &i.to_le_bytes()[..]);
+        }
+        let mut stack = vec![dir.clone()];
+        while let Some(folder) = stack.pop() {
+            for entry in fs::read_dir(&folder).unwrap() {
+                let entry = entry.unwrap();
+                assert!(!entry.file_name().to_string_lossy().contains(".tmp-"));
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(entry.path());
+                }
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn open_existing_creates_nothing_and_removes_nothing() {
         let dir = std::env::temp_dir().join(format!("cosmic-open-existing-{}", std::process::id()));
@@ -408,6 +468,30 @@ mod tests {
         fs::write(&file, b"x").unwrap();
         let not_a_folder = FileStore::open_existing(&file).unwrap_err();
         assert_eq!(not_a_folder.io_kind(), Some(io::ErrorKind::NotADirectory));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn opening_a_regular_file_names_it_and_says_it_is_not_a_folder() {
+        let dir = std::env::temp_dir().join(format!("cosmic-open-file-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plain-file");
+        fs::write(&file, b"x").unwrap();
+        for error in [
+            FileStore::open(&file).unwrap_err(),
+            FileStore::open_shared(&file).unwrap_err(),
+            FileStore::open_existing(&file).unwrap_err(),
+        ] {
+            let outer = error.to_string();
+            assert!(outer.contains(&file.display().to_string()), "{outer}");
+            assert!(!outer.contains("``"), "no empty quotes: {outer}");
+            let cause = std::error::Error::source(&error)
+                .expect("a cause")
+                .to_string();
+            assert!(cause.contains("not a folder"), "{cause}");
+            crate::error_chain::assert_no_repeats(&error);
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

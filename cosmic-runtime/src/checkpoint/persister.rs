@@ -1,6 +1,10 @@
 //! Writing a task's checkpoints off the task's path: at most one write in flight per task, and
 //! a newer capture supersedes one still queued (its waiters are answered by the newer one,
-//! which holds later state).
+//! which holds later state; the host's [`StoreMeter`] counts it, as work thrown away).
+//!
+//! Writes of many tasks share the store's cost of durability there: a `FileStore` writes the
+//! puts that arrive together as one batch (group commit, see `group_commit.rs`). Every write is
+//! timed on the [`StoreMeter`], which bounds the adaptive interval by what the store absorbs.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -8,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
-use super::{Catalog, CatalogError, CheckpointKey};
+use super::{Catalog, CatalogError, CheckpointKey, StoreMeter};
 use crate::cluster::{ClusterHost, OwnedTask};
 use crate::task::TaskId;
 
@@ -53,11 +57,17 @@ pub(crate) struct Persister {
     wake: Notify,
     idle: Notify,
     observer: WriteObserver,
+    meter: Arc<StoreMeter>,
 }
 
 impl Persister {
     /// Starts the writer of `task`'s checkpoints on the current tokio runtime.
-    pub(crate) fn start(task: TaskId, target: Target, observer: WriteObserver) -> Arc<Persister> {
+    pub(crate) fn start(
+        task: TaskId,
+        target: Target,
+        observer: WriteObserver,
+        meter: Arc<StoreMeter>,
+    ) -> Arc<Persister> {
         let persister = Arc::new(Persister {
             task,
             target,
@@ -66,6 +76,7 @@ impl Persister {
             wake: Notify::new(),
             idle: Notify::new(),
             observer,
+            meter,
         });
         tokio::spawn(Arc::clone(&persister).run());
         persister
@@ -82,6 +93,7 @@ impl Persister {
         let mut slot = self.slot();
         if let Some(superseded) = slot.queued.take() {
             request.waiters.extend(superseded.waiters);
+            self.meter.superseded();
         }
         slot.queued = Some(request);
         drop(slot);
@@ -115,6 +127,8 @@ impl Persister {
     }
 
     async fn run(self: Arc<Self>) {
+        // This task counts among the store's writers while its writer runs.
+        let _writer = self.meter.writer();
         loop {
             let wake = self.wake.notified();
             let next = {
@@ -134,6 +148,7 @@ impl Persister {
             let started = Instant::now();
             let size = request.image.len();
             let image = Bytes::from(request.image);
+            self.meter.write_started();
             let result = match &self.target {
                 Target::Catalog(catalog) => {
                     catalog
@@ -147,6 +162,7 @@ impl Persister {
             }
             .map(|()| request.key)
             .map_err(Arc::new);
+            self.meter.write_finished();
             // The store has let go of its copy: keep the buffer for a later capture.
             if let Ok(buffer) = image.try_into_mut() {
                 let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
@@ -159,7 +175,7 @@ impl Persister {
                     tracing::debug!(task = %self.task, seq = key.seq, bytes = size, elapsed = ?started.elapsed(), "checkpoint durable")
                 }
                 Err(error) => {
-                    tracing::warn!(task = %self.task, seq = request.key.seq, %error, "checkpoint write failed; the previous checkpoint is kept")
+                    tracing::warn!(task = %self.task, seq = request.key.seq, error = %crate::ErrorChain(&error), "checkpoint write failed; the previous checkpoint is kept")
                 }
             }
             (self.observer)(self.task, request.key, size, &result);
@@ -170,7 +186,7 @@ impl Persister {
             // old one waits on the file system for as long as writing it did.
             if let (Ok(_), Target::Catalog(catalog)) = (&result, &self.target) {
                 if let Err(error) = catalog.prune_checkpoints(self.task).await {
-                    tracing::warn!(task = %self.task, %error, "failed to remove old checkpoints");
+                    tracing::warn!(task = %self.task, error = %crate::ErrorChain(&error), "failed to remove old checkpoints");
                 }
             }
             self.slot().writing = false;

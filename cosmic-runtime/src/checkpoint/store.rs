@@ -23,6 +23,17 @@ pub enum PutMode {
     Create,
 }
 
+/// One put of a [`CheckpointStore::put_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPut {
+    /// The key.
+    pub key: String,
+    /// Its new value.
+    pub value: Bytes,
+    /// What happens if the key exists.
+    pub mode: PutMode,
+}
+
 /// Error returned by [`CheckpointStore`] operations.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -37,6 +48,16 @@ pub enum StoreError {
         /// The file involved.
         path: PathBuf,
         /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The store's folder could not be opened or created (it is a file, it cannot be
+    /// created, its leftovers cannot be cleaned).
+    #[error("failed to open the file store at {}", path.display())]
+    Open {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
@@ -115,7 +136,7 @@ impl StoreError {
     /// The OS error kind, for I/O errors.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
-            StoreError::Io { source, .. } => Some(source.kind()),
+            StoreError::Io { source, .. } | StoreError::Open { source, .. } => Some(source.kind()),
             _ => None,
         }
     }
@@ -123,7 +144,9 @@ impl StoreError {
     /// Whether the device is out of space.
     pub fn is_storage_full(&self) -> bool {
         match self {
-            StoreError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            StoreError::Io { source, .. } | StoreError::Open { source, .. } => {
+                source.raw_os_error() == Some(libc::ENOSPC)
+            }
             _ => false,
         }
     }
@@ -143,6 +166,21 @@ impl StoreError {
 pub trait CheckpointStore: Send + Sync + Debug + 'static {
     /// Stores `value` under `key`, durably and atomically.
     async fn put(&self, key: &str, value: Bytes, mode: PutMode) -> Result<(), StoreError>;
+
+    /// Stores each of `puts` as [`put`](Self::put) does (durably and atomically, each on its
+    /// own: one may fail while the others succeed), answering in the same order.
+    ///
+    /// Stores that can share the cost of durability between puts override it
+    /// ([`FileStore`](super::FileStore) writes them as one batch with shared fsyncs); the default
+    /// puts them one after the other, which suits stores whose puts are durable one by one
+    /// anyway (S3).
+    async fn put_many(&self, puts: Vec<BatchPut>) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(puts.len());
+        for put in puts {
+            results.push(self.put(&put.key, put.value, put.mode).await);
+        }
+        results
+    }
 
     /// The value under `key`, or `None`.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;

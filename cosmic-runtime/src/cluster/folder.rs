@@ -507,13 +507,20 @@ fn sync_dir(path: &Path) -> Result<()> {
 
 /// Writes a new file (mode 0600) whole and flushes it.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_new_unflushed(path, bytes)?
+        .sync_all()
+        .map_err(io_error("flush", path))
+}
+
+/// Writes a new file (mode 0600) whole, leaving it to the page cache.
+fn write_new_unflushed(path: &Path, bytes: &[u8]) -> Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(io_error("create", path))?;
     file.write_all(bytes).map_err(io_error("write", path))?;
-    file.sync_all().map_err(io_error("flush", path))
+    Ok(file)
 }
 
 /// Runs `work` on every item, on up to [`FLUSH_THREADS`] threads: flushes to disk issued
@@ -761,6 +768,18 @@ impl Folder {
         sync_dir(path.parent().unwrap_or(path))
     }
 
+    /// Replaces (or creates) the file at `path` with `bytes`, atomically for every reader, but
+    /// without waiting for the disk: for records whose loss in a crash of the machine is
+    /// harmless, and that must not wait behind other writers' flushes.
+    fn replace_unflushed(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let temp = self.tmp.join(temp_name());
+        drop(write_new_unflushed(&temp, bytes)?);
+        fs::rename(&temp, path).map_err(|error| {
+            let _ = fs::remove_file(&temp);
+            io_error("write", path)(error)
+        })
+    }
+
     /// Creates the file at `path` with `bytes` if the name is free; false if it is taken.
     fn create_exclusive(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
         let temp = self.temp_file(bytes)?;
@@ -808,7 +827,17 @@ impl Folder {
         let Some(newest) = newest else {
             return Ok(None);
         };
-        let record = read_record(&dir.join(number_name(newest)))?;
+        // Renewals are not flushed (see `keep_alive`): after a crash of the machine the newest
+        // record may be torn (empty or cut short), and then its lease has ended. A record of
+        // another format is still an error: it may be a newer host's live lease.
+        let path = dir.join(number_name(newest));
+        let record = match read_opt(&path)? {
+            Some(bytes) if bytes.first().is_none_or(|&format| format == RECORD_FORMAT) => {
+                decode(&path, &bytes).ok()
+            }
+            Some(bytes) => Some(decode(&path, &bytes)?),
+            None => None,
+        };
         // A lease ended after the listing is ended too: look again for its marker.
         let ended =
             ended.contains(&newest) || dir.join(format!("{}.ended", number_name(newest))).exists();
@@ -929,7 +958,12 @@ impl Folder {
         let path = self
             .name_dir(&lease.host)
             .join(number_name(lease.incarnation));
-        self.replace(&path, &encode(&renewed)?)?;
+        // A renewal is not flushed: it only has to be seen by the other hosts, which read the
+        // same page cache (or, on a network file system, the server's copy once it is closed).
+        // If the machine crashes the renewal may be lost or torn, and the lease then reads as
+        // older or as ended: what a crashed holder's lease should be anyway. Flushing made
+        // renewals wait behind every checkpoint's flush, and leases ran out on busy disks.
+        self.replace_unflushed(&path, &encode(&renewed)?)?;
         let ended = CoordinatorError::LeaseEnded {
             host: lease.host.clone(),
             incarnation: lease.incarnation,
@@ -1730,9 +1764,9 @@ mod tests {
         let member = c
             .path()
             .join(format!("members/alpha/{}", number_name(lease.incarnation)));
-        fs::write(&member, b"").unwrap();
+        fs::write(&member, [9u8, 1, 2]).unwrap();
         let error = c.members().await.unwrap_err();
-        assert!(error.to_string().contains("empty"), "{error}");
+        assert!(error.to_string().contains("record format 9"), "{error}");
         let key = c.path().join("trusted/beta");
         fs::write(&key, b"not a key").unwrap();
         let error = c.trusted().await.unwrap_err();
@@ -1815,6 +1849,42 @@ mod tests {
         FolderCoordinator::open(c.path()).unwrap();
         assert!(!old.exists(), "an old temp file is collected");
         assert!(tmp.join("123-0-half").exists(), "a fresh one may be in use");
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_torn_by_a_crash_reads_as_an_ended_lease() {
+        let scratch = Scratch::new("torn");
+        let c = scratch.open();
+        let lease = c
+            .join(&lease_record("alpha"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        c.keep_alive(&lease, &lease_record("alpha")).await.unwrap();
+        // What an unflushed renewal may leave after the machine crashed: an empty file, or
+        // one cut short.
+        let path = c
+            .inner
+            .name_dir("alpha")
+            .join(number_name(lease.incarnation));
+        let whole = fs::read(&path).unwrap();
+        fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+        assert!(c.members().await.unwrap().is_empty(), "no live member");
+        fs::write(&path, b"").unwrap();
+        assert!(c.members().await.unwrap().is_empty(), "no live member");
+        let error = c
+            .keep_alive(&lease, &lease_record("alpha"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, CoordinatorError::LeaseEnded { .. }),
+            "{error:?}"
+        );
+        let again = c
+            .join(&lease_record("alpha"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(again.incarnation > lease.incarnation, "the host joins anew");
+        assert_eq!(c.members().await.unwrap().len(), 1);
     }
 
     #[tokio::test]

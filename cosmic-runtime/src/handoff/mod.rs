@@ -268,6 +268,16 @@ impl Host {
         }
     }
 
+    /// This host learned that `task`, which it gave away, finished: its forwarding entry
+    /// becomes a tombstone (the commits it remembers still answer a late question).
+    pub fn learned_finished(&mut self, task: TaskId) {
+        if let Some(entry) = self.tasks.get_mut(&task) {
+            if matches!(entry.phase, Phase::Moved { .. }) {
+                entry.phase = Phase::Finished;
+            }
+        }
+    }
+
     /// Takes one event; returns what to do, or why the event does not apply (then nothing
     /// changed).
     pub fn step(&mut self, event: Event) -> Result<Vec<Command>, StepError> {

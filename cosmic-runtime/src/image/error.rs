@@ -17,7 +17,7 @@ pub enum CaptureError {
         source: postcard::Error,
     },
     /// The state's schema cannot be encoded safely (elements that encode to nothing).
-    #[error("failed to capture type `{type_name}`: {source}")]
+    #[error("failed to capture type `{type_name}`: its schema cannot be encoded safely")]
     Schema {
         /// The type being captured.
         type_name: String,
@@ -135,7 +135,7 @@ pub enum RestoreError {
         type_name: String,
     },
     /// The image was written by newer code than this build.
-    #[error("image of `{type_name}` is too new: {source}")]
+    #[error("image of `{type_name}` is too new for this build")]
     VersionTooNew {
         /// The root type in the image.
         type_name: String,
@@ -145,7 +145,7 @@ pub enum RestoreError {
     },
     /// The image's schema cannot be decoded by this build for another reason than its
     /// version (a type that reads only its current version, elements that encode to nothing).
-    #[error("image of `{type_name}` cannot be decoded: {source}")]
+    #[error("image of `{type_name}` has a schema this build cannot decode")]
     UnsupportedSchema {
         /// The root type in the image.
         type_name: String,
@@ -154,8 +154,13 @@ pub enum RestoreError {
         source: SchemaError,
     },
     /// The image's schema fingerprint differs from what this build expects for the versions the
-    /// image names: the type changed without a version bump, or the image is foreign.
-    #[error("schema fingerprint mismatch for `{type_name}` version {version}: image has {found}, this build expects {expected}")]
+    /// image names: a type changed without a version bump, or the image is foreign.
+    ///
+    /// The image carries only the fingerprint of its writer's schema, so the message lists
+    /// this build's schema at the image's versions (every named type, its fields or variants
+    /// by name and shape), the fingerprints this build knows for the type's versions, and what
+    /// to do.
+    #[error("schema fingerprint mismatch for `{type_name}` version {version}: image has {found}, this build expects {expected}. This build reads version {version} as: {this_build}. Versions this build knows: {}. If a field or variant was added, removed or retyped since the image was written, raise the type's `#[migratable(version = N)]` and mark added fields `#[migratable(since = N, default)]` (removed ones `until`), so that older images keep their layout", known_list(.known))]
     FingerprintMismatch {
         /// The root type.
         type_name: String,
@@ -165,6 +170,12 @@ pub enum RestoreError {
         found: Fingerprint,
         /// The fingerprint this build computes.
         expected: Fingerprint,
+        /// This build's schema at the image's versions: each named type with its version and
+        /// definition (`struct{name:shape,...}`, `enum{Variant:shape,...}`).
+        this_build: String,
+        /// The fingerprint this build computes for each version of the root type it knows
+        /// (nested types at the image's versions).
+        known: Vec<(u32, Fingerprint)>,
     },
     /// The body passed every check but did not decode (or a value does not fit this host, such
     /// as a `usize` over 32 bits on a 32-bit reader).
@@ -193,4 +204,13 @@ pub enum RestoreError {
         /// How many.
         extra: u64,
     },
+}
+
+/// `1 (fingerprint), 2 (fingerprint)`.
+fn known_list(known: &[(u32, Fingerprint)]) -> String {
+    known
+        .iter()
+        .map(|(version, fingerprint)| format!("{version} ({fingerprint})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

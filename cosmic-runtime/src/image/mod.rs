@@ -12,6 +12,7 @@ mod isa;
 mod limits;
 mod reader;
 mod registry;
+mod schema_mismatch;
 mod writer;
 
 pub use error::{CaptureError, RestoreError};

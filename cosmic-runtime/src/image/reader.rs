@@ -124,12 +124,7 @@ pub(crate) fn check_schema<T: Migratable>(header: &ImageHeader) -> Result<bool, 
         },
     })?;
     if expected != header.fingerprint {
-        return Err(RestoreError::FingerprintMismatch {
-            type_name: header.type_name.clone(),
-            version: header.type_version,
-            found: header.fingerprint,
-            expected,
-        });
+        return Err(super::schema_mismatch::mismatch::<T>(header, expected));
     }
     Ok(all_current)
 }

@@ -11,9 +11,10 @@ use super::migrate::node::{MigrationConfig, Node};
 use super::migrate::server;
 #[cfg(feature = "fault-injection")]
 use super::migrate::FaultPlan;
+use super::retry::RetryPolicy;
 use super::stats::StatsCounters;
 use super::task_types::TaskTypes;
-use super::{BuildError, Recovery, Runtime, RuntimeInner};
+use super::{BuildError, Recovery, RecoveryError, Retention, Runtime, RuntimeInner};
 use crate::checkpoint::{Catalog, CheckpointStore, Clock, Policy, SystemClock};
 use crate::cluster::{ClusterConfig, ClusterHost, HostLoad, MemberRecord};
 use crate::task::Task;
@@ -31,7 +32,11 @@ pub struct Builder {
     keep: usize,
     clock: Arc<dyn Clock>,
     verify_every: Option<u64>,
+    retry: RetryPolicy,
+    slow_step: Option<Duration>,
+    quarantine_after: u32,
     types: Vec<fn(&TaskTypes)>,
+    require_registered: bool,
     listen: Option<String>,
     advertise: Option<String>,
     peers: Vec<(String, String)>,
@@ -41,6 +46,7 @@ pub struct Builder {
     channel: ChannelConfig,
     migration: MigrationConfig,
     cluster: Option<ClusterConfig>,
+    retention: Retention,
     #[cfg(feature = "fault-injection")]
     fault: Option<FaultPlan>,
 }
@@ -54,7 +60,11 @@ impl Builder {
             keep: 3,
             clock: Arc::new(SystemClock::default()),
             verify_every: None,
+            retry: RetryPolicy::default(),
+            slow_step: Some(Duration::from_secs(10)),
+            quarantine_after: 3,
             types: Vec::new(),
+            require_registered: false,
             listen: None,
             advertise: None,
             peers: Vec::new(),
@@ -73,6 +83,7 @@ impl Builder {
                 reuse_connections: true,
             },
             cluster: None,
+            retention: Retention::default(),
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -103,6 +114,13 @@ impl Builder {
         self
     }
 
+    /// How long the store keeps what finished tasks leave (default: [`Retention::default`],
+    /// outcomes for 7 days). Without it a store grows by two small files per task for good.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// How many checkpoints of each task the store keeps (default 3, at least 1). Older ones
     /// are the fallback when the newest is damaged.
     pub fn keep_checkpoints(mut self, keep: usize) -> Self {
@@ -125,10 +143,62 @@ impl Builder {
         self
     }
 
+    /// What to do when a step panics (default: no retry, the task fails). The panic is caught
+    /// at the step either way; with a policy of more than one try the task runs again from its
+    /// last durable checkpoint (retries need a store). Outside a cluster only: in a cluster a
+    /// panic fails the task.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How long a step may run without reaching a safe point before it is reported (default
+    /// 10 s; `None` turns the watch off): a warning with the task and how long it ran, and a
+    /// count in [`RuntimeStats::slow_steps`](super::RuntimeStats::slow_steps). The step is
+    /// not stopped.
+    pub fn slow_step_warning(mut self, after: Option<Duration>) -> Self {
+        self.slow_step = after;
+        self
+    }
+
+    /// After how many resumes in a row from the same checkpoint, none of which got to a newer
+    /// one, a task is quarantined instead of resumed again (default 3, at least 1). This is
+    /// what stops a step that takes the whole process down (`panic = "abort"`, a crash in
+    /// native code) from doing so at every start: the count is written before each resume. A
+    /// quarantined task is listed in [`Recovery::quarantined`](super::Recovery::quarantined),
+    /// and its handle reports it failed; its checkpoints are kept, and
+    /// [`Catalog::clear_attempts`](crate::checkpoint::Catalog::clear_attempts) releases it
+    /// at the next start. Outside a cluster only.
+    pub fn quarantine_after(mut self, resumes: u32) -> Self {
+        self.quarantine_after = resumes.max(1);
+        self
+    }
+
     /// Declares a task type that may be found in the store, so it can be resumed on start.
     /// (Types spawned on the runtime are registered anyway.)
     pub fn register<T: Task>(mut self) -> Self {
         self.types.push(|types| types.register::<T>());
+        self
+    }
+
+    /// Whether [`build`](Self::build) fails when the store holds tasks of types that were not
+    /// [`register`](Self::register)ed (default false: such tasks are logged as warnings,
+    /// listed in [`Runtime::recovery`], and [`Runtime::handle`] names their type).
+    ///
+    /// ```
+    /// # use cosmic_runtime::runtime::Runtime;
+    /// # use cosmic_runtime::checkpoint::MemoryStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rt = Runtime::builder()
+    ///     .store(MemoryStore::new())
+    ///     .require_registered_types(true)
+    ///     .build()
+    ///     .await?;
+    /// # drop(rt); Ok(()) }
+    /// ```
+    pub fn require_registered_types(mut self, required: bool) -> Self {
+        self.require_registered = required;
         self
     }
 
@@ -270,6 +340,7 @@ impl Builder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(BuildError::NoTokioRuntime);
         }
+        self.policy.check().map_err(BuildError::Policy)?;
         let types = TaskTypes::default();
         for register in &self.types {
             register(&types);
@@ -329,16 +400,44 @@ impl Builder {
             policy: self.policy,
             clock: self.clock,
             verify_every: self.verify_every,
+            retry: self.retry,
+            slow_step: self.slow_step,
+            quarantine_after: self.quarantine_after,
             types,
             tasks: Mutex::new(HashMap::new()),
             running: Mutex::new(std::collections::HashSet::new()),
+            with_attempts: Mutex::new(std::collections::HashSet::new()),
             shutting_down: AtomicBool::new(false),
             recovery: Mutex::new(Recovery::default()),
+            retention: self.retention,
+            ledger: Mutex::default(),
         });
         let mut settle = Vec::new();
         if let Some(catalog) = inner.catalog.clone() {
             let (recovery, commands) = super::recovery::recover(&inner, &catalog).await?;
+            let unregistered: Vec<(crate::task::TaskId, String)> = recovery
+                .failed
+                .iter()
+                .filter_map(|(task, error)| match error {
+                    RecoveryError::UnregisteredType { type_name } => {
+                        Some((*task, type_name.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
             *inner.recovery.lock().unwrap_or_else(|p| p.into_inner()) = recovery;
+            if self.require_registered && !unregistered.is_empty() {
+                // The tasks resumed so far stop at their next safe point, checkpointed: the
+                // next start with every type registered resumes them all.
+                Runtime {
+                    inner: Arc::clone(&inner),
+                }
+                .shutdown()
+                .await;
+                return Err(BuildError::UnregisteredTypes {
+                    tasks: unregistered,
+                });
+            }
             settle = commands;
         }
         if let (Some(node), Some(listener)) = (&inner.node, listener) {
@@ -347,6 +446,13 @@ impl Builder {
             *node.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(serving.abort_handle());
             // Copies in doubt: ask their sources how the hand-offs ended.
             super::migrate::carry_out(&inner, settle);
+        }
+        if inner.catalog.is_some() {
+            super::retention::sweep(&inner, false).await;
+            tokio::spawn(super::retention::sweep_loop(
+                Arc::downgrade(&inner),
+                inner.retention.sweep_interval(),
+            ));
         }
         if let (Some(cluster), Some(node)) = (&inner.cluster, &inner.node) {
             join_cluster(&inner, cluster, node).await?;

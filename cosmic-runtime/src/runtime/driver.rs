@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::error::ControlError;
 use super::migrate::{source, MigrateError};
 use super::shared::{Control, Forward, TaskShared};
+use super::step_guard::{self, Panicked, PANIC_PREFIX};
 use super::RuntimeInner;
 use crate::checkpoint::{
     CheckpointKey, Outcome, PersistRequest, PersistTarget, Persister, Policy, Schedule,
@@ -43,7 +44,35 @@ pub(crate) fn start<T: Task>(
         .cluster
         .as_ref()
         .and_then(|cluster| cluster.owned_task(id));
-    let target = match (&runtime.cluster, &cluster_task, &runtime.catalog) {
+    let persister = start_persister(runtime, id, cluster_task.as_ref());
+    let driver = Driver {
+        runtime: Arc::clone(runtime),
+        shared: Arc::clone(&shared),
+        control,
+        persister,
+        schedule: Schedule::new(runtime.policy, runtime.clock.now())
+            .sharing(Arc::clone(&runtime.stats.store_meter)),
+        writer: ImageWriter::new(),
+        steps: from.steps,
+        next_seq,
+        paused: false,
+        held: None,
+        retry_at: None,
+        cluster_task,
+    };
+    let span =
+        tracing::info_span!("task", task = %id, host = %runtime.host, r#type = %T::type_name());
+    tokio::spawn(driver.run(task).instrument(span));
+    shared
+}
+
+/// The writer of a task's checkpoints: to the cluster's store, or this host's, or none.
+fn start_persister(
+    runtime: &Arc<RuntimeInner>,
+    id: TaskId,
+    cluster_task: Option<&Arc<OwnedTask>>,
+) -> Option<Arc<Persister>> {
+    let target = match (&runtime.cluster, cluster_task, &runtime.catalog) {
         (Some(cluster), Some(owned), _) => Some(PersistTarget::Cluster(
             Arc::clone(cluster),
             Arc::clone(owned),
@@ -51,7 +80,7 @@ pub(crate) fn start<T: Task>(
         (None, _, Some(catalog)) => Some(PersistTarget::Catalog(catalog.clone())),
         _ => None,
     };
-    let persister = target.map(|target| {
+    target.map(|target| {
         let stats = Arc::clone(&runtime.stats);
         Persister::start(
             id,
@@ -60,24 +89,9 @@ pub(crate) fn start<T: Task>(
                 Ok(_) => stats.written(size),
                 Err(_) => stats.write_failed(),
             }),
+            Arc::clone(&runtime.stats.store_meter),
         )
-    });
-    let driver = Driver {
-        runtime: Arc::clone(runtime),
-        shared: Arc::clone(&shared),
-        control,
-        persister,
-        schedule: Schedule::new(runtime.policy, runtime.clock.now()),
-        writer: ImageWriter::new(),
-        steps: from.steps,
-        next_seq,
-        paused: false,
-        cluster_task,
-    };
-    let span =
-        tracing::info_span!("task", task = %id, host = %runtime.host, r#type = %T::type_name());
-    tokio::spawn(driver.run(task).instrument(span));
-    shared
+    })
 }
 
 struct Driver {
@@ -90,19 +104,32 @@ struct Driver {
     steps: u64,
     next_seq: u64,
     paused: bool,
+    /// A control request that arrived while the task waited to be tried again, served at the
+    /// next safe point.
+    held: Option<Control>,
+    /// When the next try after a panic may start.
+    retry_at: Option<tokio::time::Instant>,
     /// In a cluster: the task's token and fence, checked at every safe point.
     cluster_task: Option<Arc<OwnedTask>>,
 }
 
-/// Removes the task from the runtime's running set when its driver ends, however it ends.
+/// Removes the task from the runtime's running set when its driver ends, however it ends. A
+/// driver that unwinds (a panic outside the task's steps, which are guarded) still leaves a
+/// final status, so that nobody waits on the task forever; that end is not recorded in the
+/// store, and the task resumes from its checkpoint at the next start.
 struct RunningEntry {
     runtime: Arc<RuntimeInner>,
-    id: TaskId,
+    shared: Arc<TaskShared>,
 }
 
 impl Drop for RunningEntry {
     fn drop(&mut self) {
-        self.runtime.running().remove(&self.id);
+        self.runtime.running().remove(&self.shared.id);
+        if std::thread::panicking() && !self.shared.status().is_finished() {
+            self.shared.finish(Outcome::Failed(
+                "the runtime's driver of the task panicked (see the log)".to_owned(),
+            ));
+        }
     }
 }
 
@@ -119,8 +146,10 @@ impl Driver {
         let id = self.shared.id;
         let _running = RunningEntry {
             runtime: Arc::clone(&self.runtime),
-            id,
+            shared: Arc::clone(&self.shared),
         };
+        // Why the move the last step asked for failed, for the next step to see.
+        let mut move_failed = None;
         loop {
             if !self.may_go_on().await {
                 self.lost().await;
@@ -146,8 +175,28 @@ impl Driver {
                     continue;
                 }
             }
+            if self.wait_to_retry().await {
+                // A control request came first: serve it at the safe point.
+                continue;
+            }
             let mut cx = StepContext::new(id, self.runtime.host.clone(), self.steps);
-            let result = task.step(&mut cx).await;
+            cx.move_failed = move_failed.take();
+            let watch = step_guard::Watch {
+                task: id,
+                slow_after: self.runtime.slow_step,
+                stats: &self.runtime.stats,
+            };
+            let result = match step_guard::run(task.step(&mut cx), watch).await {
+                Ok(result) => result,
+                Err(panicked) => {
+                    // The state the step touched is suspect: it is never captured; the task
+                    // fails, or is tried again from its last durable checkpoint.
+                    if self.panicked(&mut task, panicked).await {
+                        continue;
+                    }
+                    return;
+                }
+            };
             match result {
                 Ok(Step::Continue) => {}
                 Ok(Step::Done(output)) => {
@@ -177,9 +226,12 @@ impl Driver {
                 self.checkpoint(&task, Vec::new());
             }
             if let Some(to) = cx.move_requested.take() {
-                if self.migrate(&mut task, &to, None).await {
+                // Answered through a channel so that the next step learns why it failed.
+                let (reply, answer) = oneshot::channel();
+                if self.migrate(&mut task, &to, Some(reply)).await {
                     return;
                 }
+                move_failed = step_move_failed(answer);
             }
             if let Some(every) = self.runtime.verify_every {
                 if self.steps % every == 0 {
@@ -242,7 +294,9 @@ impl Driver {
     /// Serves control requests and scheduled checkpoints; waits here while paused.
     async fn safe_point<T: Task>(&mut self, task: &mut T) -> Next {
         loop {
-            let control = if self.paused {
+            let control = if let Some(held) = self.held.take() {
+                held
+            } else if self.paused {
                 match self.control.recv().await {
                     Some(control) => control,
                     // Every handle and the runtime are gone: nobody can resume it. Stay
@@ -438,10 +492,24 @@ impl Driver {
                 }
             };
         }
+        // The count of tries after panics goes with the task (one small read, only for a
+        // task that may have one).
+        let tries = match &self.runtime.catalog {
+            Some(catalog) if self.runtime.has_attempts_mark(id) => match catalog.attempts(id).await
+            {
+                Ok(attempts) => attempts.tries,
+                Err(error) => {
+                    tracing::warn!(%error, "the attempts record is unreadable; the move carries no count of tries");
+                    0
+                }
+            },
+            _ => 0,
+        };
         let moving = source::Moving {
             task: id,
             output_type: &self.shared.output_type,
             steps: self.steps,
+            tries,
             image: &mut image,
         };
         match source::hand_off(&self.runtime, to, moving).await {
@@ -502,6 +570,13 @@ impl Driver {
                 if let Err(error) = catalog.retire_checkpoints(id).await {
                     tracing::warn!(%error, "failed to retire checkpoints of a finished task");
                 }
+                // Counts of tries and resumes mean nothing once the task has ended.
+                if self.runtime.take_attempts_mark(id) {
+                    if let Err(error) = catalog.clear_attempts(id).await {
+                        tracing::warn!(%error, "failed to remove the attempts record of a finished task");
+                    }
+                }
+                super::retention::finished(&self.runtime, catalog, id).await;
             }
         }
         tracing::info!(status = ?outcome_status(&outcome), steps = self.steps, "task ended");
@@ -510,6 +585,127 @@ impl Driver {
             node.step(crate::handoff::Event::Finished { task: id });
         }
         self.shared.finish(outcome);
+    }
+
+    /// A step panicked. Returns whether the task is tried again (from its last durable
+    /// checkpoint, once the policy's pause has passed); if not, it has failed with the panic's
+    /// message, recorded like any other end.
+    async fn panicked<T: Task>(&mut self, task: &mut T, panicked: Panicked) -> bool {
+        let id = self.shared.id;
+        self.runtime.stats.step_panicked();
+        let message = panicked.message;
+        tracing::error!(task = %id, steps = self.steps, panic = %message, "a step panicked");
+        let failure = |detail: String| Outcome::Failed(format!("{PANIC_PREFIX}{message}{detail}"));
+        let policy = self.runtime.retry;
+        // A try starts from a durable checkpoint: none without a store, or under `Never`.
+        let catalog = match (&self.runtime.catalog, &self.runtime.cluster) {
+            (Some(catalog), None)
+                if policy.max_tries > 1 && self.runtime.policy != Policy::Never =>
+            {
+                catalog.clone()
+            }
+            _ => {
+                self.finish(failure(String::new())).await;
+                return false;
+            }
+        };
+        // The count lives in the store, so that it survives restarts and moves.
+        let mut attempts = match catalog.attempts(id).await {
+            Ok(attempts) => attempts,
+            Err(error) => {
+                tracing::warn!(task = %id, %error, "the attempts record is unreadable; counting from here");
+                crate::checkpoint::Attempts::default()
+            }
+        };
+        let next = attempts.tries.max(1).saturating_add(1);
+        if !policy.allows(next) {
+            let tried = next - 1;
+            self.finish(failure(format!(" (after {tried} tries)")))
+                .await;
+            return false;
+        }
+        // Writes of earlier, sound state may still be in flight: let them land first.
+        if let Some(persister) = self.persister.take() {
+            persister.close().await;
+        }
+        attempts.tries = next;
+        self.runtime.mark_attempts(id);
+        if let Err(error) = catalog.put_attempts(id, &attempts).await {
+            tracing::error!(task = %id, %error, "failed to record the try; failing the task instead");
+            self.finish(failure(" (the try could not be recorded)".to_owned()))
+                .await;
+            return false;
+        }
+        match self.restore_newest(&catalog).await {
+            Ok((restored, key)) => {
+                *task = restored;
+                self.steps = key.steps;
+                self.shared.set_steps(self.steps);
+                self.persister = start_persister(&self.runtime, id, self.cluster_task.as_ref());
+                let pause = policy.delay_before(next);
+                tracing::warn!(task = %id, try_number = next, from_steps = key.steps, ?pause, "trying the task again from its last checkpoint");
+                self.retry_at = Some(tokio::time::Instant::now() + pause);
+                true
+            }
+            Err(reason) => {
+                self.finish(failure(format!(" (no try from a checkpoint: {reason})")))
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// The newest durable checkpoint of the task that decodes.
+    async fn restore_newest<T: Task>(
+        &self,
+        catalog: &crate::checkpoint::Catalog,
+    ) -> Result<(T, CheckpointKey), String> {
+        let id = self.shared.id;
+        let keys = catalog
+            .checkpoints(id)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut problems = Vec::new();
+        for key in keys.into_iter().rev() {
+            match catalog.checkpoint(id, key).await {
+                Ok(Some(bytes)) => match image::restore::<T>(&bytes) {
+                    Ok(task) => return Ok((task, key)),
+                    Err(error) => problems.push(format!("checkpoint {}: {error}", key.seq)),
+                },
+                Ok(None) => {}
+                Err(error) => problems.push(format!("checkpoint {}: {error}", key.seq)),
+            }
+        }
+        if problems.is_empty() {
+            Err("the store holds no checkpoint of the task".to_owned())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Waits out the pause before a try after a panic. Returns true if a control request
+    /// arrived first (it is held for the safe point; the pause goes on after it).
+    async fn wait_to_retry(&mut self) -> bool {
+        let Some(at) = self.retry_at else {
+            return false;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {
+                self.retry_at = None;
+                false
+            }
+            control = self.control.recv() => match control {
+                Some(control) => {
+                    self.held = Some(control);
+                    true
+                }
+                None => {
+                    tokio::time::sleep_until(at).await;
+                    self.retry_at = None;
+                    false
+                }
+            },
+        }
     }
 
     /// Stops for a shutdown: a last checkpoint, made durable.
@@ -539,4 +735,13 @@ fn round_trip<T: Task>(task: &mut T) -> Result<(), String> {
     *task = image::restore(&bytes)
         .map_err(|error| format!("test mode: restore for a round trip failed: {error}"))?;
     Ok(())
+}
+
+/// The failure of a move a step asked for, logged, from its answer channel.
+fn step_move_failed(
+    mut answer: oneshot::Receiver<Result<(), MigrateError>>,
+) -> Option<MigrateError> {
+    let error = answer.try_recv().ok()?.err()?;
+    tracing::warn!(error = %crate::ErrorChain(&error), "the move the step asked for failed; running on here");
+    Some(error)
 }

@@ -14,6 +14,10 @@ pub enum BuildError {
     /// No tokio runtime is running: build the runtime from within one.
     #[error("cosmic's runtime must be built inside a tokio runtime")]
     NoTokioRuntime,
+    /// The checkpoint policy cannot be used (an adaptive policy with a zero mean time between
+    /// failures).
+    #[error("invalid checkpoint policy")]
+    Policy(#[source] crate::checkpoint::PolicyError),
     /// The store could not be listed while looking for tasks to resume.
     #[error("failed to read the checkpoint store while resuming tasks")]
     Recovery(#[source] CatalogError),
@@ -50,6 +54,24 @@ pub enum BuildError {
     /// The listening socket could not be opened.
     #[error("failed to listen for peers")]
     Listen(#[source] ListenError),
+    /// With [`Builder::require_registered_types`](super::Builder::require_registered_types):
+    /// the store holds tasks of types this runtime was not told about.
+    #[error("the store holds tasks of types not registered with this runtime: {}; register each with `Builder::register` (tasks: {})", list_types(.tasks), .tasks.len())]
+    UnregisteredTypes {
+        /// Each task that could not be resumed, with its type's wire name.
+        tasks: Vec<(TaskId, String)>,
+    },
+}
+
+/// The distinct type names of `tasks`, quoted and sorted.
+fn list_types(tasks: &[(TaskId, String)]) -> String {
+    let names: std::collections::BTreeSet<&str> =
+        tasks.iter().map(|(_, name)| name.as_str()).collect();
+    names
+        .into_iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Error returned by [`Runtime::spawn`](super::Runtime::spawn).
@@ -101,6 +123,14 @@ pub enum JoinError {
         /// The task.
         task: TaskId,
         /// The step's error message.
+        message: String,
+    },
+    /// A step panicked (and no retry was left): the task failed with the panic's message.
+    #[error("task {task} failed: a step panicked: {message}")]
+    Panicked {
+        /// The task.
+        task: TaskId,
+        /// What the step panicked with.
         message: String,
     },
     /// The task was cancelled.
@@ -193,6 +223,51 @@ pub enum ControlError {
     },
 }
 
+/// Error returned by [`Runtime::forget`](super::Runtime::forget) and
+/// [`TaskHandle::forget`](super::TaskHandle::forget).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForgetError {
+    /// No such task on this runtime (never here, or already forgotten).
+    #[error("no task {task} on this runtime")]
+    NotFound {
+        /// The task.
+        task: TaskId,
+    },
+    /// The task has not ended: only a finished task's outcome can be forgotten.
+    #[error("task {task} has not ended; only a finished task can be forgotten")]
+    NotFinished {
+        /// The task.
+        task: TaskId,
+    },
+    /// The task moved to another host; forget it there.
+    #[error("task {task} moved to `{host}`; forget it there")]
+    Moved {
+        /// The task.
+        task: TaskId,
+        /// The host it moved to.
+        host: String,
+    },
+    /// The store failed; the outcome may still be there (a tombstone is written first).
+    #[error("failed to forget task {task} in the store")]
+    Store {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<CatalogError>,
+    },
+    /// The cluster's coordinator refused or failed to forget the task.
+    #[error("the coordinator did not forget task {task}")]
+    Coordinator {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: Arc<crate::cluster::CoordinatorError>,
+    },
+}
+
 /// Error returned by [`Runtime::handle`](super::Runtime::handle).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -202,6 +277,25 @@ pub enum HandleError {
     NotFound {
         /// The task.
         task: TaskId,
+    },
+    /// The task is in the store, but its type was not registered with this runtime, so it
+    /// was not resumed ([`Builder::register`](super::Builder::register), then restart).
+    #[error("task {task} is in the store, but its type `{type_name}` is not registered with this runtime (Builder::register), so it was not resumed")]
+    UnregisteredType {
+        /// The task.
+        task: TaskId,
+        /// Its type's wire name.
+        type_name: String,
+    },
+    /// The task is in the store but could not be resumed at start (see
+    /// [`Runtime::recovery`](super::Runtime::recovery)).
+    #[error("task {task} is in the store, but it could not be resumed")]
+    NotResumed {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        #[source]
+        source: super::RecoveryError,
     },
     /// The task's output type is not the one asked for.
     #[error("task {task} outputs `{actual}`, not `{requested}`")]

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use super::error::{ControlError, JoinError};
 use super::migrate::{follow, LocateError, MigrateError, TaskLocation};
 use super::shared::{Control, TaskShared};
+use super::step_guard::panic_message;
 use super::RuntimeInner;
 use crate::checkpoint::{CheckpointKey, Outcome};
 use crate::image;
@@ -91,7 +92,13 @@ impl<O: Migratable> TaskHandle<O> {
             Some(Outcome::Completed(bytes)) => {
                 image::restore::<O>(&bytes).map_err(|source| JoinError::Output { task, source })
             }
-            Some(Outcome::Failed(message)) => Err(JoinError::Failed { task, message }),
+            Some(Outcome::Failed(message)) => Err(match panic_message(&message) {
+                Some(panic) => JoinError::Panicked {
+                    task,
+                    message: panic.to_owned(),
+                },
+                None => JoinError::Failed { task, message },
+            }),
             Some(Outcome::Cancelled) => Err(JoinError::Cancelled { task }),
             None => Err(JoinError::ShutDown { task }),
         }
@@ -102,22 +109,62 @@ impl<O: Migratable> TaskHandle<O> {
     /// committed and (normally) the task runs on the peer. On error the task was not moved
     /// and runs on here (a paused task stays paused); the error says what happened. A paused
     /// task that moves arrives running.
+    ///
+    /// If the task has moved away since this handle was made, the error is
+    /// [`MigrateError::Moved`], naming the host it is on now; if it came back here, it is
+    /// moved from here all the same.
     pub async fn migrate_to(&self, host: &str) -> Result<(), MigrateError> {
         let task = self.id();
+        // The task's current entry here: this handle's, or a newer one if it came back.
+        let mut shared = Arc::clone(&self.shared);
+        if shared.forward().is_some() {
+            if let Some(current) = self.runtime.upgrade().and_then(|rt| rt.task(task)) {
+                shared = current;
+            }
+        }
         let (reply, answer) = oneshot::channel();
-        if !self.shared.send(Control::Migrate {
+        if !shared.send(Control::Migrate {
             to: host.to_owned(),
             reply,
         }) {
-            return Err(MigrateError::Finished { task });
+            return Err(self.moved_or_finished(&shared).await);
         }
-        answer.await.map_err(|_| MigrateError::Finished { task })?
+        match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(self.moved_or_finished(&shared).await),
+        }
+    }
+
+    /// Why a move found no driver for the task: it moved away (to where it is now, followed
+    /// as far as possible), or it ended.
+    async fn moved_or_finished(&self, shared: &TaskShared) -> MigrateError {
+        let task = self.id();
+        let Some(forward) = shared.forward() else {
+            return MigrateError::Finished { task };
+        };
+        let located = match self.runtime.upgrade() {
+            Some(runtime) => follow::locate(&runtime, task).await.ok(),
+            None => None,
+        };
+        MigrateError::Moved {
+            task,
+            host: located.map_or(forward.host, |location| location.host),
+        }
     }
 
     /// Where the task is now and how it is doing, following it across hosts.
     pub async fn locate(&self) -> Result<TaskLocation, LocateError> {
         let runtime = self.runtime.upgrade().ok_or(LocateError::NotAHost)?;
         follow::locate(&runtime, self.id()).await
+    }
+
+    /// The program is done with this finished task: see [`Runtime::forget`](super::Runtime::forget).
+    pub async fn forget(&self) -> Result<(), super::ForgetError> {
+        let runtime = self
+            .runtime
+            .upgrade()
+            .ok_or(super::ForgetError::NotFound { task: self.id() })?;
+        super::retention::forget(&runtime, self.id()).await
     }
 
     /// Pauses the task at its next safe point; returns once it is paused.

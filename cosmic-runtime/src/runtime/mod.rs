@@ -9,8 +9,12 @@ mod handle;
 #[doc(hidden)]
 pub mod migrate;
 mod recovery;
+mod recovery_error;
+pub(crate) mod retention;
+mod retry;
 mod shared;
 mod stats;
+mod step_guard;
 mod task_types;
 
 use std::collections::HashMap;
@@ -18,9 +22,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use builder::Builder;
-pub use error::{BuildError, ControlError, HandleError, JoinError, SpawnError};
+pub use error::{BuildError, ControlError, ForgetError, HandleError, JoinError, SpawnError};
 pub use handle::TaskHandle;
-pub use migrate::{DrainReport, HandoffStep, LocateError, MigrateError, TaskLocation};
+pub use migrate::{CopyError, DrainReport, HandoffStep, LocateError, MigrateError, TaskLocation};
+pub use recovery_error::{CheckpointUnusable, RecoveryError};
+pub use retention::Retention;
+pub use retry::RetryPolicy;
 pub use stats::RuntimeStats;
 
 use crate::checkpoint::{Catalog, CheckpointKey, Clock, Policy, TaskRecord};
@@ -39,8 +46,14 @@ pub struct Recovery {
     pub resumed: Vec<(TaskId, CheckpointKey)>,
     /// Finished tasks whose outcome is available through [`Runtime::handle`].
     pub finished: Vec<TaskId>,
-    /// Tasks that could not be resumed, and why.
-    pub failed: Vec<(TaskId, String)>,
+    /// Tasks that could not be resumed, and why (print the cause with
+    /// [`ErrorChain`](crate::ErrorChain)). Each is also logged (`warn` or `error`), and
+    /// [`Runtime::handle`] answers for it with [`HandleError::NotResumed`].
+    pub failed: Vec<(TaskId, RecoveryError)>,
+    /// Tasks not resumed because they were resumed from the same checkpoint too many times in
+    /// a row without getting further (their step brought the host down; see
+    /// [`Builder::quarantine_after`]), and why.
+    pub quarantined: Vec<(TaskId, String)>,
     /// Tasks that had moved to another host (kept as forwarding entries), with the host.
     pub moved: Vec<(TaskId, String)>,
     /// Tasks that were arriving from a peer when the host stopped; the host asks the source
@@ -75,6 +88,10 @@ pub(crate) struct RuntimeInner {
     policy: Policy,
     clock: Arc<dyn Clock>,
     verify_every: Option<u64>,
+    retry: RetryPolicy,
+    /// How long a step may run before it is reported (`Builder::slow_step_warning`).
+    slow_step: Option<std::time::Duration>,
+    quarantine_after: u32,
     pub(crate) types: TaskTypes,
     pub(crate) node: Option<migrate::node::Node>,
     /// Membership of a cluster, with a coordinator (`Builder::cluster`).
@@ -83,9 +100,15 @@ pub(crate) struct RuntimeInner {
     steps_total: std::sync::atomic::AtomicU64,
     tasks: Mutex<HashMap<TaskId, Arc<TaskShared>>>,
     running: Mutex<std::collections::HashSet<TaskId>>,
+    /// Tasks that may have an attempts record in the store (resumed, retried or arrived with
+    /// tries): their end removes it; the others' ends need not ask the store.
+    with_attempts: Mutex<std::collections::HashSet<TaskId>>,
     stats: Arc<StatsCounters>,
     shutting_down: AtomicBool,
     recovery: Mutex<Recovery>,
+    /// How long finished tasks' records are kept, and what the store's index says of them.
+    pub(crate) retention: Retention,
+    ledger: Mutex<retention::Ledger>,
 }
 
 impl std::fmt::Debug for RuntimeInner {
@@ -161,10 +184,9 @@ impl Runtime {
     /// A handle to a task of this runtime (running, or finished and recorded in the store),
     /// typed by its output.
     pub fn handle<O: Migratable>(&self, task: TaskId) -> Result<TaskHandle<O>, HandleError> {
-        let shared = self
-            .inner
-            .task(task)
-            .ok_or(HandleError::NotFound { task })?;
+        let Some(shared) = self.inner.task(task) else {
+            return Err(self.not_found(task));
+        };
         let requested = O::type_name();
         if shared.output_type != requested {
             return Err(HandleError::OutputType {
@@ -174,6 +196,36 @@ impl Runtime {
             });
         }
         Ok(TaskHandle::new(shared, Arc::downgrade(&self.inner)))
+    }
+
+    /// The program is done with `task`, which finished here: its outcome and records are
+    /// removed from the store now, rather than when [`Retention`] says, and its handles here
+    /// no longer find it. A tombstone keeps its id from running here again (see
+    /// [`Retention::tombstones`]). Refused for a task that has not finished or moved away.
+    pub async fn forget(&self, task: TaskId) -> Result<(), ForgetError> {
+        retention::forget(&self.inner, task).await
+    }
+
+    /// Why `task` has no entry here: it is in the store but was not resumed, or it is unknown.
+    fn not_found(&self, task: TaskId) -> HandleError {
+        let recovery = self
+            .inner
+            .recovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match recovery.failed.iter().find(|(failed, _)| *failed == task) {
+            Some((_, RecoveryError::UnregisteredType { type_name })) => {
+                HandleError::UnregisteredType {
+                    task,
+                    type_name: type_name.clone(),
+                }
+            }
+            Some((_, error)) => HandleError::NotResumed {
+                task,
+                source: error.clone(),
+            },
+            None => HandleError::NotFound { task },
+        }
     }
 
     /// Every task this runtime knows, with its status.
@@ -343,7 +395,7 @@ impl Runtime {
             // take the tasks over without waiting for it to run out.
             if let Some(lease) = cluster.give_up_lease() {
                 if let Err(error) = cluster.coordinator.leave(&lease).await {
-                    tracing::warn!(host = %cluster.name, %error, "failed to end the lease at shutdown");
+                    tracing::warn!(host = %cluster.name, error = %crate::ErrorChain(&error), "failed to end the lease at shutdown");
                 }
             }
         }
@@ -357,6 +409,12 @@ impl RuntimeInner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, retention::Ledger> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(crate) fn task(&self, task: TaskId) -> Option<Arc<TaskShared>> {
         self.tasks().get(&task).cloned()
     }
@@ -364,6 +422,30 @@ impl RuntimeInner {
     /// Counts a step done by some task here.
     pub(crate) fn step_done(&self) {
         self.steps_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes that `task` may have an attempts record in the store.
+    pub(crate) fn mark_attempts(&self, task: TaskId) {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(task);
+    }
+
+    /// Whether `task` may have an attempts record.
+    pub(crate) fn has_attempts_mark(&self, task: TaskId) -> bool {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&task)
+    }
+
+    /// Whether `task` may have an attempts record (forgetting it).
+    pub(crate) fn take_attempts_mark(&self, task: TaskId) -> bool {
+        self.with_attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&task)
     }
 
     /// Steps done by every task here since the start.

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::migrate::{Arrival, CopyError};
+use super::recovery_error::{CheckpointUnusable, RecoveryError};
 use super::shared::{Forward, TaskShared};
 use super::{BuildError, Recovery, RuntimeInner};
-use crate::checkpoint::{Catalog, EpochRecord, Outcome, TaskRecord};
+use crate::checkpoint::{Attempts, Catalog, EpochRecord, Outcome, TaskRecord};
 use crate::handoff::{self, Command, Recovered, StoredRecord, StoredTask};
 use crate::task::TaskId;
 
@@ -32,7 +33,23 @@ pub(super) async fn recover(
     let mut found = HashMap::new();
     let mut stored = Vec::new();
     let mut unreadable = Vec::new();
+    let kept = catalog
+        .kept_outcomes()
+        .await
+        .map_err(BuildError::Recovery)?;
+    let tombstones = catalog.tombstones().await.map_err(BuildError::Recovery)?;
+    let forgotten: std::collections::HashSet<TaskId> =
+        tombstones.iter().map(|(_, task)| *task).collect();
     for task in catalog.tasks().await.map_err(BuildError::Recovery)? {
+        if forgotten.contains(&task) {
+            // A forget that a crash interrupted, or a stale copy of a task that finished: its
+            // id must not run again while the tombstone lives.
+            tracing::info!(%task, "removing the records of a forgotten task");
+            if let Err(error) = catalog.remove_task(task).await {
+                tracing::warn!(%task, %error, "could not remove the records of a forgotten task");
+            }
+            continue;
+        }
         let read = async {
             let records = catalog.epoch_records(task).await?;
             let prepared_copy = match records.last() {
@@ -55,8 +72,10 @@ pub(super) async fn recover(
         let task_found = match read.await {
             Ok(found) => found,
             Err(error) => {
-                tracing::error!(%task, %error, "the task's records are unreadable; it is quarantined here until the store is repaired");
-                recovery.failed.push((task, error.to_string()));
+                tracing::error!(%task, error = %crate::ErrorChain(&error), "the task's records are unreadable; it is quarantined here until the store is repaired");
+                recovery
+                    .failed
+                    .push((task, RecoveryError::Unreadable(Arc::new(error))));
                 unreadable.push(task);
                 continue;
             }
@@ -68,7 +87,7 @@ pub(super) async fn recover(
             // An image without a record: a spawn that never returned. Nobody holds its id.
             tracing::info!(%task, "removing the leftovers of an unfinished spawn");
             if let Err(error) = catalog.remove_task(task).await {
-                tracing::warn!(%task, %error, "could not remove an unfinished spawn");
+                tracing::warn!(%task, error = %crate::ErrorChain(&error), "could not remove an unfinished spawn");
             }
             continue;
         }
@@ -89,6 +108,12 @@ pub(super) async fn recover(
         });
         found.insert(task, task_found);
     }
+    // Tombstones: the machine refuses offers of these ids.
+    stored.extend(forgotten.iter().map(|&task| StoredTask {
+        task,
+        records: Vec::new(),
+        finished: true,
+    }));
     let (name, config) = match &inner.node {
         Some(node) => (node.name.to_string(), node.config.machine()),
         None => (inner.host.clone(), handoff::Config::default()),
@@ -155,7 +180,34 @@ pub(super) async fn recover(
     if let Some(node) = &inner.node {
         node.set_machine(machine);
     }
+    recover_retention(inner, catalog, &recovery, kept, tombstones).await;
     Ok((recovery, commands))
+}
+
+/// Rebuilds the retention ledger from the store's index, and mends it: a finished task
+/// without a note (a crash right after its outcome) is kept from now; a note whose task was
+/// forgotten (a crash in the middle of forgetting) or is gone is removed.
+async fn recover_retention(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    recovery: &Recovery,
+    kept: Vec<crate::checkpoint::FinishedEntry>,
+    tombstones: Vec<crate::checkpoint::FinishedEntry>,
+) {
+    let finished: std::collections::HashSet<TaskId> = recovery.finished.iter().copied().collect();
+    for entry in kept {
+        if finished.contains(&entry.1) && !inner.ledger().is_kept(entry.1) {
+            inner.ledger().keep(entry);
+        } else if let Err(error) = catalog.drop_kept(entry).await {
+            tracing::warn!(task = %entry.1, %error, "could not remove a stale retention note");
+        }
+    }
+    for &task in &recovery.finished {
+        if !inner.ledger().is_kept(task) {
+            super::retention::finished(inner, catalog, task).await;
+        }
+    }
+    inner.ledger().set_tombstones(tombstones);
 }
 
 /// An epoch record as the machine needs it (`size`: a prepared copy's bytes).
@@ -184,13 +236,14 @@ async fn finished(
     recovery: &mut Recovery,
 ) {
     let (Some(record), Some(outcome)) = (found.record, found.outcome) else {
-        recovery
-            .failed
-            .push((task, "finished, but its task record is missing".into()));
+        recovery.failed.push((task, RecoveryError::MissingRecord));
         return;
     };
     if let Err(error) = catalog.retire_checkpoints(task).await {
-        tracing::warn!(%task, %error, "could not retire the checkpoints of a finished task");
+        tracing::warn!(%task, error = %crate::ErrorChain(&error), "could not retire the checkpoints of a finished task");
+    }
+    if let Err(error) = catalog.clear_attempts(task).await {
+        tracing::warn!(%task, %error, "could not remove the attempts record of a finished task");
     }
     let shared = TaskShared::finished(task, record.output_type, outcome);
     inner.tasks().insert(task, shared);
@@ -207,55 +260,119 @@ async fn resume(
     recovery: &mut Recovery,
 ) {
     let Some(record) = record else {
-        recovery
-            .failed
-            .push((task, "owned here, but its task record is missing".into()));
+        recovery.failed.push((task, RecoveryError::MissingRecord));
         return;
     };
     let Some(task_type) = inner.types.get(&record.type_name) else {
-        let reason = format!(
-            "task type `{}` is not registered with this runtime (Builder::register)",
-            record.type_name
-        );
-        tracing::error!(%task, "{reason}");
-        recovery.failed.push((task, reason));
+        let error = RecoveryError::UnregisteredType {
+            type_name: record.type_name,
+        };
+        tracing::warn!(%task, "cannot resume: {error}");
+        recovery.failed.push((task, error));
         return;
     };
     let checkpoints = match catalog.checkpoints(task).await {
         Ok(checkpoints) => checkpoints,
         Err(error) => {
-            recovery.failed.push((task, error.to_string()));
+            let error = RecoveryError::CheckpointsUnlisted(Arc::new(error));
+            tracing::error!(%task, error = %crate::ErrorChain(&error), "task cannot be resumed");
+            recovery.failed.push((task, error));
             return;
         }
     };
     let next_seq = checkpoints.last().map_or(0, |newest| newest.seq) + 1;
     let mut problems = Vec::new();
     for key in checkpoints.into_iter().rev() {
-        let result = match catalog.checkpoint(task, key).await {
-            Ok(Some(bytes)) => (task_type.resume)(inner, task, &bytes, key, next_seq, epoch)
-                .map_err(|e| e.to_string()),
-            Ok(None) => Err("removed while reading".to_owned()),
-            Err(error) => Err(error.to_string()),
+        let seq = key.seq;
+        let decoded = match catalog.checkpoint(task, key).await {
+            Ok(Some(bytes)) => {
+                (task_type.prepare)(&bytes).map_err(|source| CheckpointUnusable::Restore {
+                    seq,
+                    source: Arc::new(source),
+                })
+            }
+            Ok(None) => Err(CheckpointUnusable::Removed { seq }),
+            Err(source) => Err(CheckpointUnusable::Unreadable {
+                seq,
+                source: Arc::new(source),
+            }),
         };
-        match result {
-            Ok(()) => {
+        match decoded {
+            Ok((_, start)) => {
+                // Counted once the checkpoint is known to decode, right before the task runs.
+                if !count_resume(inner, catalog, task, &record, key.seq, recovery).await {
+                    return;
+                }
+                start(inner, task, key, next_seq, epoch);
                 tracing::info!(%task, seq = key.seq, steps = key.steps, "resumed");
                 recovery.resumed.push((task, key));
                 return;
             }
-            Err(reason) => {
-                tracing::warn!(%task, seq = key.seq, %reason, "checkpoint unusable; trying an older one");
-                problems.push(format!("checkpoint {}: {reason}", key.seq));
+            Err(problem) => {
+                tracing::warn!(%task, seq, reason = %crate::ErrorChain(&problem), "checkpoint unusable; trying an older one");
+                problems.push(problem);
             }
         }
     }
-    let reason = if problems.is_empty() {
-        "no checkpoint in the store".to_owned()
-    } else {
-        problems.join("; ")
+    let mut problems = problems.into_iter();
+    let error = match problems.next() {
+        None => RecoveryError::NoCheckpoint,
+        Some(newest) => RecoveryError::NoUsableCheckpoint {
+            newest,
+            older: problems.collect(),
+        },
     };
-    tracing::error!(%task, %reason, "task cannot be resumed");
-    recovery.failed.push((task, reason));
+    tracing::error!(%task, error = %crate::ErrorChain(&error), "task cannot be resumed");
+    recovery.failed.push((task, error));
+}
+
+/// Counts one more resume of `task` from checkpoint `seq`, durably, before it runs: a step
+/// that takes the whole process down cannot be caught, but it cannot make the host resume it
+/// forever either. Returns false (and reports the task quarantined) once the task was resumed
+/// from this same checkpoint `quarantine_after` times in a row already.
+async fn count_resume(
+    inner: &Arc<RuntimeInner>,
+    catalog: &Catalog,
+    task: TaskId,
+    record: &TaskRecord,
+    seq: u64,
+    recovery: &mut Recovery,
+) -> bool {
+    let attempts = match catalog.attempts(task).await {
+        Ok(attempts) => attempts,
+        Err(error) => {
+            // Counting from zero again is the lesser harm: the record is rewritten below.
+            tracing::warn!(%task, %error, "the attempts record is unreadable; counting resumes afresh");
+            Attempts::default()
+        }
+    };
+    let limit = inner.quarantine_after;
+    if attempts.resumes >= limit && attempts.resumed_from == seq {
+        let reason = format!(
+            "quarantined: resumed {} times in a row from checkpoint {seq} without reaching a newer \
+             one (a step brings the host down?); not resumed again until its attempts record \
+             is cleared",
+            attempts.resumes
+        );
+        tracing::error!(%task, resumes = attempts.resumes, seq, "{reason}");
+        // Its handle answers with the reason; nothing is recorded as its end, so it can be
+        // released once the cause is fixed.
+        let shared = TaskShared::finished(
+            task,
+            record.output_type.clone(),
+            Outcome::Failed(reason.clone()),
+        );
+        inner.tasks().insert(task, shared);
+        recovery.quarantined.push((task, reason));
+        return false;
+    }
+    inner.mark_attempts(task);
+    if let Err(error) = catalog.put_attempts(task, &attempts.resumed(seq)).await {
+        // Without the count a crashing task could loop; but a store that refuses a write now
+        // refuses its checkpoints too, and the task at least gets its chance.
+        tracing::error!(%task, %error, "failed to count the resume; resuming anyway");
+    }
+    true
 }
 
 /// A task that moved away: keep a forwarding entry, drop leftover images.
@@ -269,7 +386,7 @@ async fn recover_forward(
 ) {
     // A crash between the commit record and the retirement leaves images behind.
     if let Err(error) = catalog.retire_checkpoints(task).await {
-        tracing::warn!(%task, %error, "could not retire the checkpoints of a moved task");
+        tracing::warn!(%task, error = %crate::ErrorChain(&error), "could not retire the checkpoints of a moved task");
     }
     // Without it the forwarding entry still answers peers; only typed handles here cannot
     // be made.
@@ -303,10 +420,9 @@ fn recover_arrival(
         return;
     };
     let Some(node) = &inner.node else {
-        let reason = format!(
-            "arriving from `{from}`, in doubt; build the runtime with `listen` to settle it"
-        );
-        recovery.failed.push((task, reason));
+        let error = RecoveryError::InDoubtNotAHost { from };
+        tracing::error!(%task, "{error}");
+        recovery.failed.push((task, error));
         return;
     };
     let start = match inner.types.get(&type_name) {
@@ -322,10 +438,12 @@ fn recover_arrival(
     if let Err(reason) = &start {
         // Still held: if its source committed, the ownership is recorded here and a start
         // that can decode the copy resumes it; if not, it is discarded.
-        tracing::error!(%task, %reason, "a prepared copy cannot run here");
-        recovery
-            .failed
-            .push((task, format!("prepared copy from `{from}`: {reason}")));
+        let error = RecoveryError::ArrivingCopy {
+            from: from.clone(),
+            source: reason.clone(),
+        };
+        tracing::error!(%task, error = %crate::ErrorChain(&error), "a prepared copy cannot run here");
+        recovery.failed.push((task, error));
     }
     tracing::info!(%task, %from, epoch, "a hand-off was in doubt; asking the source");
     recovery.in_doubt.push(task);

@@ -157,6 +157,12 @@ impl TaskShared {
         self.set_status(status);
     }
 
+    /// The task moved away and ended there with `outcome`: no longer a forwarding entry.
+    pub(crate) fn learned(&self, outcome: Outcome) {
+        *self.forward.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.finish(outcome);
+    }
+
     pub(crate) fn outcome(&self) -> Option<Outcome> {
         self.outcome
             .lock()

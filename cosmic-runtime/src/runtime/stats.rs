@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checkpoint::Clock;
+use crate::checkpoint::{Clock, StoreMeter};
 use crate::task::TaskStatus;
 
 /// A snapshot of a runtime's state and counters; see [`Runtime::stats`](super::Runtime::stats).
@@ -30,6 +30,17 @@ pub struct RuntimeStats {
     pub capture_time: Duration,
     /// Time since the last durable checkpoint of any task.
     pub last_checkpoint_age: Option<Duration>,
+    /// Steps that panicked (each one caught; the task failed or was retried).
+    pub step_panics: u64,
+    /// Steps that ran longer than the bound without reaching a safe point
+    /// ([`Builder::slow_step_warning`](super::Builder::slow_step_warning)).
+    pub slow_steps: u64,
+    /// Captures replaced by a newer capture of the same task before they were written (the
+    /// store was busy): work thrown away.
+    pub checkpoints_superseded: u64,
+    /// The store's busy time per checkpoint written (moving average), once one was written:
+    /// what bounds the adaptive interval with many tasks.
+    pub store_write_cost: Option<Duration>,
 }
 
 /// Sentinel for "no checkpoint yet".
@@ -41,9 +52,13 @@ pub(crate) struct StatsCounters {
     failures: AtomicU64,
     bytes: AtomicU64,
     capture_nanos: AtomicU64,
+    panics: AtomicU64,
+    slow_steps: AtomicU64,
     /// Clock reading (nanoseconds) of the last durable checkpoint.
     last_checkpoint: AtomicU64,
     clock: Arc<dyn Clock>,
+    /// The store's load, shared by the tasks' persisters and schedules.
+    pub(crate) store_meter: Arc<StoreMeter>,
 }
 
 impl StatsCounters {
@@ -53,7 +68,10 @@ impl StatsCounters {
             failures: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             capture_nanos: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            slow_steps: AtomicU64::new(0),
             last_checkpoint: AtomicU64::new(NEVER),
+            store_meter: StoreMeter::new(Arc::clone(&clock)),
             clock,
         }
     }
@@ -74,6 +92,18 @@ impl StatsCounters {
         self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn step_panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slow_step(&self) {
+        self.slow_steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slow_steps(&self) -> u64 {
+        self.slow_steps.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn snapshot(&self, tasks: &[TaskStatus], now: Duration) -> RuntimeStats {
         let mut stats = RuntimeStats {
             checkpoints_written: self.checkpoints.load(Ordering::Relaxed),
@@ -84,6 +114,10 @@ impl StatsCounters {
                 NEVER => None,
                 at => Some(now.saturating_sub(Duration::from_nanos(at))),
             },
+            step_panics: self.panics.load(Ordering::Relaxed),
+            slow_steps: self.slow_steps(),
+            checkpoints_superseded: self.store_meter.superseded_count(),
+            store_write_cost: self.store_meter.cost_per_write(),
             ..RuntimeStats::default()
         };
         for status in tasks {

@@ -1,18 +1,12 @@
 //! The task types a runtime can resume from a store or receive from a peer, by wire name.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
+use super::driver;
 use super::migrate::StartTask;
-use super::{driver, RuntimeInner};
-use crate::checkpoint::CheckpointKey;
 use crate::image::{self, ImageHeader, RestoreError};
-use crate::task::{Task, TaskId};
-
-/// Resumes a task of one type from an image: (runtime, id, image, checkpoint, next sequence
-/// number, epoch).
-type Resume =
-    fn(&Arc<RuntimeInner>, TaskId, &[u8], CheckpointKey, u64, u64) -> Result<(), RestoreError>;
+use crate::task::Task;
 
 /// Verifies and decodes an image into a task ready to start.
 type Prepare = fn(&[u8]) -> Result<(ImageHeader, StartTask), RestoreError>;
@@ -20,7 +14,6 @@ type Prepare = fn(&[u8]) -> Result<(ImageHeader, StartTask), RestoreError>;
 /// What the runtime can do with one task type without knowing it statically.
 #[derive(Clone)]
 pub(crate) struct TaskType {
-    pub(crate) resume: Resume,
     /// Whether an image with this header would decode (a migration offer is judged by it).
     pub(crate) check: fn(&ImageHeader) -> Result<bool, RestoreError>,
     /// The type's current version.
@@ -38,7 +31,6 @@ pub(crate) struct TaskTypes {
 impl TaskTypes {
     pub(crate) fn register<T: Task>(&self) {
         let entry = TaskType {
-            resume: resume::<T>,
             check: image::check_schema::<T>,
             version: || T::VERSION,
             prepare: prepare::<T>,
@@ -69,19 +61,6 @@ impl TaskTypes {
             .get(type_name)
             .cloned()
     }
-}
-
-fn resume<T: Task>(
-    runtime: &Arc<RuntimeInner>,
-    task: TaskId,
-    bytes: &[u8],
-    from: CheckpointKey,
-    next_seq: u64,
-    epoch: u64,
-) -> Result<(), RestoreError> {
-    let state: T = image::restore(bytes)?;
-    driver::start(runtime, task, state, from, next_seq, epoch);
-    Ok(())
 }
 
 fn prepare<T: Task>(bytes: &[u8]) -> Result<(ImageHeader, StartTask), RestoreError> {

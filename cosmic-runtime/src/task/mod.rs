@@ -68,7 +68,8 @@ impl TaskError {
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
     fn from(error: E) -> Self {
         TaskError {
-            message: error.to_string(),
+            // The whole chain: the message is what `join` and the task's status report.
+            message: crate::ErrorChain(&error).to_string(),
             source: Some(Box::new(error)),
         }
     }

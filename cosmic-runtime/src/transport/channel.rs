@@ -544,14 +544,7 @@ pub(crate) async fn finish_accept(
 
 /// An error and its sources, joined with ": ", for one log line.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
+    crate::ErrorChain(error).to_string()
 }
 
 /// Decodes a whole message as `M`; a message that does not decode (or has bytes left over)

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 /// The version of the transport protocol this build speaks. Peers exchange it in the hello
-/// right after the Noise handshake and refuse each other when it differs.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// right after the Noise handshake and refuse each other when it differs. (5: offers carry
+/// the task's count of tries after panics.)
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Limits and settings of a [`SecureChannel`](super::SecureChannel) and a
 /// [`SecureListener`](super::SecureListener).

@@ -136,6 +136,9 @@ pub struct Offer {
     /// The image itself when it is small (at most [`MAX_INLINE_IMAGE`] bytes), saving a round
     /// trip; empty when it follows as its own message after [`OfferAnswer::Accept`].
     pub inline_image: Vec<u8>,
+    /// Tries the task has had after panicking steps (0 if none panicked): the count of its
+    /// retry policy goes with it (`checkpoint::Attempts`).
+    pub tries: u32,
 }
 
 /// The largest image sent inside its offer.
@@ -336,6 +339,7 @@ mod tests {
             steps: 11,
             source_addr: "127.0.0.1:1".into(),
             inline_image: vec![1, 2, 3],
+            tries: 2,
         });
         let bytes = postcard::to_stdvec(&offer).unwrap();
         assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), offer);

@@ -70,22 +70,22 @@ fn parse() -> Result<Options, String> {
             "--size" => {
                 options.size = value("--size")?
                     .parse()
-                    .map_err(|e| format!("--size: {e}"))?
+                    .map_err(|e| format!("--size: {}", cosmic::ErrorChain(&e)))?
             }
             "--steps" => {
                 options.steps = value("--steps")?
                     .parse()
-                    .map_err(|e| format!("--steps: {e}"))?
+                    .map_err(|e| format!("--steps: {}", cosmic::ErrorChain(&e)))?
             }
             "--sweeps" => {
                 options.sweeps = value("--sweeps")?
                     .parse()
-                    .map_err(|e| format!("--sweeps: {e}"))?
+                    .map_err(|e| format!("--sweeps: {}", cosmic::ErrorChain(&e)))?
             }
             "--kills" => {
                 options.kills = value("--kills")?
                     .parse()
-                    .map_err(|e| format!("--kills: {e}"))?
+                    .map_err(|e| format!("--kills: {}", cosmic::ErrorChain(&e)))?
             }
             "--worker" => options.worker = true,
             "--host" => options.host = Some(value("--host")?),
@@ -101,7 +101,9 @@ fn parse() -> Result<Options, String> {
                 let (name, key) = trust
                     .split_once('=')
                     .ok_or("--trust needs NAME=PUBLIC_KEY")?;
-                let key = key.parse().map_err(|e| format!("--trust {name}: {e}"))?;
+                let key = key
+                    .parse()
+                    .map_err(|e| format!("--trust {name}: {}", cosmic::ErrorChain(&e)))?;
                 options.trust.push((name.to_owned(), key));
             }
             "--help" | "-h" => return Err(USAGE.to_owned()),
@@ -115,6 +117,7 @@ fn parse() -> Result<Options, String> {
 }
 
 fn main() -> ExitCode {
+    cosmic_examples::logging::init();
     let options = match parse() {
         Ok(options) => options,
         Err(message) => {
@@ -141,7 +144,8 @@ fn main() -> ExitCode {
 /// Runs (or resumes) the simulation in this process, reporting progress on stdout.
 fn worker(options: &Options) -> Result<(), String> {
     tokio_runtime()?.block_on(async {
-        let store = FileStore::open(&options.dir).map_err(|e| e.to_string())?;
+        let store =
+            FileStore::open(&options.dir).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         let rt = Runtime::builder()
             .host("worker")
             .store(store)
@@ -149,7 +153,7 @@ fn worker(options: &Options) -> Result<(), String> {
             .register::<HeatPlate>()
             .build()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         let recovery = rt.recovery();
         let handle = match recovery.resumed.first() {
             Some((task, from)) => {
@@ -157,13 +161,19 @@ fn worker(options: &Options) -> Result<(), String> {
                     "resumed task {task} from checkpoint {} at step {}",
                     from.seq, from.steps
                 );
-                rt.handle::<HeatResult>(*task).map_err(|e| e.to_string())?
+                rt.handle::<HeatResult>(*task)
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?
             }
             None => match recovery.finished.first() {
-                Some(task) => rt.handle::<HeatResult>(*task).map_err(|e| e.to_string())?,
+                Some(task) => rt
+                    .handle::<HeatResult>(*task)
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?,
                 None => {
                     let plate = HeatPlate::new(options.size, options.steps, options.sweeps);
-                    let handle = rt.spawn(plate).await.map_err(|e| e.to_string())?;
+                    let handle = rt
+                        .spawn(plate)
+                        .await
+                        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
                     println!("spawned task {}", handle.id());
                     handle
                 }
@@ -180,7 +190,10 @@ fn worker(options: &Options) -> Result<(), String> {
                 }
             })
         };
-        let result = handle.join().await.map_err(|e| e.to_string())?;
+        let result = handle
+            .join()
+            .await
+            .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         progress.abort();
         println!(
             "done {} {:016x} {}",
@@ -195,7 +208,7 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, String> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start tokio: {e}"))
+        .map_err(|e| format!("cannot start tokio: {}", cosmic::ErrorChain(&e)))
 }
 
 /// The demonstration: reference run, a run that is killed and restarted, then a run that
@@ -220,7 +233,7 @@ fn demonstrate(options: &Options) -> Result<(), String> {
         std::fs::remove_dir_all(&options.dir)
             .map_err(|e| format!("cannot clear {}: {e}", options.dir.display()))?;
     }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     kill_and_restart(&exe, options, &reference)?;
     migrate_between_hosts(&exe, options, &reference)
 }
@@ -278,11 +291,11 @@ fn run_worker(exe: &Path, options: &Options, kill_after: Option<u64>) -> Result<
         .args(["--sweeps", &options.sweeps.to_string()])
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start the worker: {e}"))?;
+        .map_err(|e| format!("cannot start the worker: {}", cosmic::ErrorChain(&e)))?;
     let stdout = child.stdout.take().ok_or("no worker stdout")?;
     let mut first_durable = None;
     for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| e.to_string())?;
+        let line = line.map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         if line.starts_with("resumed") || line.starts_with("spawned") {
             println!("  worker: {line}");
         }
@@ -292,7 +305,9 @@ fn run_worker(exe: &Path, options: &Options, kill_after: Option<u64>) -> Result<
             let baseline = *first_durable.get_or_insert(durable);
             if kill_after.is_some_and(|limit| step >= limit && durable > baseline) {
                 // Child::kill sends SIGKILL: no chance to clean up or flush anything.
-                child.kill().map_err(|e| e.to_string())?;
+                child
+                    .kill()
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
                 let _ = child.wait();
                 return Ok(WorkerEnd::Killed { at_step: step });
             }
@@ -302,7 +317,9 @@ fn run_worker(exe: &Path, options: &Options, kill_after: Option<u64>) -> Result<
             return Ok(WorkerEnd::Done(line));
         }
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let status = child
+        .wait()
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     Err(format!("the worker exited without finishing ({status})"))
 }
 
@@ -335,11 +352,13 @@ fn host(options: &Options, name: &str) -> Result<(), String> {
     tokio.spawn(report_progress(rt.clone()));
     // Commands run one at a time on this thread, while tokio's threads run the task.
     for line in std::io::stdin().lines() {
-        let line = line.map_err(|e| e.to_string())?;
+        let line = line.map_err(|e| cosmic::ErrorChain(&e).to_string())?;
         match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["spawn"] => {
                 let plate = HeatPlate::new(options.size, options.steps, options.sweeps);
-                let handle = tokio.block_on(rt.spawn(plate)).map_err(|e| e.to_string())?;
+                let handle = tokio
+                    .block_on(rt.spawn(plate))
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
                 println!("spawned {}", handle.id());
             }
             ["migrate", task, to] => match tokio.block_on(migrate(&rt, task, to)) {
@@ -363,10 +382,11 @@ fn host(options: &Options, name: &str) -> Result<(), String> {
 async fn start_host(options: &Options, name: &str) -> Result<Runtime, String> {
     let listen = options.listen.as_deref().ok_or("--host needs --listen")?;
     let key_file = std::env::var_os(KEY_FILE_VAR).ok_or(format!("{KEY_FILE_VAR} is not set"))?;
-    let key = ClusterKey::from_file(key_file).map_err(|e| e.to_string())?;
+    let key = ClusterKey::from_file(key_file).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let key_file = options.host_key.as_ref().ok_or("--host needs --host-key")?;
-    let host_key = HostKey::load_or_create(key_file).map_err(|e| e.to_string())?;
-    let store = FileStore::open(&options.dir).map_err(|e| e.to_string())?;
+    let host_key =
+        HostKey::load_or_create(key_file).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+    let store = FileStore::open(&options.dir).map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let mut builder = Runtime::builder()
         .host(name)
         .store(store)
@@ -383,16 +403,22 @@ async fn start_host(options: &Options, name: &str) -> Result<Runtime, String> {
     for (peer, key) in &options.trust {
         builder = builder.trust_peer(peer, *key);
     }
-    builder.build().await.map_err(|e| e.to_string())
+    builder
+        .build()
+        .await
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())
 }
 
 /// Moves `task` to the host `to`; returns the step it moved at and how long the move took.
 async fn migrate(rt: &Runtime, task: &str, to: &str) -> Result<(u64, Duration), String> {
     let handle = rt
         .handle::<HeatResult>(parse_task(task)?)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     let started = Instant::now();
-    handle.migrate_to(to).await.map_err(|e| e.to_string())?;
+    handle
+        .migrate_to(to)
+        .await
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
     Ok((handle.steps_completed(), started.elapsed()))
 }
 
@@ -400,8 +426,11 @@ async fn migrate(rt: &Runtime, task: &str, to: &str) -> Result<(u64, Duration), 
 async fn join(rt: &Runtime, task: &str) -> Result<HeatResult, String> {
     let handle = rt
         .handle::<HeatResult>(parse_task(task)?)
-        .map_err(|e| e.to_string())?;
-    handle.join().await.map_err(|e| e.to_string())
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
+    handle
+        .join()
+        .await
+        .map_err(|e| cosmic::ErrorChain(&e).to_string())
 }
 
 fn parse_task(task: &str) -> Result<TaskId, String> {
@@ -448,7 +477,7 @@ fn migrate_between_hosts(
         let path = options.dir.join(format!("{name}.key"));
         HostKey::load_or_create(&path)
             .map(|key| (path, key.public_key()))
-            .map_err(|e| e.to_string())
+            .map_err(|e| cosmic::ErrorChain(&e).to_string())
     };
     let (alpha_key_file, alpha_key) = host_key("alpha")?;
     let (beta_key_file, beta_key) = host_key("beta")?;
@@ -545,13 +574,15 @@ fn field<T: std::str::FromStr>(line: &str, index: usize) -> Result<T, String> {
 /// Two free addresses on 127.0.0.1. Both listeners stay open until both ports are known, so
 /// the two differ; they close before the hosts bind them.
 fn free_addrs() -> Result<[String; 2], String> {
-    let bind = || std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string());
+    let bind = || {
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| cosmic::ErrorChain(&e).to_string())
+    };
     let (first, second) = (bind()?, bind()?);
     let addr = |listener: &std::net::TcpListener| {
         listener
             .local_addr()
             .map(|a| a.to_string())
-            .map_err(|e| e.to_string())
+            .map_err(|e| cosmic::ErrorChain(&e).to_string())
     };
     Ok([addr(&first)?, addr(&second)?])
 }
@@ -601,7 +632,7 @@ impl HostProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
+            .map_err(|e| format!("cannot start {name}: {}", cosmic::ErrorChain(&e)))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();
@@ -644,7 +675,10 @@ impl HostProcess {
                 self.name
             )),
             Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.wait().map_err(|e| e.to_string())?;
+                let status = self
+                    .child
+                    .wait()
+                    .map_err(|e| cosmic::ErrorChain(&e).to_string())?;
                 Err(format!("{} exited unexpectedly ({status})", self.name))
             }
         }

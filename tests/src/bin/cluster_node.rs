@@ -80,13 +80,7 @@ fn report(rt: &Runtime, printed: usize) -> usize {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    cosmic_tests::logging::init(tracing_subscriber::filter::LevelFilter::INFO);
     // Watched before anything else: a SIGTERM that comes early still means "leave".
     let mut terminate = signal(SignalKind::terminate()).expect("watch SIGTERM");
     let args: Vec<String> = std::env::args().collect();

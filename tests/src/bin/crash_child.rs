@@ -8,7 +8,12 @@
 //! crash_child prepare <dir> [--steps N]  spawn the task, checkpoint it, shut down cleanly
 //! crash_child expected [--steps N]       the digest of an uninterrupted run, without any store
 //! crash_child permission <dir>           use a store this user may read but not write
+//! crash_child batches <dir> <tasks> <from> write generations from <from> on of <tasks> values
 //! ```
+//!
+//! `batches` writes, for generation g = from, from + 1, ..., the value of g of every task in
+//! one `put_many` (one group commit), printing `begin <g>` before and `durable <g>` once every
+//! put of the batch has answered.
 //!
 //! `run` prints, one per line: `start spawned <task>` or `start resumed <task> <seq> <steps>`,
 //! then `durable <seq> <steps>` each time `checkpoint_now` has answered (the image is durable),
@@ -19,10 +24,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cosmic::checkpoint::{CatalogError, StoreError};
+use cosmic::checkpoint::{BatchPut, CatalogError, PutMode, StoreError};
 use cosmic::prelude::*;
 use cosmic::runtime::{ControlError, SpawnError};
+use cosmic::CheckpointStore;
 use cosmic::FileStore;
+use cosmic_tests::batch_value::{batch_key, batch_value};
 
 /// Words of hash-chain state: 4 KiB, plus half a KiB of floats.
 const WORDS: usize = 512;
@@ -138,6 +145,9 @@ async fn runtime(dir: &PathBuf, policy: Policy) -> Result<Runtime, String> {
         .host("crash-child")
         .store(store)
         .checkpoint(policy)
+        // The parent kills this process on purpose, sometimes several times in a row before
+        // a new checkpoint: that is not a task bringing its host down, so no quarantine.
+        .quarantine_after(u32::MAX)
         .register::<Chain>()
         .build()
         .await
@@ -149,7 +159,10 @@ async fn run(dir: PathBuf, steps: u64) -> Result<(), String> {
     let rt = runtime(&dir, Policy::every_steps(1)).await?;
     let recovery = rt.recovery();
     if let Some((task, reason)) = recovery.failed.first() {
-        return Err(format!("error recovery failed {task} {reason}"));
+        return Err(format!(
+            "error recovery failed {task} {}",
+            cosmic::ErrorChain(reason)
+        ));
     }
     if recovery.resumed.len() + recovery.finished.len() > 1 {
         return Err(format!(
@@ -280,8 +293,29 @@ fn expected(steps: u64) -> u64 {
 }
 
 fn usage() -> String {
-    "usage: crash_child (run|prepare) <dir> [--steps N] | expected [--steps N] | permission <dir>"
+    "usage: crash_child (run|prepare) <dir> [--steps N] | expected [--steps N] | permission <dir> | batches <dir> <tasks> <from>"
         .to_owned()
+}
+
+/// Writes generation after generation of `tasks` values, each generation as one batch, until
+/// killed (or after 100,000 generations).
+async fn batches(dir: PathBuf, tasks: u64, from: u64) -> Result<(), String> {
+    let store = FileStore::open(&dir).map_err(|error| format!("error open: {error}"))?;
+    for generation in from..from + 100_000 {
+        let puts = (0..tasks)
+            .map(|task| BatchPut {
+                key: batch_key(task),
+                value: batch_value(generation, task).into(),
+                mode: PutMode::Overwrite,
+            })
+            .collect();
+        println!("begin {generation}");
+        for result in store.put_many(puts).await {
+            result.map_err(|error| format!("error put: {error}"))?;
+        }
+        println!("durable {generation}");
+    }
+    Ok(())
 }
 
 fn parse_steps(args: &[String]) -> Result<u64, String> {
@@ -296,6 +330,7 @@ fn parse_steps(args: &[String]) -> Result<u64, String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    cosmic_tests::logging::init(tracing_subscriber::filter::LevelFilter::WARN);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
         [mode, dir, rest @ ..] if mode == "run" => match parse_steps(rest) {
@@ -310,6 +345,10 @@ async fn main() -> ExitCode {
             println!("expected {}", expected(steps));
         }),
         [mode, dir] if mode == "permission" => permission(PathBuf::from(dir)).await,
+        [mode, dir, tasks, from] if mode == "batches" => match (tasks.parse(), from.parse()) {
+            (Ok(tasks), Ok(from)) => batches(PathBuf::from(dir), tasks, from).await,
+            _ => Err(usage()),
+        },
         _ => Err(usage()),
     };
     match result {

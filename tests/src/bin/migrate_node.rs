@@ -39,6 +39,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    cosmic_tests::logging::init(tracing_subscriber::filter::LevelFilter::WARN);
     let args: Vec<String> = std::env::args().collect();
     let name = arg(&args, "--name").expect("--name");
     let listen = arg(&args, "--listen").expect("--listen");
@@ -85,7 +86,11 @@ async fn main() {
         recovery.resumed.len(),
         recovery.moved.len(),
         recovery.in_doubt.len(),
-        recovery.failed
+        recovery
+            .failed
+            .iter()
+            .map(|(task, error)| format!("{task}: {}", cosmic::ErrorChain(error)))
+            .collect::<Vec<_>>()
     );
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

@@ -482,3 +482,20 @@ fn the_offer_step_timer_does_not_cut_the_image_deadline_short() {
     };
     assert_ne!(timer_of(&offered), timer_of(&transferring));
 }
+
+#[test]
+fn a_moved_task_learned_finished_is_a_tombstone_that_still_answers_its_commit() {
+    let mut host = source_moved();
+    host.learned_finished(TASK);
+    assert_eq!(phase(&host), "Finished");
+    assert_eq!(host.occupied(), 0);
+    let out = must(&mut host, offer(DEST, NEWER, 5));
+    assert_eq!(out, [send(DEST, NEWER, Body::Refuse(Refusal::Finished))]);
+    let out = resolve_answer(&mut host, DEST, HANDOFF);
+    assert_eq!(out, resolution(DEST, HANDOFF, Resolution::Committed));
+    // Only a forwarding entry is turned into a tombstone.
+    let running = source_offered();
+    let mut still = running.clone();
+    still.learned_finished(TASK);
+    assert_eq!(still, running);
+}

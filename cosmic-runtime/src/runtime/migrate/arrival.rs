@@ -125,7 +125,7 @@ pub(crate) async fn write_owner(
     let recorded = match ownership {
         Some(ownership) => record_owner(runtime, task, ownership)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| crate::ErrorChain(&e).to_string()),
         None => Err(CopyError::Missing.to_string()),
     };
     match recorded {
@@ -207,6 +207,6 @@ pub(crate) async fn discard(
     }
     .await;
     if let Err(error) = removed {
-        tracing::warn!(%task, %error, "could not remove an aborted copy; the next start retries");
+        tracing::warn!(%task, error = %crate::ErrorChain(&error), "could not remove an aborted copy; the next start retries");
     }
 }

@@ -9,7 +9,8 @@ use crate::transport::ChannelError;
 
 /// Why a copy of a task that arrived (or was recovered in doubt) cannot run here.
 #[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum CopyError {
+#[non_exhaustive]
+pub enum CopyError {
     /// Its type is not registered with this runtime.
     #[error("arriving task type `{type_name}` is not registered (Builder::register)")]
     UnknownType {
@@ -23,7 +24,7 @@ pub(crate) enum CopyError {
     #[error("its prepared copy could not be read")]
     Unreadable(#[source] Arc<CatalogError>),
     /// Its image does not verify or decode.
-    #[error("{}", super::error::rejected_image(.0))]
+    #[error("the image does not restore")]
     Undecodable(#[source] Arc<RestoreError>),
     /// Its image is another task's than the offer said, or another size.
     #[error("the image does not match the offer")]

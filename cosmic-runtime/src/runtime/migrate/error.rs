@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::checkpoint::CatalogError;
-use crate::image::{CaptureError, RestoreError};
+use crate::image::CaptureError;
 use crate::task::TaskId;
 use crate::transport::protocol::Refusal;
 use crate::transport::{ChannelError, ConnectError};
@@ -37,8 +37,9 @@ impl std::fmt::Display for HandoffStep {
     }
 }
 
-/// Error returned by a migration. Every variant but [`MigrateError::Finished`] means the task
-/// was not moved and keeps running where it was (paused tasks stay paused).
+/// Error returned by a migration. Every variant but [`MigrateError::Finished`] and
+/// [`MigrateError::Moved`] means the task was not moved and keeps running where it was (paused
+/// tasks stay paused).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum MigrateError {
@@ -93,11 +94,20 @@ pub enum MigrateError {
         /// Where the coordinator says it is, in words.
         owner: String,
     },
-    /// The task has ended or moved away already.
-    #[error("task {task} is not running here (it ended or moved)")]
+    /// The task has ended.
+    #[error("task {task} has ended")]
     Finished {
         /// The task.
         task: TaskId,
+    },
+    /// The task moved away from this host and runs on `host` now (as far as it could be
+    /// followed): move it from there.
+    #[error("task {task} is no longer here: it moved to `{host}`, so move it from there")]
+    Moved {
+        /// The task.
+        task: TaskId,
+        /// Where it is now.
+        host: String,
     },
     /// The runtime is shutting down.
     #[error("the runtime is shutting down")]
@@ -111,8 +121,9 @@ pub enum MigrateError {
         #[source]
         source: Arc<CaptureError>,
     },
-    /// The channel to the peer could not be opened.
-    #[error("failed to reach `{host}` to move task {task}")]
+    /// The channel to the peer could not be opened: it could not be reached, or the secure
+    /// handshake failed (a peer that holds another cluster key refuses it).
+    #[error("{}", connect_failed(host, *task, source))]
     Connect {
         /// The task.
         task: TaskId,
@@ -240,7 +251,17 @@ pub enum LocateError {
     NotAHost,
 }
 
-/// Error returned when the image a destination received does not restore.
-pub(crate) fn rejected_image(error: &RestoreError) -> String {
-    format!("the image does not restore: {error}")
+/// What [`MigrateError::Connect`] says: a handshake the peer refused (most likely another
+/// cluster key) must not read as a network failure.
+fn connect_failed(host: &str, task: TaskId, source: &ConnectError) -> String {
+    use crate::transport::HandshakeError;
+    match source.handshake_error() {
+        None => format!("failed to reach `{host}` to move task {task}"),
+        Some(HandshakeError::AuthenticationFailed { .. } | HandshakeError::PeerClosed { .. }) => {
+            format!(
+                "`{host}` refused the secure handshake for moving task {task}: the two hosts' cluster keys may differ"
+            )
+        }
+        Some(_) => format!("the secure handshake with `{host}` failed while moving task {task}"),
+    }
 }

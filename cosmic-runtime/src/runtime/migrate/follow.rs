@@ -63,6 +63,16 @@ fn status_of(wire: &WireStatus) -> TaskStatus {
     }
 }
 
+/// The outcome a final status carries, if it is final.
+fn final_outcome(status: &WireStatus) -> Option<Outcome> {
+    match status {
+        WireStatus::Completed(bytes) => Some(Outcome::Completed(bytes.clone().into())),
+        WireStatus::Failed(message) => Some(Outcome::Failed(message.clone())),
+        WireStatus::Cancelled => Some(Outcome::Cancelled),
+        _ => None,
+    }
+}
+
 /// What this host knows about `task` (the answer to [`Request::Locate`]).
 pub(crate) fn whereabouts(runtime: &RuntimeInner, task: TaskId) -> Whereabouts {
     // Arrivals first: a task coming back keeps its old forwarding entry until it starts.
@@ -119,7 +129,10 @@ async fn ask(
     let conversation = async {
         let mut retried = false;
         loop {
-            let (mut channel, reused) = node.channel(addr).await.map_err(|e| e.to_string())?;
+            let (mut channel, reused) = node
+                .channel(addr)
+                .await
+                .map_err(|e| crate::ErrorChain(&e).to_string())?;
             let exchange = async {
                 channel.send(&request).await?;
                 channel.recv::<Whereabouts>().await
@@ -134,7 +147,7 @@ async fn ask(
                     node.forget_idle(addr);
                     retried = true;
                 }
-                Err(error) => return Err(error.to_string()),
+                Err(error) => return Err(crate::ErrorChain(&error).to_string()),
             }
         }
     };
@@ -233,13 +246,16 @@ pub(crate) async fn locate(
                 steps,
                 epoch,
             } => {
+                if let Some(outcome) = final_outcome(&status) {
+                    crate::runtime::retention::learned(runtime, task, &outcome).await;
+                }
                 return Ok(TaskLocation {
                     host: next.host,
                     status: status_of(&status),
                     steps,
                     epoch,
                     via,
-                })
+                });
             }
             Whereabouts::MovedTo { host, addr, epoch } => {
                 via.push(next.host.clone());
@@ -331,14 +347,13 @@ pub(crate) async fn await_outcome(
         match answer {
             Ok(Whereabouts::Here { status, .. }) => {
                 failing_since = None;
-                match status {
-                    WireStatus::Completed(bytes) => return Ok(Outcome::Completed(bytes.into())),
-                    WireStatus::Failed(message) => return Ok(Outcome::Failed(message)),
-                    WireStatus::Cancelled => return Ok(Outcome::Cancelled),
-                    // Running (the long poll expired), stopped by a restart that will resume
-                    // it, or still arriving: ask again.
-                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                if let Some(outcome) = final_outcome(&status) {
+                    crate::runtime::retention::learned(runtime, task, &outcome).await;
+                    return Ok(outcome);
                 }
+                // Running (the long poll expired), stopped by a restart that will resume it,
+                // or still arriving: ask again.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(Whereabouts::MovedTo { host, addr, epoch }) => {
                 failing_since = None;

@@ -35,7 +35,7 @@ pub use fault::{FaultAction, FaultPlan, FaultPoint};
 pub use follow::TaskLocation;
 
 pub(crate) use arrival::{Arrival, StartTask};
-pub(crate) use copy_error::CopyError;
+pub use copy_error::CopyError;
 pub(crate) use execute::carry_out;
 
 use super::shared::Control;
@@ -104,7 +104,7 @@ pub(crate) async fn drain(
         let (task, result, moved_away) = match joined {
             Ok(joined) => joined,
             Err(error) => {
-                tracing::error!(%error, "a move of the drain ended abnormally");
+                tracing::error!(error = %crate::ErrorChain(&error), "a move of the drain ended abnormally");
                 continue;
             }
         };

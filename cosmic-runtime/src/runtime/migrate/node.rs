@@ -153,7 +153,7 @@ impl Node {
         match self.try_step(event) {
             Ok(commands) => commands,
             Err(error) => {
-                tracing::debug!(%error, "hand-off event ignored");
+                tracing::debug!(error = %crate::ErrorChain(&error), "hand-off event ignored");
                 Vec::new()
             }
         }
@@ -196,6 +196,16 @@ impl Node {
     }
 
     /// Replaces the machine (with the one recovery rebuilt from the records).
+    /// See [`handoff::Host::learned_finished`].
+    pub(crate) fn learned_finished(&self, task: TaskId) {
+        lock(&self.machine).learned_finished(task);
+    }
+
+    /// Forgets the tombstone of `task` (see [`handoff::Host::forget`]).
+    pub(crate) fn forget_finished(&self, task: TaskId) {
+        lock(&self.machine).forget(task);
+    }
+
     pub(crate) fn set_machine(&self, machine: handoff::Host) {
         *lock(&self.machine) = machine;
     }

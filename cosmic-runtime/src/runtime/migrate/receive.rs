@@ -151,7 +151,7 @@ fn judge(runtime: &Arc<RuntimeInner>, node: &Node, offer: &Offer) -> Result<Task
         },
         other => Refusal::SchemaMismatch {
             type_name: offer.type_name.clone(),
-            detail: other.to_string(),
+            detail: crate::ErrorChain(&other).to_string(),
         },
     })?;
     Ok(kind)
@@ -325,7 +325,7 @@ impl Taking<'_> {
                         Some(self.received(body))
                     }
                     Ok(Err(error)) => {
-                        tracing::warn!(%error, "lost the source before its decision; resolving");
+                        tracing::warn!(error = %crate::ErrorChain(&error), "lost the source before its decision; resolving");
                         self.error = Some(error);
                         Some(self.peer_lost())
                     }
@@ -372,7 +372,10 @@ impl Taking<'_> {
             .to_string())
         };
         let result = match image {
-            Ok(image) => self.check(image).await.map_err(|error| error.to_string()),
+            Ok(image) => self
+                .check(image)
+                .await
+                .map_err(|error| crate::ErrorChain(&error).to_string()),
             Err(reason) => Err(reason),
         };
         Some(Event::ImageChecked {
@@ -397,7 +400,7 @@ impl Taking<'_> {
             Ok(Ok((header, start))) if header_matches(&header, &self.offer) => start,
             Ok(Ok(_)) => return Err(CopyError::NotAsOffered),
             Ok(Err(error)) => {
-                tracing::warn!(%error, "refused a damaged image");
+                tracing::warn!(error = %crate::ErrorChain(&error), "refused a damaged image");
                 return Err(CopyError::Undecodable(Arc::new(error)));
             }
             Err(_) => return Err(CopyError::DecodeAborted),
@@ -428,13 +431,25 @@ impl Taking<'_> {
         let taken = self.node.copies().remove(&(task, handoff));
         let result = match taken {
             Some(mut arrival) => {
-                let recorded =
+                let mut recorded =
                     arrival::record_prepared(self.runtime, task, &mut arrival, image).await;
+                if let (Ok(()), Some(catalog), true) =
+                    (&recorded, &self.runtime.catalog, self.offer.tries > 0)
+                {
+                    // The task's count of tries after panics continues here. Written with the
+                    // copy: if the hand-off aborts, the next start removes it with the copy.
+                    let attempts = crate::checkpoint::Attempts {
+                        tries: self.offer.tries,
+                        ..Default::default()
+                    };
+                    self.runtime.mark_attempts(task);
+                    recorded = catalog.put_attempts(task, &attempts).await;
+                }
                 self.node.copies().insert((task, handoff), arrival);
                 match recorded {
                     Ok(()) => WriteResult::Durable,
                     Err(error) => {
-                        tracing::error!(%error, "could not record the prepared copy");
+                        tracing::error!(error = %crate::ErrorChain(&error), "could not record the prepared copy");
                         WriteResult::Failed
                     }
                 }

@@ -30,7 +30,7 @@ pub(crate) async fn listen(runtime: Weak<RuntimeInner>, mut listener: SecureList
                 tokio::spawn(serve(runtime.clone(), channel));
             }
             Err(error) => {
-                tracing::error!(%error, "accepting peers failed; retrying");
+                tracing::error!(error = %crate::ErrorChain(&error), "accepting peers failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }

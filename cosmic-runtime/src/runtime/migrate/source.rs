@@ -38,6 +38,8 @@ pub(crate) struct Moving<'a> {
     pub(crate) task: TaskId,
     pub(crate) output_type: &'a str,
     pub(crate) steps: u64,
+    /// Tries after panics so far.
+    pub(crate) tries: u32,
     /// The captured image.
     pub(crate) image: &'a mut [u8],
 }
@@ -100,6 +102,7 @@ pub(crate) async fn hand_off(
         steps: moving.steps,
         source_addr: node.addr.to_string(),
         inline_image: Vec::new(),
+        tries: moving.tries,
     };
     #[cfg(feature = "fault-injection")]
     if node.fault(FaultPoint::SourceBeforeOffer).await == Injected::Corrupt {
@@ -268,7 +271,7 @@ impl Giving<'_> {
                         self.awaiting = Some(Awaiting::Start);
                     }
                     Err(error) => {
-                        tracing::warn!(task = %self.task, to = %self.host, %error, "could not send the commit; the destination resolves the move with us");
+                        tracing::warn!(task = %self.task, to = %self.host, error = %crate::ErrorChain(&error), "could not send the commit; the destination resolves the move with us");
                         self.channel = None;
                     }
                 }
@@ -444,7 +447,7 @@ impl Giving<'_> {
                         Body::Deferred
                     }
                     Ok(Err(error)) => {
-                        tracing::warn!(%task, %to, %error, "no start confirmation; the destination resolves the move with us");
+                        tracing::warn!(%task, %to, error = %crate::ErrorChain(&error), "no start confirmation; the destination resolves the move with us");
                         self.channel = None;
                         return None;
                     }
@@ -473,7 +476,7 @@ impl Giving<'_> {
                 match catalog.put_epoch_record(self.task, *epoch, &record).await {
                     Ok(()) => WriteResult::Durable,
                     Err(error) => {
-                        tracing::error!(task = %self.task, %error, "the commit record's write failed; checking whether it landed");
+                        tracing::error!(task = %self.task, error = %crate::ErrorChain(&error), "the commit record's write failed; checking whether it landed");
                         self.error = Some(MigrateError::Store {
                             task: self.task,
                             host: self.host.to_owned(),
@@ -504,7 +507,7 @@ impl Giving<'_> {
                 Ok(Some(EpochRecord::Moved { handoff: h, .. })) if h == handoff => ReadBack::Landed,
                 Ok(_) => ReadBack::Absent,
                 Err(error) => {
-                    tracing::error!(task = %self.task, %error, "cannot read the commit record yet; the task waits");
+                    tracing::error!(task = %self.task, error = %crate::ErrorChain(&error), "cannot read the commit record yet; the task waits");
                     ReadBack::Failed
                 }
             },
