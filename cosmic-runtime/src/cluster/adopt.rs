@@ -15,46 +15,68 @@ use crate::runtime::migrate::StartTask;
 use crate::runtime::RuntimeInner;
 use crate::task::TaskId;
 
-/// Why this host cannot run a task.
+/// Why this host cannot run a task it was given or could take over.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CannotRun {
+    /// The task's type was not registered with this runtime.
+    #[error("its type `{type_name}` is not registered on `{host}` (Builder::register)")]
+    Unregistered { type_name: String, host: String },
+    /// The checkpoint the coordinator names is not in the store.
+    #[error("its checkpoint `{key}` is missing from the store")]
+    Missing { key: String },
+    /// The store failed to read the checkpoint.
+    #[error("its checkpoint `{key}` cannot be read")]
+    Unreadable {
+        key: String,
+        source: crate::checkpoint::StoreError,
+    },
+    /// The checkpoint was read but does not restore here.
+    #[error("its checkpoint `{key}` does not decode")]
+    Undecodable {
+        key: String,
+        source: crate::image::RestoreError,
+    },
+}
+
+/// What `entry`'s task starts with here, or why this host cannot run it.
 fn cannot_run(
     runtime: &Arc<RuntimeInner>,
     host: &ClusterHost,
     entry: &TaskEntry,
     checkpoint: &CheckpointRef,
     bytes: Option<Bytes>,
-) -> Result<StartTask, String> {
+) -> Result<StartTask, CannotRun> {
     let Some(task_type) = runtime.types.get(&entry.type_name) else {
-        return Err(format!(
-            "its type `{}` is not registered on `{}` (Builder::register)",
-            entry.type_name, host.name
-        ));
+        return Err(CannotRun::Unregistered {
+            type_name: entry.type_name.clone(),
+            host: host.name.clone(),
+        });
     };
     let Some(bytes) = bytes else {
-        return Err(format!(
-            "its checkpoint `{}` is missing from the store",
-            checkpoint.key
-        ));
+        return Err(CannotRun::Missing {
+            key: checkpoint.key.clone(),
+        });
     };
     (task_type.prepare)(&bytes)
         .map(|(_, start)| start)
-        .map_err(|error| {
-            format!(
-                "its checkpoint `{}` does not decode: {error}",
-                checkpoint.key
-            )
+        .map_err(|source| CannotRun::Undecodable {
+            key: checkpoint.key.clone(),
+            source,
         })
 }
 
-async fn read(host: &ClusterHost, checkpoint: &CheckpointRef) -> Result<Option<Bytes>, String> {
-    host.store.get(&checkpoint.key).await.map_err(|error| {
-        format!(
-            "its checkpoint `{}` cannot be read: {error}",
-            checkpoint.key
-        )
-    })
+async fn read(host: &ClusterHost, checkpoint: &CheckpointRef) -> Result<Option<Bytes>, CannotRun> {
+    host.store
+        .get(&checkpoint.key)
+        .await
+        .map_err(|source| CannotRun::Unreadable {
+            key: checkpoint.key.clone(),
+            source,
+        })
 }
 
-fn exclude(host: &ClusterHost, task: TaskId, reason: &str, entry: &TaskEntry) {
+fn exclude(host: &ClusterHost, task: TaskId, reason: &CannotRun, entry: &TaskEntry) {
+    let reason = crate::ErrorChain(reason).to_string();
     tracing::warn!(%task, r#type = %entry.type_name, %reason, "cannot run this task here; leaving it to another host");
     host.unrunnable
         .lock()
@@ -62,12 +84,7 @@ fn exclude(host: &ClusterHost, task: TaskId, reason: &str, entry: &TaskEntry) {
         .entry(task)
         .or_default()
         .push(host.name.clone());
-    host.event(
-        task,
-        ClusterEventKind::Released {
-            reason: reason.to_owned(),
-        },
-    );
+    host.event(task, ClusterEventKind::Released { reason });
 }
 
 /// Starts a task moved here, if the lease it was moved to is still this host's.
@@ -213,7 +230,7 @@ async fn give_back(
     host: &ClusterHost,
     entry: &TaskEntry,
     token: super::Token,
-    reason: &str,
+    reason: &CannotRun,
 ) {
     exclude(host, entry.task, reason, entry);
     let Ok(lease) = host.lease() else { return };

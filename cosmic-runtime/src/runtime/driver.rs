@@ -648,6 +648,7 @@ impl Driver {
                 true
             }
             Err(reason) => {
+                let reason = crate::ErrorChain(&reason).to_string();
                 self.finish(failure(format!(" (no try from a checkpoint: {reason})")))
                     .await;
                 false
@@ -659,28 +660,32 @@ impl Driver {
     async fn restore_newest<T: Task>(
         &self,
         catalog: &crate::checkpoint::Catalog,
-    ) -> Result<(T, CheckpointKey), String> {
+    ) -> Result<(T, CheckpointKey), super::RecoveryError> {
+        use super::{CheckpointUnusable, RecoveryError};
         let id = self.shared.id;
         let keys = catalog
             .checkpoints(id)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| RecoveryError::CheckpointsUnlisted(Arc::new(error)))?;
         let mut problems = Vec::new();
         for key in keys.into_iter().rev() {
+            let seq = key.seq;
             match catalog.checkpoint(id, key).await {
                 Ok(Some(bytes)) => match image::restore::<T>(&bytes) {
                     Ok(task) => return Ok((task, key)),
-                    Err(error) => problems.push(format!("checkpoint {}: {error}", key.seq)),
+                    Err(source) => problems.push(CheckpointUnusable::Restore {
+                        seq,
+                        source: Arc::new(source),
+                    }),
                 },
-                Ok(None) => {}
-                Err(error) => problems.push(format!("checkpoint {}: {error}", key.seq)),
+                Ok(None) => problems.push(CheckpointUnusable::Removed { seq }),
+                Err(source) => problems.push(CheckpointUnusable::Unreadable {
+                    seq,
+                    source: Arc::new(source),
+                }),
             }
         }
-        if problems.is_empty() {
-            Err("the store holds no checkpoint of the task".to_owned())
-        } else {
-            Err(problems.join("; "))
-        }
+        Err(RecoveryError::no_checkpoint(problems))
     }
 
     /// Waits out the pause before a try after a panic. Returns true if a control request

@@ -314,14 +314,7 @@ async fn resume(
             }
         }
     }
-    let mut problems = problems.into_iter();
-    let error = match problems.next() {
-        None => RecoveryError::NoCheckpoint,
-        Some(newest) => RecoveryError::NoUsableCheckpoint {
-            newest,
-            older: problems.collect(),
-        },
-    };
+    let error = RecoveryError::no_checkpoint(problems);
     tracing::error!(%task, error = %crate::ErrorChain(&error), "task cannot be resumed");
     recovery.failed.push((task, error));
 }

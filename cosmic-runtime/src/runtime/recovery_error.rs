@@ -62,6 +62,20 @@ pub enum RecoveryError {
     },
 }
 
+impl RecoveryError {
+    /// No checkpoint to resume from: none at all, or why each failed, newest first.
+    pub(crate) fn no_checkpoint(problems: Vec<CheckpointUnusable>) -> RecoveryError {
+        let mut problems = problems.into_iter();
+        match problems.next() {
+            None => RecoveryError::NoCheckpoint,
+            Some(newest) => RecoveryError::NoUsableCheckpoint {
+                newest,
+                older: problems.collect(),
+            },
+        }
+    }
+}
+
 /// Why one checkpoint of a task could not be resumed from.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
