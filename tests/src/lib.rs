@@ -17,6 +17,7 @@ pub mod identity;
 pub mod logging;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod sim_rng;
 pub mod store_contract;
 pub mod timed;
 
