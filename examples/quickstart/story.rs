@@ -80,11 +80,7 @@ pub(crate) fn run(dir: &Path) -> Result<(), String> {
     story.wait(
         "beta's tasks run again elsewhere",
         Duration::from_secs(20),
-        |s| {
-            victims
-                .iter()
-                .all(|t| s.owner(*t).is_some_and(|h| h != "beta"))
-        },
+        |s| victims.iter().all(|t| s.off_host_or_finished(*t, "beta")),
     );
     let mut downtimes = Vec::new();
     for task in &victims {
@@ -109,11 +105,7 @@ pub(crate) fn run(dir: &Path) -> Result<(), String> {
     story.wait(
         "gamma's tasks run elsewhere",
         Duration::from_secs(20),
-        |s| {
-            leaving
-                .iter()
-                .all(|t| s.owner(*t).is_some_and(|h| h != "gamma"))
-        },
+        |s| leaving.iter().all(|t| s.off_host_or_finished(*t, "gamma")),
     );
 
     // A host that comes back gets work without anyone asking.
@@ -438,6 +430,13 @@ impl Story {
             .last()
             .map(|(_, h, _)| h.as_str())
             .filter(|h| !h.starts_with('('))
+    }
+
+    /// The task runs on a host other than `host`, or it has finished (a task may end on a
+    /// host just as that host leaves: then there is nothing left to move).
+    fn off_host_or_finished(&self, task: TaskId, host: &str) -> bool {
+        let last = self.tasks[&task].owners.last().map(|(_, h, _)| h.as_str());
+        last == Some("(finished)") || self.owner(task).is_some_and(|h| h != host)
     }
 
     fn tasks_of(&self, host: &str) -> Vec<TaskId> {
