@@ -467,3 +467,100 @@ async fn forgetting_a_finished_task_removes_its_entry_and_its_outcome_record() {
     assert!(alpha.handle::<u64>(task).is_err());
     alpha.shutdown().await;
 }
+
+/// A member whose finished tasks' outcomes are kept `ttl`.
+async fn member_keeping_outcomes(cluster: &Cluster, name: &str, ttl: Duration) -> Runtime {
+    cluster
+        .member_with(name, false, |b| {
+            b.register::<Counter>()
+                .retention(cosmic::runtime::Retention::default().outcome_ttl(ttl))
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_is_forgotten_once_its_outcome_outlived_its_time_to_live() {
+    let cluster = Cluster::new("cluster-ttl");
+    let alpha = member_keeping_outcomes(&cluster, "alpha", Duration::from_millis(400)).await;
+    let handle = alpha.spawn(Counter::new(10, "", 0)).await.expect("spawn");
+    let task = handle.id();
+    assert_eq!(handle.join().await.expect("joined"), expected_digest(10));
+    let Some(Owner::Finished { outcome }) = cluster
+        .coordinator
+        .task(task)
+        .await
+        .expect("read")
+        .map(|e| e.owner)
+    else {
+        panic!("not finished in the coordinator");
+    };
+    // Kept at first: the outcome can be read by anyone for its time to live.
+    let view = cluster.view();
+    assert_eq!(
+        view.output::<u64>(task).await.expect("view"),
+        Some(expected_digest(10))
+    );
+    let store = FileStore::open_shared(cluster.dir.0.join("store")).expect("store");
+    wait_for(
+        "the expired task is forgotten",
+        Duration::from_secs(10),
+        || async {
+            cluster
+                .coordinator
+                .task(task)
+                .await
+                .expect("read")
+                .is_none()
+        },
+    )
+    .await;
+    assert!(
+        cosmic::CheckpointStore::get(&store, &outcome)
+            .await
+            .expect("read")
+            .is_none(),
+        "the outcome record goes with the entry"
+    );
+    assert!(
+        alpha.handle::<u64>(task).is_err(),
+        "and the task is unknown here"
+    );
+    alpha.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outcomes_of_a_host_that_left_are_forgotten_by_the_others() {
+    let cluster = Cluster::new("cluster-ttl-left");
+    let alpha = cluster.member("alpha", false).await;
+    let beta = member_keeping_outcomes(&cluster, "beta", Duration::from_millis(300)).await;
+    let handle = alpha.spawn(Counter::new(10, "", 0)).await.expect("spawn");
+    let task = handle.id();
+    assert_eq!(handle.join().await.expect("joined"), expected_digest(10));
+    // Alpha keeps outcomes for a week (the default); beta forgets another host's outcomes
+    // only once that host is gone.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        cluster
+            .coordinator
+            .task(task)
+            .await
+            .expect("read")
+            .is_some(),
+        "beta leaves a live writer's outcome alone"
+    );
+    alpha.leave(Duration::from_secs(5)).await.expect("leave");
+    wait_for(
+        "the outcome of a host that left is forgotten",
+        Duration::from_secs(10),
+        || async {
+            cluster
+                .coordinator
+                .task(task)
+                .await
+                .expect("read")
+                .is_none()
+        },
+    )
+    .await;
+    beta.shutdown().await;
+}

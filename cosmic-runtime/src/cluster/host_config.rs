@@ -369,9 +369,20 @@ fn check_addr(field: &'static str, addr: &str) -> Result<(), HostConfigError> {
         })
 }
 
+/// Why a configured duration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DurationError {
+    #[error("`{0}` is not a duration (like 500ms, 5s, 2m)")]
+    NotANumber(String),
+    #[error("unknown unit `{unit}` in `{text}` (ms, s, m or h)")]
+    UnknownUnit { unit: String, text: String },
+    #[error("`{0}` is out of range")]
+    OutOfRange(String),
+}
+
 /// A duration as the configuration writes it: `"250ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`,
 /// or a number of seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -379,19 +390,21 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (like 500ms, 5s, 2m)"))?;
+        .map_err(|_| DurationError::NotANumber(text.to_owned()))?;
     let scale = match unit.trim() {
         "ms" => 1e-3,
         "" | "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
         other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (ms, s, m or h)"
-            ))
+            return Err(DurationError::UnknownUnit {
+                unit: other.to_owned(),
+                text: text.to_owned(),
+            })
         }
     };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("`{text}` is out of range"))
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| DurationError::OutOfRange(text.to_owned()))
 }
 
 /// A duration written as a string (see [`parse_duration`]) or a number of seconds.
@@ -597,7 +610,13 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("5 weeks").is_err());
+        assert_eq!(
+            parse_duration("5 weeks"),
+            Err(DurationError::UnknownUnit {
+                unit: "weeks".to_owned(),
+                text: "5 weeks".to_owned()
+            })
+        );
         assert!(parse_duration("-1s").is_err());
     }
 

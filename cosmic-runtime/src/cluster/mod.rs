@@ -29,6 +29,7 @@ mod load;
 mod memory;
 mod ops;
 mod peers;
+mod retention;
 mod scan;
 mod view;
 

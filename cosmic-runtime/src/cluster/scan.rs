@@ -7,7 +7,9 @@
 //!   ([`assign_orphans`](super::balance::assign_orphans)), and this host takes over its share;
 //!   an orphan left by its assigned host for a few scans is open to any host that can run it;
 //! - balance: if it is busier than the cluster's mean by the configured margin, it moves
-//!   tasks to the least loaded hosts ([`plan_moves`](super::balance::plan_moves)).
+//!   tasks to the least loaded hosts ([`plan_moves`](super::balance::plan_moves));
+//! - retention: finished tasks kept past their time to live are forgotten
+//!   ([`expire_outcomes`](super::retention::expire_outcomes)).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -26,6 +28,7 @@ use crate::task::{TaskId, TaskStatus};
 pub(crate) async fn run(host: Arc<ClusterHost>, runtime: Weak<RuntimeInner>) {
     let interval = host.config.scan_interval();
     let mut orphaned_since = BTreeMap::new();
+    let mut finished_since = BTreeMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -41,7 +44,7 @@ pub(crate) async fn run(host: Arc<ClusterHost>, runtime: Weak<RuntimeInner>) {
         if !host.lease_holds() {
             continue;
         }
-        if let Err(error) = scan(&runtime, &host, &mut orphaned_since).await {
+        if let Err(error) = scan(&runtime, &host, &mut orphaned_since, &mut finished_since).await {
             tracing::warn!(host = %host.name, %error, "cluster scan failed");
         }
     }
@@ -51,6 +54,7 @@ async fn scan(
     runtime: &Arc<RuntimeInner>,
     host: &ClusterHost,
     orphaned_since: &mut BTreeMap<TaskId, Duration>,
+    finished_since: &mut BTreeMap<TaskId, Duration>,
 ) -> Result<(), CoordinatorError> {
     let lease = host.lease()?;
     let members = host.coordinator.members().await?;
@@ -118,6 +122,7 @@ async fn scan(
     if !draining {
         balance(runtime, host, &members);
     }
+    super::retention::expire_outcomes(runtime, host, &members, &tasks, finished_since).await;
     Ok(())
 }
 
