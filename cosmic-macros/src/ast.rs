@@ -41,6 +41,9 @@ pub(crate) struct Field<'a> {
     pub(crate) attrs: FieldAttrs,
     /// Encoded as raw little-endian bytes (`Vec` of a plain number).
     pub(crate) bulk_element: Option<&'a Ident>,
+    /// `#[migratable(native)]` on a `Vec<T>` that is not bulk: the `T` (with `Self` spelled
+    /// out), whose memory native images hold as it is.
+    pub(crate) native_element: Option<Type>,
 }
 
 impl<'a> Container<'a> {
@@ -79,6 +82,7 @@ impl<'a> Container<'a> {
             // shape must say so.
             for field in body.fields_mut() {
                 field.bulk_element = None;
+                field.native_element = None;
             }
         }
         Some(Container {
@@ -138,11 +142,23 @@ fn fields_from_ast<'a>(
                     && attrs.opaque.is_none()
                     && (auto || (opt_in && attrs.bulk.is_some()))
             });
+            let ty = replace_self(&field.ty, input);
+            // A bulk field is raw memory in native images already, and keeps its encoding.
+            let native_element = if attrs.native.is_some()
+                && bulk_element.is_none()
+                && attrs.skip.is_none()
+                && attrs.opaque.is_none()
+            {
+                vec_element_type(&ty).cloned()
+            } else {
+                None
+            };
             Field {
                 member,
-                ty: replace_self(&field.ty, input),
+                ty,
                 attrs,
                 bulk_element,
+                native_element,
             }
         })
         .collect();
@@ -195,7 +211,32 @@ pub(crate) fn vec_element(ty: &Type) -> Option<&Ident> {
     }
 }
 
+/// `T` of a field written `Vec<T>`, whatever `T` is.
+pub(crate) fn vec_element_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match (args.args.len(), args.args.first()?) {
+        (1, syn::GenericArgument::Type(element)) => Some(element),
+        _ => None,
+    }
+}
+
 impl Field<'_> {
+    /// Whether the field travels in a wrapper of its own (`BulkVec`, `NativeVec`) instead of
+    /// through the per-type dispatch.
+    pub(crate) fn is_wrapped(&self) -> bool {
+        self.bulk_element.is_some() || self.native_element.is_some()
+    }
+
     /// Whether this field is in the encoding of `version` (known at expansion time only for
     /// the bounds; the generated code tests the version at run time).
     pub(crate) fn is_skipped(&self) -> bool {

@@ -21,6 +21,7 @@ pub(crate) const UNTIL: &str = "until";
 pub(crate) const DEFAULT: &str = "default";
 pub(crate) const SKIP: &str = "skip";
 pub(crate) const BULK: &str = "bulk";
+pub(crate) const NATIVE: &str = "native";
 pub(crate) const OPAQUE: &str = "opaque";
 
 /// A parsed attribute value with the tokens it came from, for spans.
@@ -55,6 +56,7 @@ pub(crate) struct FieldAttrs {
     pub(crate) default: Option<Spanned<DefaultValue>>,
     pub(crate) skip: Option<Spanned<()>>,
     pub(crate) bulk: Option<Spanned<()>>,
+    pub(crate) native: Option<Spanned<()>>,
     pub(crate) opaque: Option<Spanned<String>>,
 }
 
@@ -127,12 +129,14 @@ impl FieldAttrs {
                     set_once(cx, &mut out.skip, flag(&meta), SKIP);
                 } else if meta.path.is_ident(BULK) {
                     set_once(cx, &mut out.bulk, flag(&meta), BULK);
+                } else if meta.path.is_ident(NATIVE) {
+                    set_once(cx, &mut out.native, flag(&meta), NATIVE);
                 } else if meta.path.is_ident(OPAQUE) {
                     let value = parse_str(&meta)?;
                     set_once(cx, &mut out.opaque, value, OPAQUE);
                 } else {
                     return Err(meta.error(format!(
-                        "unknown migratable field attribute `{}`; expected one of `since = N`, `until = N`, `default`, `default = \"path\"`, `skip`, `bulk`, `opaque = \"label\"`",
+                        "unknown migratable field attribute `{}`; expected one of `since = N`, `until = N`, `default`, `default = \"path\"`, `skip`, `bulk`, `native`, `opaque = \"label\"`",
                         path_text(&meta.path)
                     )));
                 }

@@ -214,7 +214,7 @@ impl Expander<'_> {
                 let wire = self.field_wire_type(field);
                 quote!(#de::SeqAccess::next_element::<#wire>(&mut __seq))
             };
-            let unwrap = if field.bulk_element.is_some() { quote!(.0) } else { TokenStream::new() };
+            let unwrap = if field.is_wrapped() { quote!(.0) } else { TokenStream::new() };
             let read = quote! {
                 match #next? {
                     ::core::option::Option::Some(__value) => {

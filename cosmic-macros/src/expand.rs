@@ -305,16 +305,18 @@ impl<'a> Expander<'a> {
         quote!(<#ty as #krate::__private::Shape>::shape(schema))
     }
 
-    /// The type a field is encoded as: the field's own, or `BulkVec<T>` for bulk fields.
+    /// The type a field is encoded as: the field's own, `BulkVec<T>` for bulk fields or
+    /// `NativeVec<T>` for native ones.
     pub(crate) fn field_wire_type(&self, field: &Field<'_>) -> TokenStream {
         let krate = &self.krate;
-        match field.bulk_element {
-            Some(element) => quote!(#krate::__private::BulkVec<#element>),
-            None => {
-                let ty = &field.ty;
-                quote!(#ty)
-            }
+        if let Some(element) = field.bulk_element {
+            return quote!(#krate::__private::BulkVec<#element>);
         }
+        if let Some(element) = &field.native_element {
+            return quote!(#krate::__private::NativeVec<#element>);
+        }
+        let ty = &field.ty;
+        quote!(#ty)
     }
 
     // ---- serialize ----------------------------------------------------------------------
@@ -404,6 +406,8 @@ impl<'a> Expander<'a> {
         let krate = &self.krate;
         if field.bulk_element.is_some() {
             quote!(&#krate::__private::BulkSlice(#place))
+        } else if field.native_element.is_some() {
+            quote!(&#krate::__private::NativeSlice(#place))
         } else if is_dispatched(field) {
             let value = fields::value(&field.ty, place);
             quote!(&#value)
@@ -502,7 +506,7 @@ pub(crate) fn is_newtype(variant: &Variant<'_>) -> bool {
         && variant.fields.len() == 1
         && is_current(&variant.fields[0])
         && variant.fields[0].since() == 1
-        && variant.fields[0].bulk_element.is_none()
+        && !variant.fields[0].is_wrapped()
 }
 
 /// The run-time test of whether `field` is in the layout of `version`.
@@ -546,8 +550,9 @@ pub(crate) fn first_span(tokens: &TokenStream) -> Span {
 }
 
 /// Whether the serde calls for a field go through `fields::value`/`seed`: every
-/// encoded field but the bulk ones (encoded as `BulkVec`) and the opaque ones (serde types
+/// encoded field but the bulk and native ones (encoded as `BulkVec`, `NativeVec`) and the
+/// opaque ones (serde types
 /// without a shape, by the user's word).
 pub(crate) fn is_dispatched(field: &Field<'_>) -> bool {
-    !field.is_skipped() && field.bulk_element.is_none() && field.attrs.opaque.is_none()
+    !field.is_skipped() && !field.is_wrapped() && field.attrs.opaque.is_none()
 }

@@ -78,6 +78,7 @@ fn check_field(
             (attrs.since.as_ref().map(|a| &a.tokens), "since"),
             (attrs.until.as_ref().map(|a| &a.tokens), "until"),
             (attrs.bulk.as_ref().map(|a| &a.tokens), "bulk"),
+            (attrs.native.as_ref().map(|a| &a.tokens), "native"),
             (attrs.opaque.as_ref().map(|a| &a.tokens), "opaque"),
         ] {
             if let Some(other) = other {
@@ -95,6 +96,7 @@ fn check_field(
             (attrs.since.as_ref().map(|a| &a.tokens), "since"),
             (attrs.until.as_ref().map(|a| &a.tokens), "until"),
             (attrs.bulk.as_ref().map(|a| &a.tokens), "bulk"),
+            (attrs.native.as_ref().map(|a| &a.tokens), "native"),
         ] {
             if let Some(other) = other {
                 cx.error_spanned_by(
@@ -152,6 +154,19 @@ fn check_field(
             cx.error_spanned_by(
                 &until.tokens,
                 format!("`{name}` needs a default: images of version {} and later do not contain it; add `default` or `default = \"path::to::fn\"`", until.value),
+            );
+        }
+    }
+    if let Some(native) = &attrs.native {
+        if attrs.opaque.is_some() {
+            cx.error_spanned_by(
+                &native.tokens,
+                "`native` needs the field's element type, but `opaque` hides it behind its own serde impls; remove one of the two",
+            );
+        } else if field.native_element.is_none() && field.bulk_element.is_none() {
+            cx.error_spanned_by(
+                &native.tokens,
+                "`native` applies only to fields written `Vec<T>` (T plain old data: `#[repr(C)]`, deriving `cosmic::bytemuck::Pod` or `NoUninit` + `CheckedBitPattern`); remove `native`",
             );
         }
     }

@@ -152,11 +152,15 @@
 //! checkpoint runs again: keep a step's effects outside the struct idempotent.
 #![warn(missing_docs, unreachable_pub)]
 
+/// `bytemuck`, whose derives (`Pod`, `Zeroable`, `NoUninit`, `CheckedBitPattern`) make a type an
+/// element of `#[migratable(native)]` fields; write `#[bytemuck(crate = "cosmic::bytemuck")]`
+/// beside them.
+pub use bytemuck;
 #[cfg(feature = "derive")]
 #[doc = include_str!("derive.md")]
 pub use cosmic_macros::Migratable;
 pub use cosmic_runtime::image;
-pub use cosmic_runtime::state::{Migratable, MigratableField};
+pub use cosmic_runtime::state::{Migratable, MigratableField, NativeElement};
 
 pub use async_trait::async_trait;
 pub use cosmic_runtime::checkpoint::{CheckpointStore, FileStore, MemoryStore, Policy};
@@ -198,7 +202,8 @@ pub mod task {
 /// Schemas, fingerprints and versions. (The registry of types by wire name is in [`image`].)
 pub mod state {
     pub use cosmic_runtime::state::{
-        Fingerprint, Migratable, MigratableField, SchemaBuilder, SchemaError, Shape, VersionTable,
+        Fingerprint, Migratable, MigratableField, NativeElement, SchemaBuilder, SchemaError, Shape,
+        VersionTable,
     };
 }
 
@@ -221,7 +226,7 @@ pub mod __private {
     pub use cosmic_runtime::image::Registration;
     pub use cosmic_runtime::state::{
         generic_type_name, written_version, BulkSlice, BulkVec, DepthGuard, Migratable,
-        MigratableField, SchemaBuilder, Shape, ShapeParts,
+        MigratableField, NativeSlice, NativeVec, SchemaBuilder, Shape, ShapeParts,
     };
     pub use inventory;
     pub use serde;

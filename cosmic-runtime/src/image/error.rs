@@ -39,6 +39,16 @@ pub enum CaptureError {
         /// The format's limit.
         limit: usize,
     },
+    /// A native image was asked for where this host cannot prove who reads it: its build id is
+    /// unknown. Capture a portable image instead.
+    #[error("cannot capture `{type_name}` as a native image: {reason}")]
+    NativeUnavailable {
+        /// The type being captured.
+        type_name: String,
+        /// Why.
+        #[source]
+        reason: super::NativeMismatch,
+    },
 }
 
 /// Error returned by [`restore`](super::restore), [`restore_any`](super::restore_any) and
@@ -119,6 +129,27 @@ pub enum RestoreError {
         encoding: super::Encoding,
         /// Why not.
         reason: &'static str,
+    },
+    /// A native image (the writer's memory) whose writer differs from this host in
+    /// architecture, byte order, pointer width, build or layout: never decoded. Restore the
+    /// task from a portable image instead.
+    #[error("native image of `{type_name}` cannot be read on this host")]
+    NativeMismatch {
+        /// The type in the image.
+        type_name: String,
+        /// The first difference.
+        #[source]
+        mismatch: super::NativeMismatch,
+    },
+    /// A native image's body passed its checksum but holds bytes that are not valid values
+    /// of a `native` field's element type (a `bool` that is not 0 or 1, an enum tag of no
+    /// variant, a byte count that is not a whole number of elements).
+    #[error("native image of `{type_name}` holds invalid data: {reason}")]
+    NativeInvalid {
+        /// The root type.
+        type_name: String,
+        /// What is wrong, and where.
+        reason: String,
     },
     /// The image holds another type than the one asked for.
     #[error("image holds type `{found}`, not `{expected}`")]

@@ -28,6 +28,9 @@ pub struct ImageHeader {
     pub fingerprint: Fingerprint,
     /// The version of every named type the state contains.
     pub versions: VersionTable,
+    /// The layout fingerprint of a native image: a hash of the in-memory layout of every type
+    /// its body holds as raw memory (0 in portable images, which do not record one).
+    pub layout: u64,
     /// Length of the header in bytes, its checksum included.
     pub header_len: usize,
     /// Length of the body in bytes, its checksum excluded.
@@ -66,14 +69,18 @@ pub(crate) fn write(out: &mut Vec<u8>, header: &ImageHeader) {
         push_name(out, name);
         out.extend_from_slice(&version.to_le_bytes());
     }
+    if header.encoding == Encoding::Native {
+        out.extend_from_slice(&header.layout.to_le_bytes());
+    }
     out.extend_from_slice(&[0; CHECKSUM_LEN]);
 }
 
 /// The header length for a type name and version table (checked against the limits by the
-/// writer before calling).
-pub(crate) fn encoded_len(type_name: &str, versions: &VersionTable) -> usize {
+/// writer before calling) in an image of `encoding`.
+pub(crate) fn encoded_len(type_name: &str, versions: &VersionTable, encoding: Encoding) -> usize {
     let table: usize = versions.keys().map(|name| 2 + name.len() + 4).sum();
-    FIXED_HEADER_LEN + 2 + type_name.len() + 2 + table + CHECKSUM_LEN
+    let layout = if encoding == Encoding::Native { 8 } else { 0 };
+    FIXED_HEADER_LEN + 2 + type_name.len() + 2 + table + layout + CHECKSUM_LEN
 }
 
 /// Fills in the body length and the header checksum of the header at the start of `image`.
@@ -169,6 +176,10 @@ pub(crate) fn parse(bytes: &[u8], limits: &DecodeLimits) -> Result<ImageHeader, 
             )));
         }
     }
+    let layout = match encoding {
+        Encoding::Native => fields.u64().ok_or_else(short)?,
+        Encoding::Portable => 0,
+    };
     if fields.remaining() != 0 {
         return Err(malformed(format!(
             "{} unused bytes at the end of the header",
@@ -204,6 +215,7 @@ pub(crate) fn parse(bytes: &[u8], limits: &DecodeLimits) -> Result<ImageHeader, 
         type_version,
         fingerprint,
         versions,
+        layout,
         header_len,
         body_len,
     })

@@ -5,6 +5,7 @@ use std::any::Any;
 use super::examine::examine_with_limits;
 use super::format::{Encoding, CHECKSUM_LEN};
 use super::header::{self, ImageHeader};
+use super::isa::Isa;
 use super::writer::TypePlan;
 use super::{DecodeLimits, RestoreError};
 use crate::state::{self, decode_with_versions, Fingerprint, Migratable};
@@ -59,19 +60,13 @@ pub fn restore_any(bytes: &[u8]) -> Result<RestoredState, RestoreError> {
     Ok(RestoredState { header, state })
 }
 
-/// Checks everything but the body's meaning: header, lengths, checksums, encoding.
+/// Checks everything but the body's meaning: header, lengths, checksums. (A native image's
+/// guard needs the type's layout: [`decode_body`] checks it.)
 fn verify<'a>(
     bytes: &'a [u8],
     limits: &DecodeLimits,
 ) -> Result<(ImageHeader, &'a [u8]), RestoreError> {
     let header = examine_with_limits(bytes, limits)?.into_result()?;
-    if header.encoding != Encoding::Portable {
-        return Err(RestoreError::UnsupportedEncoding {
-            type_name: header.type_name.clone(),
-            encoding: header.encoding,
-            reason: "this build only decodes portable images from storage",
-        });
-    }
     let body = &bytes[header.header_len..bytes.len() - CHECKSUM_LEN];
     Ok((header, body))
 }
@@ -83,7 +78,22 @@ pub(crate) fn decode_body<T: Migratable>(
     limits: &DecodeLimits,
 ) -> Result<T, RestoreError> {
     let all_current = check_schema::<T>(header)?;
+    if header.encoding == Encoding::Native {
+        check_native_image::<T>(header)?;
+    }
     decode_checked(header, body, limits, all_current)
+}
+
+/// Checks that a native image of `T` was written by a host whose memory this host can read as
+/// its own: same architecture, byte order, pointer width, build and layout of `T`.
+pub(crate) fn check_native_image<T: Migratable>(header: &ImageHeader) -> Result<(), RestoreError> {
+    let plan = TypePlan::of::<T>();
+    super::check_native(&header.isa, header.layout, &Isa::host(), plan.layout).map_err(|mismatch| {
+        RestoreError::NativeMismatch {
+            type_name: header.type_name.clone(),
+            mismatch,
+        }
+    })
 }
 
 /// Checks that an image with this header is one this build can decode as a `T`: same type,
@@ -135,11 +145,19 @@ fn decode_checked<T: Migratable>(
     limits: &DecodeLimits,
     all_current: bool,
 ) -> Result<T, RestoreError> {
-    let (decoded, too_deep) = decode_with_versions(&header.versions, all_current, || {
-        state::with_max_depth(limits.max_depth, || postcard::take_from_bytes::<T>(body))
+    let native = header.encoding == Encoding::Native;
+    let ((decoded, too_deep), rejection) = state::with_native_encoding(native, || {
+        decode_with_versions(&header.versions, all_current, || {
+            state::with_max_depth(limits.max_depth, || postcard::take_from_bytes::<T>(body))
+        })
     });
     let (state, rest) = decoded.map_err(|source| {
-        if too_deep {
+        if let Some(reason) = rejection {
+            RestoreError::NativeInvalid {
+                type_name: header.type_name.clone(),
+                reason,
+            }
+        } else if too_deep {
             RestoreError::TooDeep {
                 type_name: header.type_name.clone(),
                 limit: limits.max_depth,

@@ -13,7 +13,7 @@ use super::header::{self, ImageHeader, MAX_NAME_LEN, MAX_TABLE_ENTRIES};
 use super::isa::Isa;
 use super::{CaptureError, DecodeLimits};
 use crate::memory;
-use crate::state::{Fingerprint, Migratable, SchemaError};
+use crate::state::{self, Fingerprint, Migratable, SchemaError};
 
 /// Captures state into images, reusing one buffer.
 ///
@@ -53,6 +53,27 @@ impl ImageWriter {
 
     /// Captures `state` as a portable image and returns its bytes, valid until the next capture.
     pub fn capture<T: Migratable>(&mut self, state: &T) -> Result<&[u8], CaptureError> {
+        self.capture_as(state, Encoding::Portable)
+    }
+
+    /// Captures `state` as a native image: `#[migratable(native)]` fields are stored as their
+    /// memory (no work per element), and only a host of the same architecture, byte order,
+    /// pointer width, build and layout reads it back (see [`check_native`]). For moves between
+    /// like machines; checkpoints that another kind of machine may read stay portable.
+    ///
+    /// Refused with [`CaptureError::NativeUnavailable`] when this writer's build id is unknown
+    /// (0), since no reader could then prove it runs the same build.
+    ///
+    /// [`check_native`]: super::check_native
+    pub fn capture_native<T: Migratable>(&mut self, state: &T) -> Result<&[u8], CaptureError> {
+        self.capture_as(state, Encoding::Native)
+    }
+
+    fn capture_as<T: Migratable>(
+        &mut self,
+        state: &T,
+        encoding: Encoding,
+    ) -> Result<&[u8], CaptureError> {
         let plan = TypePlan::of::<T>();
         if let Some((what, length, limit)) = plan.too_large {
             return Err(CaptureError::HeaderTooLarge {
@@ -68,6 +89,13 @@ impl ImageWriter {
                 source: source.clone(),
             });
         }
+        let native = encoding == Encoding::Native;
+        if native && self.isa.build_id == 0 {
+            return Err(CaptureError::NativeUnavailable {
+                type_name: plan.header.type_name.clone(),
+                reason: super::NativeMismatch::UnknownHostBuild,
+            });
+        }
         self.buffer.clear();
         let expected_len = plan.last_len.load(Ordering::Relaxed);
         if self.buffer.capacity() < expected_len {
@@ -75,17 +103,23 @@ impl ImageWriter {
             self.buffer = memory::vec_with_capacity(expected_len);
             self.touched = 0;
         }
-        if self.isa == plan.header.isa {
+        if self.isa == plan.header.isa && !native {
             header::write(&mut self.buffer, &plan.header);
         } else {
             let header = ImageHeader {
                 isa: self.isa,
+                encoding,
+                layout: if native { plan.layout } else { 0 },
+                header_len: if native {
+                    plan.native_header_len
+                } else {
+                    plan.header.header_len
+                },
                 ..plan.header.clone()
             };
             header::write(&mut self.buffer, &header);
         }
-        let header_len = plan.header.header_len;
-        debug_assert_eq!(self.buffer.len(), header_len);
+        let header_len = self.buffer.len();
         self.touched = self.touched.max(header_len);
         let body = BodyFlavor {
             buffer: &mut self.buffer,
@@ -93,11 +127,11 @@ impl ImageWriter {
             crc: Crc32c::new(),
             hashed: header_len,
         };
-        let body_crc = postcard::serialize_with_flavor(state, body).map_err(|source| {
-            CaptureError::Encode {
-                type_name: plan.header.type_name.clone(),
-                source,
-            }
+        let (encoded, _) =
+            state::with_native_encoding(native, || postcard::serialize_with_flavor(state, body));
+        let body_crc = encoded.map_err(|source| CaptureError::Encode {
+            type_name: plan.header.type_name.clone(),
+            source,
         })?;
         let body_len = (self.buffer.len() - header_len) as u64;
         header::seal(&mut self.buffer, header_len, body_len);
@@ -156,6 +190,10 @@ pub(crate) struct TypePlan {
     /// What [`Fingerprint::written`] gives for `T` at the versions in `header`: the
     /// fingerprint an image written by this build must carry.
     pub(crate) written_at_current: Result<Fingerprint, SchemaError>,
+    /// The layout fingerprint of `T`'s native encoding (see `SchemaBuilder::layout_fingerprint`).
+    pub(crate) layout: u64,
+    /// The header length of a native image of `T` (which adds the layout fingerprint).
+    native_header_len: usize,
     /// A name or table over the header's limits: what, its length, the limit.
     too_large: Option<(&'static str, usize, usize)>,
     /// The length of the last image of `T` captured, to size the next new buffer up front
@@ -188,7 +226,7 @@ impl TypePlan {
 
     fn new<T: Migratable>() -> TypePlan {
         let type_name = T::type_name();
-        let (fingerprint, versions) = Fingerprint::current::<T>();
+        let (fingerprint, versions, layout) = Fingerprint::current_with_layout::<T>();
         let too_large = header_limit_exceeded(
             &type_name,
             versions.len(),
@@ -196,7 +234,7 @@ impl TypePlan {
         );
         let written_at_current = Fingerprint::written::<T>(&versions);
         let mut header_len = if too_large.is_none() {
-            header::encoded_len(&type_name, &versions)
+            header::encoded_len(&type_name, &versions, Encoding::Portable)
         } else {
             0
         };
@@ -207,6 +245,11 @@ impl TypePlan {
         if too_large.is_some() {
             header_len = 0;
         }
+        let native_header_len = if header_len == 0 {
+            0
+        } else {
+            header::encoded_len(&type_name, &versions, Encoding::Native)
+        };
         TypePlan {
             header: ImageHeader {
                 encoding: Encoding::Portable,
@@ -216,9 +259,12 @@ impl TypePlan {
                 type_version: T::VERSION,
                 fingerprint,
                 versions,
+                layout: 0,
                 body_len: 0,
             },
             written_at_current,
+            layout,
+            native_header_len,
             too_large,
             last_len: AtomicUsize::new(0),
         }

@@ -5,7 +5,8 @@
 //! The derive encodes fields of type `Vec<f32>`, `Vec<f64>`, `Vec<u8>` and `Vec<i8>` (and other
 //! fixed-width integer `Vec`s marked `#[migratable(bulk)]`) as a postcard byte string instead:
 //! a varint byte count, then the elements as little-endian bytes. On little-endian hosts that
-//! is a single copy each way; big-endian hosts swap each element.
+//! is a single copy each way; big-endian hosts swap each element, except in native images
+//! (read only by the same kind of machine), which hold the elements in the host's byte order.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,6 +15,7 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::native::native_active;
 use super::{SchemaBuilder, Shape};
 use crate::memory;
 
@@ -23,7 +25,7 @@ mod sealed {
 
 /// A plain number that can be encoded in bulk: any bit pattern is a valid value and it has no
 /// padding, so its little-endian bytes are all there is to it.
-pub trait BulkElement: sealed::Sealed + Copy + Send + Sync + 'static {
+pub trait BulkElement: sealed::Sealed + bytemuck::Pod + Send + Sync + 'static {
     /// The element's name in shapes.
     const NAME: &'static str;
 
@@ -87,6 +89,10 @@ pub struct BulkSlice<'a, T>(pub &'a [T]);
 
 impl<T: BulkElement> Serialize for BulkSlice<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if cfg!(target_endian = "big") && native_active() {
+            // A native image is read by this kind of machine only: no byte swapping.
+            return serializer.serialize_bytes(bytemuck::cast_slice::<T, u8>(self.0));
+        }
         serializer.serialize_bytes(&T::to_le_bytes(self.0))
     }
 }
@@ -123,6 +129,13 @@ impl<'de, T: BulkElement> Visitor<'de> for BulkVisitor<T> {
     fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<T>, E> {
         if bytes.len() % size_of::<T>() != 0 {
             return Err(E::invalid_length(bytes.len(), &self));
+        }
+        if cfg!(target_endian = "big") && native_active() {
+            // Written in this machine's byte order (see `serialize`).
+            return Ok(bytes
+                .chunks_exact(size_of::<T>())
+                .map(bytemuck::pod_read_unaligned)
+                .collect());
         }
         // The bytes are already in memory, so this allocation is bounded by the input.
         let mut values = memory::vec_with_capacity(bytes.len() / size_of::<T>());

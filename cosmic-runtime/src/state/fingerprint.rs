@@ -22,6 +22,13 @@ impl Fingerprint {
 
     /// The fingerprint of `T` as this build writes it, with the version of every named type.
     pub fn current<T: Migratable>() -> (Fingerprint, VersionTable) {
+        let (fingerprint, versions, _) = Fingerprint::current_with_layout::<T>();
+        (fingerprint, versions)
+    }
+
+    /// [`current`](Self::current), and the layout fingerprint of the types `T`'s native
+    /// encoding stores as raw memory ([`SchemaBuilder::layout_fingerprint`]).
+    pub(crate) fn current_with_layout<T: Migratable>() -> (Fingerprint, VersionTable, u64) {
         let mut schema = SchemaBuilder::current();
         let root = T::shape(&mut schema);
         let mut versions = schema.version_table();
@@ -29,7 +36,11 @@ impl Fingerprint {
         versions
             .entry(T::type_name().into_owned())
             .or_insert(T::VERSION);
-        (schema.fingerprint(&root), versions)
+        (
+            schema.fingerprint(&root),
+            versions,
+            schema.layout_fingerprint(),
+        )
     }
 
     /// The fingerprint that an image of `T` written with the versions in `written` must carry.

@@ -6,6 +6,7 @@ mod bulk;
 mod depth;
 mod fingerprint;
 mod migratable;
+mod native;
 mod schema;
 mod shape;
 mod std_migratable;
@@ -13,6 +14,7 @@ mod versions;
 
 pub use fingerprint::Fingerprint;
 pub use migratable::{Migratable, MigratableField};
+pub use native::NativeElement;
 pub use schema::{SchemaBuilder, SchemaError, VersionTable};
 pub use shape::Shape;
 
@@ -22,6 +24,9 @@ pub use shape::Shape;
 pub use bulk::{BulkElement, BulkSlice, BulkVec};
 #[doc(hidden)]
 pub use depth::{with_max_depth, DepthExceeded, DepthGuard, DEFAULT_MAX_DEPTH};
+pub(crate) use native::with_native_encoding;
+#[doc(hidden)]
+pub use native::{native_active, NativeSlice, NativeVec};
 #[doc(hidden)]
 pub use shape::{generic_type_name, ShapeParts};
 #[doc(hidden)]

@@ -1,7 +1,7 @@
 //! Collecting the definitions of every named type that a root type reaches, at the versions an
 //! image was written with (or at the current versions when writing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Fingerprint, Migratable};
 
@@ -65,6 +65,9 @@ pub struct SchemaBuilder {
     written: Option<VersionTable>,
     definitions: BTreeMap<String, TypeDefinition>,
     errors: Vec<SchemaError>,
+    /// The in-memory layout of every element type stored as raw memory by the native
+    /// encoding (`#[migratable(native)]` fields): not part of the portable fingerprint.
+    native_layouts: BTreeSet<String>,
 }
 
 impl SchemaBuilder {
@@ -74,6 +77,7 @@ impl SchemaBuilder {
             written: None,
             definitions: BTreeMap::new(),
             errors: Vec::new(),
+            native_layouts: BTreeSet::new(),
         }
     }
 
@@ -223,6 +227,29 @@ impl SchemaBuilder {
             push_field(&mut canonical, def.definition.as_bytes());
         }
         Fingerprint::of_canonical(&canonical)
+    }
+
+    /// Records the in-memory layout of `T`, an element type that the native encoding stores
+    /// as raw memory. Called from the shape of [`NativeVec`](super::NativeVec).
+    pub fn native_element<T: 'static>(&mut self) {
+        self.native_layouts.insert(format!(
+            "{}:size={}:align={}",
+            std::any::type_name::<T>(),
+            size_of::<T>(),
+            align_of::<T>()
+        ));
+    }
+
+    /// The layout fingerprint: a hash of the in-memory layout (name, size, alignment) of
+    /// every type the native encoding stores as raw memory. Unlike [`fingerprint`]
+    /// (Self::fingerprint) it depends on the build and the machine, which is the point: a
+    /// native image is only read where it is equal.
+    pub fn layout_fingerprint(&self) -> u64 {
+        let mut canonical = Vec::with_capacity(128);
+        for layout in &self.native_layouts {
+            push_field(&mut canonical, layout.as_bytes());
+        }
+        xxhash_rust::xxh3::xxh3_64(&canonical)
     }
 
     /// The canonical text of every definition, for error messages and debugging.

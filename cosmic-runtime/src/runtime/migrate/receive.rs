@@ -140,6 +140,7 @@ fn judge(runtime: &Arc<RuntimeInner>, node: &Node, offer: &Offer) -> Result<Task
         type_version: offer.version,
         fingerprint: Fingerprint(offer.fingerprint),
         versions: offer.versions.iter().cloned().collect(),
+        layout: 0,
         header_len: 0,
         body_len: 0,
     };
