@@ -236,6 +236,8 @@ fn offer(task: TaskId, epoch: u64, size: u64, source_addr: &str) -> Request {
         source_addr: source_addr.to_owned(),
         inline_image: Vec::new(),
         tries: 0,
+        writer: header.isa,
+        layout: 0,
     })
 }
 

@@ -68,6 +68,8 @@ fn offer_of(image: &[u8], task: TaskId) -> Offer {
         source_addr: "127.0.0.1:9".into(),
         inline_image: Vec::new(),
         tries: 0,
+        writer: header.isa,
+        layout: 0,
     }
 }
 
@@ -120,13 +122,41 @@ async fn offers_are_judged_before_any_byte_of_the_image_moves() {
         "{answer:?}"
     );
 
-    let mut native = offer_of(&image, TaskId::from_raw(3));
-    native.encoding = 1;
-    channel.send(&Request::Offer(native)).await.unwrap();
+    let mut unknown_encoding = offer_of(&image, TaskId::from_raw(3));
+    unknown_encoding.encoding = 9;
+    channel
+        .send(&Request::Offer(unknown_encoding))
+        .await
+        .unwrap();
     let answer: OfferAnswer = channel.recv().await.unwrap();
     assert_eq!(
         answer,
-        OfferAnswer::Refuse(Refusal::UnsupportedEncoding { encoding: 1 })
+        OfferAnswer::Refuse(Refusal::UnsupportedEncoding { encoding: 9 })
+    );
+
+    // Native offers are judged by the guard, before any byte moves: another kind of machine,
+    // or a layout other than this build's.
+    let mut foreign = offer_of(&image, TaskId::from_raw(3));
+    foreign.encoding = 1;
+    foreign.writer.arch = if foreign.writer.arch == image::Arch::S390x {
+        image::Arch::X86_64
+    } else {
+        image::Arch::S390x
+    };
+    channel.send(&Request::Offer(foreign)).await.unwrap();
+    let answer: OfferAnswer = channel.recv().await.unwrap();
+    assert!(
+        matches!(&answer, OfferAnswer::Refuse(Refusal::NativeMismatch { reason }) if reason.contains("it was written on")),
+        "{answer:?}"
+    );
+    let mut other_layout = offer_of(&image, TaskId::from_raw(3));
+    other_layout.encoding = 1;
+    other_layout.layout ^= 1;
+    channel.send(&Request::Offer(other_layout)).await.unwrap();
+    let answer: OfferAnswer = channel.recv().await.unwrap();
+    assert!(
+        matches!(&answer, OfferAnswer::Refuse(Refusal::NativeMismatch { reason }) if reason.contains("layout fingerprint")),
+        "{answer:?}"
     );
 
     let mut forged = offer_of(&image, TaskId::from_raw(4));

@@ -876,6 +876,7 @@ fn refusal_kind(refusal: &Refusal) -> &'static str {
         Refusal::Settling { .. } => "Settling",
         Refusal::Finished => "Finished",
         Refusal::Busy { .. } => "Busy",
+        Refusal::NativeMismatch { .. } => "NativeMismatch",
     }
 }
 

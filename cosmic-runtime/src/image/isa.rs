@@ -3,8 +3,9 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-/// A CPU architecture, as recorded in image headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A CPU architecture, as recorded in image headers (and sent in a hello, by its code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(from = "u8", into = "u8")]
 pub enum Arch {
     /// x86-64 / AMD64.
     X86_64,
@@ -73,6 +74,18 @@ impl Arch {
     }
 }
 
+impl From<u8> for Arch {
+    fn from(code: u8) -> Arch {
+        Arch::from_code(code)
+    }
+}
+
+impl From<Arch> for u8 {
+    fn from(arch: Arch) -> u8 {
+        arch.code()
+    }
+}
+
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -89,7 +102,7 @@ impl fmt::Display for Arch {
 }
 
 /// Byte order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Endian {
     /// Least significant byte first.
     Little,
@@ -111,8 +124,9 @@ impl Endian {
 /// What kind of machine and which build wrote an image.
 ///
 /// The portable encoding ignores all of it; a native image is only valid where every field
-/// matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// matches. Hosts tell each other theirs in the hello, so that a move between like machines
+/// can be native.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Isa {
     /// CPU architecture.
     pub arch: Arch,

@@ -27,4 +27,4 @@ pub use reader::{inspect, restore, restore_any, restore_with_limits, RestoredSta
 pub use registry::{lookup_type, registered_types, Registration};
 pub use writer::{capture, ImageWriter};
 
-pub(crate) use reader::{check_schema, header_only};
+pub(crate) use reader::{check_offer, header_only};

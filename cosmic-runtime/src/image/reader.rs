@@ -84,6 +84,17 @@ pub(crate) fn decode_body<T: Migratable>(
     decode_checked(header, body, limits, all_current)
 }
 
+/// Whether an image with this header would decode as a `T` here: its schema
+/// ([`check_schema`]) and, for a native image, its writer and layout. How a migration offer
+/// is judged before any byte of the image moves. Returns whether every version is current.
+pub(crate) fn check_offer<T: Migratable>(header: &ImageHeader) -> Result<bool, RestoreError> {
+    let all_current = check_schema::<T>(header)?;
+    if header.encoding == Encoding::Native {
+        check_native_image::<T>(header)?;
+    }
+    Ok(all_current)
+}
+
 /// Checks that a native image of `T` was written by a host whose memory this host can read as
 /// its own: same architecture, byte order, pointer width, build and layout of `T`.
 pub(crate) fn check_native_image<T: Migratable>(header: &ImageHeader) -> Result<(), RestoreError> {

@@ -53,7 +53,7 @@ impl ImageWriter {
 
     /// Captures `state` as a portable image and returns its bytes, valid until the next capture.
     pub fn capture<T: Migratable>(&mut self, state: &T) -> Result<&[u8], CaptureError> {
-        self.capture_as(state, Encoding::Portable)
+        self.capture_with(state, Encoding::Portable)
     }
 
     /// Captures `state` as a native image: `#[migratable(native)]` fields are stored as their
@@ -66,10 +66,12 @@ impl ImageWriter {
     ///
     /// [`check_native`]: super::check_native
     pub fn capture_native<T: Migratable>(&mut self, state: &T) -> Result<&[u8], CaptureError> {
-        self.capture_as(state, Encoding::Native)
+        self.capture_with(state, Encoding::Native)
     }
 
-    fn capture_as<T: Migratable>(
+    /// Captures `state` in `encoding`: [`capture`](Self::capture) or
+    /// [`capture_native`](Self::capture_native), chosen at run time.
+    pub fn capture_with<T: Migratable>(
         &mut self,
         state: &T,
         encoding: Encoding,

@@ -81,6 +81,7 @@ impl Builder {
                 max_arriving_bytes: 2 << 30,
                 max_connections: 1024,
                 reuse_connections: true,
+                native_moves: true,
             },
             cluster: None,
             retention: Retention::default(),
@@ -304,6 +305,16 @@ impl Builder {
     /// conversation opens a fresh connection.
     pub fn reuse_peer_connections(mut self, reuse: bool) -> Self {
         self.migration.reuse_connections = reuse;
+        self
+    }
+
+    /// Whether a move to a host of the same kind of machine running the same build sends a
+    /// native image (default true): `#[migratable(native)]` fields travel as memory instead of
+    /// being encoded element by element. Hosts tell each other their kind in the handshake; a
+    /// move to any other host, or to one not yet reached, is portable. `false` makes every
+    /// move portable. Checkpoints are portable either way.
+    pub fn native_moves(mut self, native: bool) -> Self {
+        self.migration.native_moves = native;
         self
     }
 

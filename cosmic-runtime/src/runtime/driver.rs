@@ -21,13 +21,15 @@ use crate::checkpoint::{
     CheckpointKey, Outcome, PersistRequest, PersistTarget, Persister, Policy, Schedule,
 };
 use crate::cluster::{MoveResult, OwnedTask};
-use crate::image::{self, ImageWriter};
+use crate::image::{self, Encoding, ImageWriter};
 use crate::state::Migratable;
 use crate::task::{Step, StepContext, Task, TaskId, TaskStatus};
+use crate::transport::protocol::Refusal;
 
 /// Starts driving `task`, resumed from (or first captured at) checkpoint `from`; its next
 /// checkpoint gets sequence number `next_seq` (after every image in the store, even damaged
-/// ones, so that the newest image is always the one with the highest number).
+/// ones, so that the newest image is always the one with the highest number). `from_native`:
+/// that checkpoint is a native image, so a portable one is written at the first safe point.
 pub(crate) fn start<T: Task>(
     runtime: &Arc<RuntimeInner>,
     id: TaskId,
@@ -35,6 +37,7 @@ pub(crate) fn start<T: Task>(
     from: CheckpointKey,
     next_seq: u64,
     epoch: u64,
+    from_native: bool,
 ) -> Arc<TaskShared> {
     let (shared, control) =
         TaskShared::running(id, T::Output::type_name().into_owned(), from.steps, epoch);
@@ -59,6 +62,7 @@ pub(crate) fn start<T: Task>(
         held: None,
         retry_at: None,
         cluster_task,
+        portable_due: from_native,
     };
     let span =
         tracing::info_span!("task", task = %id, host = %runtime.host, r#type = %T::type_name());
@@ -111,6 +115,9 @@ struct Driver {
     retry_at: Option<tokio::time::Instant>,
     /// In a cluster: the task's token and fence, checked at every safe point.
     cluster_task: Option<Arc<OwnedTask>>,
+    /// The newest checkpoint is native (readable by this build on this kind of machine only):
+    /// a portable one is due at the next safe point, whatever the schedule says.
+    portable_due: bool,
 }
 
 /// Removes the task from the runtime's running set when its driver ends, however it ends. A
@@ -329,7 +336,8 @@ impl Driver {
                 Control::Migrate { to, reply } => return Next::Migrate(to, reply),
             }
         }
-        if self.schedule.is_due(self.runtime.clock.now()) {
+        if self.portable_due || self.schedule.is_due(self.runtime.clock.now()) {
+            self.portable_due = false;
             self.checkpoint(task, Vec::new());
         }
         Next::Step
@@ -439,7 +447,17 @@ impl Driver {
         if let Some(buffer) = self.persister.as_ref().and_then(|p| p.take_spare()) {
             self.writer.recycle(buffer);
         }
-        if let Err(source) = self.writer.capture(&*task) {
+        // Native between hosts of one kind and build, portable otherwise. Cluster moves stay
+        // portable: the image is the task's current checkpoint in the shared store, which any
+        // member (of any kind) may have to resume from.
+        let mut encoding = match (&self.runtime.cluster, &self.runtime.node) {
+            (None, Some(node)) => match node.peer_addr(to) {
+                Some(addr) => node.encoding_for(addr).await,
+                None => Encoding::Portable,
+            },
+            _ => Encoding::Portable,
+        };
+        if let Err(source) = self.writer.capture_with(&*task, encoding) {
             answer(Err(MigrateError::Capture {
                 task: id,
                 source: Arc::new(source),
@@ -512,10 +530,40 @@ impl Driver {
             tries,
             image: &mut image,
         };
-        match source::hand_off(&self.runtime, to, moving).await {
+        let mut result = source::hand_off(&self.runtime, to, moving).await;
+        if encoding == Encoding::Native {
+            if let Err(MigrateError::Refused {
+                reason: Refusal::NativeMismatch { reason },
+                ..
+            }) = &result
+            {
+                // Its hello said one thing, its check another: this move goes portable.
+                tracing::warn!(%to, %reason, "the destination refused a native image; moving the task as a portable one");
+                result = match self.writer.capture(&*task) {
+                    Ok(_) => {
+                        image = self.writer.take();
+                        encoding = Encoding::Portable;
+                        let moving = source::Moving {
+                            task: id,
+                            output_type: &self.shared.output_type,
+                            steps: self.steps,
+                            tries,
+                            image: &mut image,
+                        };
+                        source::hand_off(&self.runtime, to, moving).await
+                    }
+                    Err(source) => Err(MigrateError::Capture {
+                        task: id,
+                        source: Arc::new(source),
+                    }),
+                };
+            }
+        }
+        match result {
             Ok(forward) => {
                 drop(image);
-                tracing::info!(to = %forward.host, epoch = forward.epoch, steps = self.steps, "task moved");
+                self.runtime.stats.moved(encoding);
+                tracing::info!(to = %forward.host, epoch = forward.epoch, steps = self.steps, ?encoding, "task moved");
                 // The move is durable (the commit record): answer now, tidy up after.
                 self.shared.set_moved(forward);
                 answer(Ok(()));

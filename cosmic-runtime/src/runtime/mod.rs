@@ -143,7 +143,7 @@ impl Runtime {
         let first = CheckpointKey { seq: 0, steps: 0 };
         if let Some(cluster) = &self.inner.cluster {
             cluster.spawn(&task, id).await?;
-            let shared = driver::start(&self.inner, id, task, first, first.seq + 1, 0);
+            let shared = driver::start(&self.inner, id, task, first, first.seq + 1, 0, false);
             return Ok(TaskHandle::new(shared, Arc::downgrade(&self.inner)));
         }
         if let (Some(catalog), true) = (&self.inner.catalog, self.inner.policy != Policy::Never) {
@@ -177,7 +177,7 @@ impl Runtime {
         if let Some(node) = &self.inner.node {
             node.step(crate::handoff::Event::Spawned { task: id });
         }
-        let shared = driver::start(&self.inner, id, task, first, first.seq + 1, 0);
+        let shared = driver::start(&self.inner, id, task, first, first.seq + 1, 0, false);
         Ok(TaskHandle::new(shared, Arc::downgrade(&self.inner)))
     }
 

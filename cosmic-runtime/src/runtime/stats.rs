@@ -41,6 +41,12 @@ pub struct RuntimeStats {
     /// The store's busy time per checkpoint written (moving average), once one was written:
     /// what bounds the adaptive interval with many tasks.
     pub store_write_cost: Option<Duration>,
+    /// Tasks moved away as native images (the destination runs this build on this kind of
+    /// machine): their `native` fields travelled as memory.
+    pub moved_native: u64,
+    /// Tasks moved away as portable images (another kind of machine or build, or one whose
+    /// kind was unknown).
+    pub moved_portable: u64,
 }
 
 /// Sentinel for "no checkpoint yet".
@@ -54,6 +60,8 @@ pub(crate) struct StatsCounters {
     capture_nanos: AtomicU64,
     panics: AtomicU64,
     slow_steps: AtomicU64,
+    moved_native: AtomicU64,
+    moved_portable: AtomicU64,
     /// Clock reading (nanoseconds) of the last durable checkpoint.
     last_checkpoint: AtomicU64,
     clock: Arc<dyn Clock>,
@@ -70,6 +78,8 @@ impl StatsCounters {
             capture_nanos: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             slow_steps: AtomicU64::new(0),
+            moved_native: AtomicU64::new(0),
+            moved_portable: AtomicU64::new(0),
             last_checkpoint: AtomicU64::new(NEVER),
             store_meter: StoreMeter::new(Arc::clone(&clock)),
             clock,
@@ -100,6 +110,15 @@ impl StatsCounters {
         self.slow_steps.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A task moved away in `encoding`.
+    pub(crate) fn moved(&self, encoding: crate::image::Encoding) {
+        match encoding {
+            crate::image::Encoding::Native => &self.moved_native,
+            _ => &self.moved_portable,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn slow_steps(&self) -> u64 {
         self.slow_steps.load(Ordering::Relaxed)
     }
@@ -118,6 +137,8 @@ impl StatsCounters {
             slow_steps: self.slow_steps(),
             checkpoints_superseded: self.store_meter.superseded_count(),
             store_write_cost: self.store_meter.cost_per_write(),
+            moved_native: self.moved_native.load(Ordering::Relaxed),
+            moved_portable: self.moved_portable.load(Ordering::Relaxed),
             ..RuntimeStats::default()
         };
         for status in tasks {

@@ -31,7 +31,7 @@ pub(crate) struct TaskTypes {
 impl TaskTypes {
     pub(crate) fn register<T: Task>(&self) {
         let entry = TaskType {
-            check: image::check_schema::<T>,
+            check: image::check_offer::<T>,
             version: || T::VERSION,
             prepare: prepare::<T>,
         };
@@ -67,8 +67,12 @@ fn prepare<T: Task>(bytes: &[u8]) -> Result<(ImageHeader, StartTask), RestoreErr
     // `restore` verifies the whole image; the header is read again for the caller.
     let state: T = image::restore(bytes)?;
     let header = image::header_only(bytes)?;
+    // Resumed from a native image (a move between like machines): the next checkpoint is
+    // portable and written at once, so that any kind of machine, or the next build, can take
+    // the task from the store again.
+    let from_native = header.encoding == image::Encoding::Native;
     let start: StartTask = Box::new(move |runtime, task, from, next_seq, epoch| {
-        driver::start(runtime, task, state, from, next_seq, epoch)
+        driver::start(runtime, task, state, from, next_seq, epoch, from_native)
     });
     Ok((header, start))
 }

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 /// The version of the transport protocol this build speaks. Peers exchange it in the hello
 /// right after the Noise handshake and refuse each other when it differs. (5: offers carry
-/// the task's count of tries after panics.)
-pub const PROTOCOL_VERSION: u32 = 5;
+/// the task's count of tries after panics; 6: hellos carry the host's kind of machine and
+/// build, offers the image's writer and layout, so that moves between like machines are
+/// native.)
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Limits and settings of a [`SecureChannel`](super::SecureChannel) and a
 /// [`SecureListener`](super::SecureListener).

@@ -37,6 +37,7 @@ use super::node::{NodeName, PeerInfo};
 use super::noise::{self, TAG_LEN};
 use super::record;
 use super::sealed::SealedStream;
+use crate::image::Isa;
 
 /// What the initiator signs, before the handshake hash.
 const INITIATOR_LABEL: &[u8; 16] = b"cosmic initiator";
@@ -58,6 +59,8 @@ struct Hello<'a> {
     signature: &'a [u8],
     /// Set only in a responder's hello: why it refuses the initiator.
     refusal: Option<&'a str>,
+    /// The sender's kind of machine and build: a move between like machines is native.
+    isa: Isa,
 }
 
 /// What follows the version in a hello of this version.
@@ -67,6 +70,7 @@ struct HelloBody {
     public_key: [u8; PUBLIC_KEY_LEN],
     signature: Vec<u8>,
     refusal: Option<String>,
+    isa: Isa,
 }
 
 /// Which side of the handshake this node plays.
@@ -232,6 +236,7 @@ async fn exchange_hellos(
         public_key: *credentials.host_key.public_key().as_bytes(),
         signature: &signature,
         refusal,
+        isa: Isa::host(),
     };
     // Checked on both sides, each having the other's hello: each names both versions.
     let same_version = |theirs: &ReceivedHello| {
@@ -244,7 +249,7 @@ async fn exchange_hellos(
             })
         }
     };
-    let (node, public_key, protocol_version) = match role {
+    let (node, public_key, protocol_version, isa) = match role {
         Role::Initiator => {
             send_hello(&mut sealed, &ours(None)).await?;
             let theirs = receive_hello(&mut sealed).await?;
@@ -255,8 +260,9 @@ async fn exchange_hellos(
             if let Some(reason) = body.refusal {
                 return Err(HandshakeError::RefusedByPeer { reason });
             }
+            let isa = body.isa;
             match verify_peer(body, role.peer(), &hash, &credentials.trusted) {
-                Ok((node, key)) => (node, key, theirs.protocol_version),
+                Ok((node, key)) => (node, key, theirs.protocol_version, isa),
                 Err(error) => {
                     // Best effort: the responder learns why, rather than just that we left.
                     let reason = format!("{local} refused this host: {error}");
@@ -274,7 +280,9 @@ async fn exchange_hellos(
                 let body = theirs
                     .body
                     .map_err(|reason| HandshakeError::BadHello { reason })?;
+                let isa = body.isa;
                 verify_peer(body, role.peer(), &hash, &credentials.trusted)
+                    .map(|(node, key)| (node, key, isa))
             });
             // Sent even when the versions differ, so that the initiator can name both; when
             // we refuse the initiator, the hello says why (the initiator sees the version
@@ -284,8 +292,8 @@ async fn exchange_hellos(
                 Err(error) => Some(truncate(error.to_string())),
             };
             send_hello(&mut sealed, &ours(refusal.as_deref())).await?;
-            let (node, key) = verdict?;
-            (node, key, protocol_version)
+            let (node, key, isa) = verdict?;
+            (node, key, protocol_version, isa)
         }
     };
     frame::established_framing(&mut sealed.framed);
@@ -296,6 +304,7 @@ async fn exchange_hellos(
             public_key,
             addr,
             protocol_version,
+            isa,
         },
     ))
 }
@@ -388,6 +397,7 @@ mod tests {
             public_key: *key.public_key().as_bytes(),
             signature: &[7u8; 64],
             refusal,
+            isa: Isa::host(),
         })
         .unwrap()
     }
@@ -403,6 +413,7 @@ mod tests {
         assert_eq!(body.public_key, *key.public_key().as_bytes());
         assert_eq!(body.signature, [7u8; 64]);
         assert_eq!(body.refusal.as_deref(), Some("no"));
+        assert_eq!(body.isa, Isa::host());
     }
 
     #[test]
@@ -447,6 +458,7 @@ mod tests {
             public_key: *key.public_key().as_bytes(),
             signature: signature.to_vec(),
             refusal: None,
+            isa: Isa::host(),
         }
     }
 

@@ -147,6 +147,9 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// The protocol version both sides speak.
     pub protocol_version: u32,
+    /// The peer's kind of machine and build, as its hello says (a trusted peer's word: it
+    /// decides only whether moves to it are native, and the peer checks native images itself).
+    pub isa: crate::image::Isa,
 }
 
 #[cfg(test)]

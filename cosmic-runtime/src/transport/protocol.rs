@@ -139,6 +139,11 @@ pub struct Offer {
     /// Tries the task has had after panicking steps (0 if none panicked): the count of its
     /// retry policy goes with it (`checkpoint::Attempts`).
     pub tries: u32,
+    /// Who wrote the image (its header's descriptor): a native image is only taken by a host
+    /// of the same kind and build.
+    pub writer: crate::image::Isa,
+    /// The image's layout fingerprint (native images; 0 in portable ones).
+    pub layout: u64,
 }
 
 /// The largest image sent inside its offer.
@@ -232,6 +237,13 @@ pub enum Refusal {
         arriving: usize,
         /// Their bytes.
         bytes: u64,
+    },
+    /// A native image whose writer differs from the destination (architecture, byte order,
+    /// pointer width, build or layout): offer a portable one.
+    #[error("it cannot read this native image: {reason}")]
+    NativeMismatch {
+        /// The first difference.
+        reason: String,
     },
 }
 
@@ -340,6 +352,8 @@ mod tests {
             source_addr: "127.0.0.1:1".into(),
             inline_image: vec![1, 2, 3],
             tries: 2,
+            writer: crate::image::Isa::host(),
+            layout: 0x1a,
         });
         let bytes = postcard::to_stdvec(&offer).unwrap();
         assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), offer);

@@ -12,6 +12,7 @@ use super::connections::Connections;
 #[cfg(feature = "fault-injection")]
 use super::fault::{FaultPlan, FaultPoint, Injected, Injector};
 use crate::handoff::{self, Command, Event, Phase, StepError};
+use crate::image::{check_native, Encoding, Isa};
 use crate::log_limit::{Verdict, WarnLimiter, DEFAULT_CAPACITY};
 use crate::task::TaskId;
 use crate::transport::{ChannelConfig, ConnectError, Credentials, NodeName, SecureChannel};
@@ -35,6 +36,8 @@ pub(crate) struct MigrationConfig {
     pub(crate) max_connections: usize,
     /// Whether a conversation's channel is kept for the next one to the same peer.
     pub(crate) reuse_connections: bool,
+    /// Whether moves to a peer of this kind of machine and build send native images.
+    pub(crate) native_moves: bool,
 }
 
 impl MigrationConfig {
@@ -62,6 +65,8 @@ pub(crate) struct Node {
     peers: Mutex<HashMap<String, SocketAddr>>,
     /// Idle channels to peers, reused by later conversations.
     idle: Mutex<HashMap<SocketAddr, Vec<SecureChannel>>>,
+    /// The kind of machine and build of each peer reached, as its hello said.
+    kinds: Mutex<HashMap<SocketAddr, Isa>>,
     /// Every task's hand-off phase: the protocol's state, one value per task.
     machine: Mutex<handoff::Host>,
     /// Decoded copies arriving here, by task and hand-off (what `StartTask` starts).
@@ -126,6 +131,7 @@ impl Node {
             addr,
             peers: Mutex::new(peers),
             idle: Mutex::new(HashMap::new()),
+            kinds: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashMap::new()),
             store_locks: Mutex::new(HashMap::new()),
             connections: Arc::new(Connections::new(max_connections)),
@@ -253,9 +259,7 @@ impl Node {
         if let Some(channel) = lock(&self.idle).get_mut(&addr).and_then(Vec::pop) {
             return Ok((channel, true));
         }
-        let (channel, _) =
-            SecureChannel::connect(addr, &self.key, &self.name, &self.channel).await?;
-        Ok((channel, false))
+        Ok((self.fresh_channel(addr).await?, false))
     }
 
     /// A new channel to `addr`, never a reused one.
@@ -263,9 +267,40 @@ impl Node {
         &self,
         addr: SocketAddr,
     ) -> Result<SecureChannel, ConnectError> {
-        let (channel, _) =
+        let (channel, peer) =
             SecureChannel::connect(addr, &self.key, &self.name, &self.channel).await?;
+        lock(&self.kinds).insert(addr, peer.isa);
         Ok(channel)
+    }
+
+    /// The encoding of a move to the peer at `addr`: native when its hello said it runs this
+    /// build on this kind of machine ([`check_native`] with equal layouts: the same build has
+    /// the same layouts, and the destination checks the image's own), portable otherwise. A
+    /// peer not reached yet is reached now (the channel is kept for the hand-off); one that
+    /// cannot be reached gets portable, and the hand-off reports why it failed.
+    pub(crate) async fn encoding_for(&self, addr: SocketAddr) -> Encoding {
+        if !self.config.native_moves {
+            return Encoding::Portable;
+        }
+        let known = lock(&self.kinds).get(&addr).copied();
+        let peer = match known {
+            Some(isa) => isa,
+            None => {
+                let connect = self.channel(addr);
+                match tokio::time::timeout(self.channel.handshake_timeout, connect).await {
+                    Ok(Ok((channel, _))) => {
+                        let isa = channel.peer().isa;
+                        self.park(addr, channel);
+                        isa
+                    }
+                    _ => return Encoding::Portable,
+                }
+            }
+        };
+        match check_native(&Isa::host(), 0, &peer, 0) {
+            Ok(()) => Encoding::Native,
+            Err(_) => Encoding::Portable,
+        }
     }
 
     /// Keeps a channel whose last conversation ended cleanly, for the next one.

@@ -18,7 +18,7 @@ use super::image_sink::{self, Received};
 use super::node::Node;
 use crate::checkpoint::CheckpointKey;
 use crate::handoff::{Body, Command, Envelope, Event, Phase, Timer, TimerKind, Write, WriteResult};
-use crate::image::{Encoding, ImageHeader, Isa, RestoreError};
+use crate::image::{Encoding, ImageHeader, RestoreError};
 use crate::runtime::task_types::TaskType;
 use crate::runtime::RuntimeInner;
 use crate::state::Fingerprint;
@@ -116,11 +116,9 @@ fn judge(runtime: &Arc<RuntimeInner>, node: &Node, offer: &Offer) -> Result<Task
             reason: "shutting down".into(),
         });
     }
-    if Encoding::from_code(offer.encoding) != Some(Encoding::Portable) {
-        return Err(Refusal::UnsupportedEncoding {
-            encoding: offer.encoding,
-        });
-    }
+    let encoding = Encoding::from_code(offer.encoding).ok_or(Refusal::UnsupportedEncoding {
+        encoding: offer.encoding,
+    })?;
     if offer.size > node.config.max_image_size {
         return Err(Refusal::TooLarge {
             size: offer.size,
@@ -134,13 +132,13 @@ fn judge(runtime: &Arc<RuntimeInner>, node: &Node, offer: &Offer) -> Result<Task
             type_name: offer.type_name.clone(),
         })?;
     let header = ImageHeader {
-        encoding: Encoding::Portable,
-        isa: Isa::host(),
+        encoding,
+        isa: offer.writer,
         type_name: offer.type_name.clone(),
         type_version: offer.version,
         fingerprint: Fingerprint(offer.fingerprint),
         versions: offer.versions.iter().cloned().collect(),
-        layout: 0,
+        layout: offer.layout,
         header_len: 0,
         body_len: 0,
     };
@@ -149,6 +147,9 @@ fn judge(runtime: &Arc<RuntimeInner>, node: &Node, offer: &Offer) -> Result<Task
             type_name: offer.type_name.clone(),
             offered: offer.version,
             known: (kind.version)(),
+        },
+        RestoreError::NativeMismatch { mismatch, .. } => Refusal::NativeMismatch {
+            reason: mismatch.to_string(),
         },
         other => Refusal::SchemaMismatch {
             type_name: offer.type_name.clone(),
@@ -160,6 +161,9 @@ fn judge(runtime: &Arc<RuntimeInner>, node: &Node, offer: &Offer) -> Result<Task
 
 fn header_matches(header: &ImageHeader, offer: &Offer) -> bool {
     header.type_name == offer.type_name
+        && header.encoding.code() == offer.encoding
+        && header.isa == offer.writer
+        && header.layout == offer.layout
         && header.type_version == offer.version
         && header.fingerprint.0 == offer.fingerprint
         && header.image_len() == offer.size

@@ -103,6 +103,8 @@ pub(crate) async fn hand_off(
         source_addr: node.addr.to_string(),
         inline_image: Vec::new(),
         tries: moving.tries,
+        writer: header.isa,
+        layout: header.layout,
     };
     #[cfg(feature = "fault-injection")]
     if node.fault(FaultPoint::SourceBeforeOffer).await == Injected::Corrupt {
