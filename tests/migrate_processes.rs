@@ -476,11 +476,14 @@ fn a_task_moves_to_another_isa_and_back() {
         }
         alpha.send(&format!("migrate {task} beta"));
         let there = alpha.expect("migrated");
+        // Unlike machines: the encoding chosen is portable, both ways.
+        assert!(there.ends_with(" portable"), "{runner}: {there}");
         while beta.steps(&task) < 60 {
             std::thread::sleep(Duration::from_millis(20));
         }
         beta.send(&format!("migrate {task} alpha"));
         let back = beta.expect("migrated");
+        assert!(back.ends_with(" portable"), "{runner}: {back}");
         alpha.send(&format!("join {task}"));
         assert_eq!(
             alpha.expect("join"),
@@ -492,6 +495,55 @@ fn a_task_moves_to_another_isa_and_back() {
         let hosts: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(hosts, ["alpha", "beta", "alpha"], "{runner}");
         println!("{runner}: {there}, {back}; ran {runs:?}");
+        alpha.quit();
+        beta.quit();
+    }
+}
+
+/// Between two hosts of one foreign kind (both the same cross-built binary under QEMU), a move
+/// is native; the task still runs every step once and ends with the native digest.
+///
+/// Needs `COSMIC_FOREIGN_NODES` as [`a_task_moves_to_another_isa_and_back`] does.
+#[test]
+#[ignore = "needs cross-built nodes (COSMIC_FOREIGN_NODES); .ci/run runs it"]
+fn a_move_between_two_foreign_hosts_of_one_kind_is_native() {
+    let nodes = std::env::var("COSMIC_FOREIGN_NODES")
+        .expect("COSMIC_FOREIGN_NODES=qemu-s390x:PATH,... (see the test's docs)");
+    let only = std::env::var("COSMIC_NATIVE_PAIR").ok();
+    for spec in nodes.split(',') {
+        let (runner, path) = spec.split_once(':').expect("RUNNER:PATH");
+        if only.as_deref().is_some_and(|only| !runner.contains(only)) {
+            continue;
+        }
+        let pair = Pair::new("migrate-native-foreign");
+        let env = [("COSMIC_MIGRATION_TIMEOUT_MS", "60000")];
+        let foreign = || {
+            let mut command = Command::new(runner);
+            command.arg(path);
+            command
+        };
+        let mut alpha = pair.start("alpha", foreign(), None, &env);
+        let mut beta = pair.start("beta", foreign(), None, &env);
+        let log = pair.log();
+        alpha.send(&format!("spawn 60 {} 5 4096", log.display()));
+        let task = spawned_task(&alpha.expect("spawned "));
+        while alpha.steps(&task) < 10 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        alpha.send(&format!("migrate {task} beta"));
+        let there = alpha.expect("migrated");
+        assert!(there.ends_with(" native"), "{runner}: {there}");
+        beta.send(&format!("join {task}"));
+        assert_eq!(
+            beta.expect("join"),
+            format!("joined {task} {}", expected_digest(60)),
+            "{runner}"
+        );
+        let runs =
+            check_log(&read_log(&log), 60, false).unwrap_or_else(|e| panic!("{runner}: {e}"));
+        let hosts: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(hosts, ["alpha", "beta"], "{runner}");
+        println!("{runner}: {there}; ran {runs:?}");
         alpha.quit();
         beta.quit();
     }

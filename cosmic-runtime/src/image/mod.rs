@@ -25,6 +25,6 @@ pub use limits::DecodeLimits;
 pub use native_guard::{check_native, NativeMismatch};
 pub use reader::{inspect, restore, restore_any, restore_with_limits, RestoredState};
 pub use registry::{lookup_type, registered_types, Registration};
-pub use writer::{capture, ImageWriter};
+pub use writer::{capture, capture_native, ImageWriter};
 
 pub(crate) use reader::{check_offer, header_only};

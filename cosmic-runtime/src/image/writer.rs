@@ -183,6 +183,18 @@ pub fn capture<T: Migratable>(state: &T) -> Result<Vec<u8>, CaptureError> {
     Ok(image)
 }
 
+/// Captures `state` as a native image in a new buffer (see
+/// [`ImageWriter::capture_native`]: only the same build on the same kind of machine reads it).
+pub fn capture_native<T: Migratable>(state: &T) -> Result<Vec<u8>, CaptureError> {
+    let mut writer = ImageWriter::new();
+    writer.capture_native(state)?;
+    let mut image = writer.take();
+    if image.capacity() / 2 > image.len() {
+        image.shrink_to_fit();
+    }
+    Ok(image)
+}
+
 /// What capturing and restoring a `T` need that does not depend on the value: the schema
 /// walk and fingerprint, done once per type instead of once per image.
 #[derive(Debug)]

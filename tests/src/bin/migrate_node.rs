@@ -113,12 +113,18 @@ async fn main() {
                 println!("steps {} {steps}", id(1));
             }
             ["migrate", _, host] => {
+                let native_before = rt.stats().moved_native;
                 let answer = match rt.handle::<u64>(id(1)) {
                     Ok(handle) => handle.migrate_to(host).await.map_err(|e| e.to_string()),
                     Err(error) => Err(error.to_string()),
                 };
                 match answer {
-                    Ok(()) => println!("migrated {}", id(1)),
+                    Ok(()) => {
+                        // Which encoding the move chose (the runtime's own count says).
+                        let native = rt.stats().moved_native > native_before;
+                        let encoding = if native { "native" } else { "portable" };
+                        println!("migrated {} {encoding}", id(1));
+                    }
                     Err(reason) => println!("failed {} {reason}", id(1)),
                 }
             }
