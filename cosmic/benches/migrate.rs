@@ -46,6 +46,11 @@
 //!   adds them up as a move does them, `rest` is the move's median beyond it. Memory: `VmHWM`
 //!   is reset before each move; `peak_mib` is the highest it reached during a move, `growth`
 //!   how far above the resident size before the move (in MiB and in copies of the image).
+//! - `migrate/large-256m-native`: the same between hosts of one kind and build (two runtimes
+//!   in this process), for a task whose 256 MiB are a `#[migratable(native)]` `Vec` of
+//!   32-byte particles: the move sends a native image (the memory as it is). `large-256m`
+//!   itself is portable (hosts built with `native_moves(false)`): its `Vec<u8>` is raw bytes
+//!   in either encoding.
 //! - `migrate/drain-1000`: `Runtime::migrate_to` drains `--tasks` (1000) paused small tasks
 //!   from alpha to beta, 16 at a time (`drain_concurrency`); then they are paused on beta and
 //!   drained back the same way (a second sample of the round). Baseline: as many raw TCP round
@@ -92,7 +97,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cosmic::image::ImageWriter;
+use cosmic::bytemuck::{Pod, Zeroable};
+use cosmic::image::{Encoding, ImageWriter};
 use cosmic::prelude::*;
 use cosmic::transport::{
     ChannelConfig, Credentials, HostKey, NodeName, SecureChannel, SecureListener, TrustedPeers,
@@ -152,6 +158,57 @@ impl Task for Mover {
     }
 }
 
+/// A plain-old-data particle: the element of [`Swarm`]'s native field.
+#[derive(Debug, Clone, Copy, PartialEq, Migratable, Pod, Zeroable)]
+#[bytemuck(crate = "cosmic::bytemuck")]
+#[repr(C)]
+struct Particle {
+    position: [f32; 3],
+    velocity: [f32; 3],
+    id: u64,
+}
+
+/// A task whose size is a `#[migratable(native)]` field of particles: moved between like
+/// hosts, it travels as memory; a portable image encodes each particle's fields.
+#[derive(Migratable, Debug, Clone, PartialEq)]
+struct Swarm {
+    step: u64,
+    #[migratable(native)]
+    particles: Vec<Particle>,
+}
+
+impl Swarm {
+    fn new(bytes: usize) -> Swarm {
+        Swarm {
+            step: 0,
+            particles: (0..bytes / size_of::<Particle>())
+                .map(|i| {
+                    let f = i as f32;
+                    Particle {
+                        position: [f, -f, 0.5 * f],
+                        velocity: [0.25, 1.0 / (f + 1.0), f.sqrt()],
+                        id: i as u64,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl Task for Swarm {
+    type Output = u64;
+
+    async fn step(&mut self, _cx: &mut StepContext) -> Result<Step<u64>, TaskError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if let Some(particle) = self.particles.get_mut(self.step as usize) {
+            particle.position[0] += particle.velocity[0];
+        }
+        self.step += 1;
+        Ok(Step::Continue)
+    }
+}
+
 // ---- measuring --------------------------------------------------------------------------
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
@@ -180,6 +237,7 @@ fn key() -> ClusterKey {
 async fn hosts<S: CheckpointStore>(
     mut store: impl FnMut(&str) -> S,
     max_image: u64,
+    native_moves: bool,
 ) -> [Runtime; 2] {
     let mut built = Vec::new();
     for name in HOSTS {
@@ -190,6 +248,8 @@ async fn hosts<S: CheckpointStore>(
             .listen("127.0.0.1:0")
             .cluster_key(key())
             .register::<Mover>()
+            .register::<Swarm>()
+            .native_moves(native_moves)
             .max_image_size(max_image.max(1 << 30))
             .drain_concurrency(DRAIN_CONCURRENCY)
             .build()
@@ -371,10 +431,11 @@ fn small(config: &Config, durable: bool) {
             hosts(
                 |name| FileStore::open(folder.join(name)).expect("open a store"),
                 0,
+                true,
             )
             .await
         } else {
-            hosts(|_| MemoryStore::new(), 0).await
+            hosts(|_| MemoryStore::new(), 0, true).await
         };
         let handle = hosts[0].spawn(state).await.expect("spawn");
         handle.pause().await.expect("pause");
@@ -524,18 +585,29 @@ fn small(config: &Config, durable: bool) {
     }
 }
 
-fn large(config: &Config) {
-    let case = format!("large-{}m", config.mib);
+/// `large-<mib>m`: a portable move of a [`Mover`] (hosts built with `native_moves(false)`);
+/// `large-<mib>m-native`: a native move of a [`Swarm`] of the same size between like hosts.
+fn large<T: Task<Output = u64> + Clone>(config: &Config, state: T, encoding: Encoding) {
+    let native = encoding == Encoding::Native;
+    let case = format!(
+        "large-{}m{}",
+        config.mib,
+        if native { "-native" } else { "" }
+    );
     let rounds_count = config.rounds.unwrap_or(5);
     let tokio_rt = tokio_runtime();
     // The bench's own copy of the state (for the capture alone) and of its image (for the
     // baselines); the task gets a clone.
-    let state = Arc::new(Mover::new(0, config.mib << 20, 1));
-    let image = Arc::new(cosmic::image::capture(&*state).expect("capture"));
+    let state = Arc::new(state);
+    let image = Arc::new({
+        let mut writer = ImageWriter::new();
+        writer.capture_with(&*state, encoding).expect("capture");
+        writer.take()
+    });
     let size = image.len();
     let image_mib = size as f64 / f64::from(1 << 20);
     let (hosts, id) = tokio_rt.block_on(async {
-        let hosts = hosts(|_| MemoryStore::new(), size as u64).await;
+        let hosts = hosts(|_| MemoryStore::new(), size as u64, native).await;
         let handle = hosts[0].spawn((*state).clone()).await.expect("spawn");
         handle.pause().await.expect("pause");
         (hosts, handle.id())
@@ -646,7 +718,7 @@ fn large(config: &Config) {
         let elapsed = on_worker(&tokio_rt, async move {
             let mut writer = ImageWriter::new();
             let started = Instant::now();
-            writer.capture(&*state).expect("capture");
+            writer.capture_with(&*state, encoding).expect("capture");
             let taken = writer.take();
             let elapsed = started.elapsed().as_secs_f64();
             drop(taken);
@@ -667,7 +739,7 @@ fn large(config: &Config) {
         let image = Arc::clone(&image);
         let elapsed = on_worker(&tokio_rt, async move {
             let started = Instant::now();
-            let restored: Mover = cosmic::image::restore(&image).expect("restore");
+            let restored: T = cosmic::image::restore(&image).expect("restore");
             let elapsed = started.elapsed().as_secs_f64();
             drop(restored);
             elapsed
@@ -754,7 +826,7 @@ fn drain(config: &Config) {
         Arc::new(cosmic::image::capture(&Mover::new(0, SMALL_STATE, nap_ms)).expect("capture"));
     let size = image.len();
     let (hosts, clients) = tokio_rt.block_on(async {
-        let hosts = hosts(|_| MemoryStore::new(), 0).await;
+        let hosts = hosts(|_| MemoryStore::new(), 0, true).await;
         let mut spawns = tokio::task::JoinSet::new();
         for i in 0..tasks {
             let rt = hosts[0].clone();
@@ -1443,8 +1515,16 @@ fn main() {
     if config.wants("small-durable") {
         small(&config, true);
     }
-    if config.wants(&format!("large-{}m", config.mib)) {
-        large(&config);
+    let large_case = format!("large-{}m", config.mib);
+    if config.wants(&large_case) && config.only.iter().all(|only| !only.ends_with("native")) {
+        large(
+            &config,
+            Mover::new(0, config.mib << 20, 1),
+            Encoding::Portable,
+        );
+    }
+    if config.wants(&format!("{large_case}-native")) {
+        large(&config, Swarm::new(config.mib << 20), Encoding::Native);
     }
     if config.wants(&format!("drain-{}", config.tasks)) {
         drain(&config);

@@ -62,7 +62,8 @@ pub(crate) fn start<T: Task>(
         held: None,
         retry_at: None,
         cluster_task,
-        portable_due: from_native,
+        // Only where checkpoints are taken without being asked for.
+        portable_due: from_native && !matches!(runtime.policy, Policy::Never | Policy::OnDemand),
     };
     let span =
         tracing::info_span!("task", task = %id, host = %runtime.host, r#type = %T::type_name());
