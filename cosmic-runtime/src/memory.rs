@@ -16,6 +16,19 @@ pub(crate) fn vec_with_capacity<T>(capacity: usize) -> Vec<T> {
     vec
 }
 
+/// Reads a whole file into a buffer sized from its length up front (on huge pages when
+/// large): `fs::read` lets its buffer's pages fault in 4 KiB at a time, which for a GiB image
+/// costs more than the read itself.
+pub(crate) fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    // The length is a hint: the file may change meanwhile, and `read_to_end` reads it all.
+    let len = file.metadata().map_or(0, |meta| meta.len()) as usize;
+    let mut bytes = vec_with_capacity(len.saturating_add(1));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Makes room in `vec` for `additional` more bytes, keeping a large buffer on huge pages: a
 /// small buffer that becomes large moves to a new huge-page allocation (a copy of what it
 /// holds, under the threshold); a large one is reallocated, which the allocator does by

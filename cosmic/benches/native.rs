@@ -11,8 +11,8 @@
 //!   `copy_from_slice` of the same bytes into already-touched buffers.
 //! - `native/particles`: capture plus restore of `--particles` particles (10 million by
 //!   default), native against portable.
-//! - `native/restore-scaling`: reading a native image from a file and restoring it, for a
-//!   1 GiB and a 16 MiB image; the line gives the time per GiB of both and their ratio (a
+//! - `native/restore-scaling`: reading a native image from a `FileStore` (in the temp
+//!   folder) and restoring it, for a 1 GiB and a 16 MiB image; the line gives the time per GiB of both and their ratio (a
 //!   restore costs a pass over the bytes, so that ratio stays near 1 if nothing else grows).
 //!
 //! `<bench>/<case>: bytes=<n> median=<seconds>s baseline=<name> baseline_median=<seconds>s ratio=<x>`
@@ -25,8 +25,10 @@ use std::time::Instant;
 
 use common::{median, paired_ratio, release_free_memory, rounds, spread};
 use cosmic::bytemuck::{self, Pod, Zeroable};
+use cosmic::checkpoint::PutMode;
 use cosmic::image::{self, Encoding, ImageWriter};
 use cosmic::Migratable;
+use cosmic::{CheckpointStore, FileStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Migratable, Pod, Zeroable)]
 #[bytemuck(crate = "cosmic::bytemuck")]
@@ -150,28 +152,66 @@ fn versus_portable(config: &Config) {
 
 fn restore_scaling(config: &Config) {
     let dir = std::env::temp_dir().join(format!("cosmic-native-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("bench dir");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let store = FileStore::open(&dir).expect("bench store");
     let mut per_gib = Vec::new();
     for mib in [1024usize, 16] {
         let state = particles((mib << 20) / size_of::<Particle>());
-        let path = dir.join(format!("{mib}m.image"));
-        std::fs::write(&path, image::capture_native(&state).expect("capture"))
-            .expect("write image");
+        let key = format!("scaling/{mib}m");
+        let image = image::capture_native(&state).expect("capture");
         drop(state);
-        let len = std::fs::metadata(&path).expect("image file").len() as usize;
+        let len = image.len();
+        runtime
+            .block_on(store.put(&key, image.into(), PutMode::Overwrite))
+            .expect("write image");
         // Repetitions so that the small case's sample is not all timer noise.
         let repeat = (1024 / mib).clamp(1, 16);
         let mut restore = || {
             vec![
                 time(|| {
                     for _ in 0..repeat {
-                        let bytes = std::fs::read(&path).expect("read image");
+                        let bytes = runtime
+                            .block_on(store.get(&key))
+                            .expect("read image")
+                            .expect("the image is there");
                         black_box(image::restore::<Particles>(&bytes).expect("restore"));
                     }
                 }) / repeat as f64,
             ]
         };
-        let samples = rounds(config.iters.min(5), true, &mut [&mut restore]);
+        // Where the time goes: the read alone, the restore alone.
+        let mut read = || {
+            vec![time(|| {
+                runtime
+                    .block_on(store.get(&key))
+                    .expect("read image")
+                    .expect("the image is there")
+            })]
+        };
+        let bytes = runtime
+            .block_on(store.get(&key))
+            .expect("read")
+            .expect("there");
+        let mut decode = || {
+            vec![time(|| {
+                image::restore::<Particles>(&bytes).expect("restore")
+            })]
+        };
+        let samples = rounds(
+            config.iters.min(5),
+            true,
+            &mut [&mut restore, &mut read, &mut decode],
+        );
+        eprintln!(
+            "  native/restore-scaling {mib} MiB: read {:.4}s, restore {:.4}s, both {:.4}s",
+            median(&samples[1]),
+            median(&samples[2]),
+            median(&samples[0])
+        );
+        drop(bytes);
         per_gib.push((
             mib,
             len,
@@ -188,7 +228,7 @@ fn restore_scaling(config: &Config) {
         large.2 / small.2
     );
     eprintln!(
-        "  native/restore-scaling: read + restore per GiB: {} MiB image {:.3}s, {} MiB image {:.3}s",
+        "  native/restore-scaling: FileStore get + restore, per GiB: {} MiB image {:.3}s, {} MiB image {:.3}s",
         large.0, large.2, small.0, small.2
     );
 }

@@ -177,7 +177,7 @@ impl CheckpointStore for FileStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let path = self.path_of(key)?;
         let owned_key = key.to_owned();
-        Self::blocking(key, move || match fs::read(&path) {
+        Self::blocking(key, move || match crate::memory::read_file(&path) {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
             Err(error) if is_missing(&error) => Ok(None),
             Err(source) => Err(StoreError::Io {
