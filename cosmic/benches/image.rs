@@ -1,7 +1,11 @@
 //! Speed of checkpoint images against their physical baselines.
 //!
 //! `cargo bench -p cosmic --bench image [-- --mixed-records N --bulk-mib N --iters N
-//! --mixed-iters N --only SUBSTRING --op-only]`
+//! --mixed-iters N --small-records N --only SUBSTRING --op-only]`
+//!
+//! `image/small-structs-{capture,restore}-{mesh,updates}`: `--small-records` (200,000)
+//! triangles of a mesh, and game-state updates (each with up to five entity updates of
+//! nested options and enums), against plain postcard with serde's derive.
 //!
 //! `--only` (repeatable) runs the cases whose name contains the text; `--op-only` skips the
 //! baselines (their columns then read NaN), for profiling the project's side alone.
@@ -121,6 +125,144 @@ mod derived {
 
 mod twin {
     mixed_types!(serde::Serialize, serde::Deserialize);
+}
+
+/// Many small structs, defined twice like the mixed shape: a mesh of `f32` triangles (as in
+/// rust_serialization_benchmark's `mesh`) and a stream of game-state updates with nested
+/// options and enums (in the manner of its `minecraft_savedata` and `mk48` sets).
+macro_rules! small_types {
+    ($($derive:path),*) => {
+        #[derive($($derive),*, Debug, Clone, Copy, PartialEq)]
+        pub struct Vector3 {
+            pub x: f32,
+            pub y: f32,
+            pub z: f32,
+        }
+
+        #[derive($($derive),*, Debug, Clone, Copy, PartialEq)]
+        pub struct Triangle {
+            pub v0: Vector3,
+            pub v1: Vector3,
+            pub v2: Vector3,
+            pub normal: Vector3,
+        }
+
+        #[derive($($derive),*, Debug, Clone, PartialEq)]
+        pub struct Mesh {
+            pub triangles: Vec<Triangle>,
+        }
+
+        #[derive($($derive),*, Debug, Clone, Copy, PartialEq)]
+        pub enum GameMode {
+            Survival,
+            Creative,
+            Adventure,
+            Spectator,
+        }
+
+        #[derive($($derive),*, Debug, Clone, PartialEq)]
+        pub enum Action {
+            Idle,
+            Move { to: (f32, f32), speed: f32 },
+            Attack { target: u32, damage: u16 },
+            Say(String),
+        }
+
+        #[derive($($derive),*, Debug, Clone, PartialEq)]
+        pub struct Item {
+            pub id: u16,
+            pub count: u8,
+            pub damage: Option<u16>,
+        }
+
+        #[derive($($derive),*, Debug, Clone, PartialEq)]
+        pub struct EntityUpdate {
+            pub entity: u32,
+            pub position: Option<(f32, f32, f32)>,
+            pub velocity: Option<(f32, f32)>,
+            pub health: Option<u8>,
+            pub action: Option<Action>,
+            pub held: Option<Item>,
+        }
+
+        #[derive($($derive),*, Debug, Clone, PartialEq)]
+        pub struct Update {
+            pub tick: u64,
+            pub mode: Option<GameMode>,
+            pub entities: Vec<EntityUpdate>,
+        }
+
+        #[derive($($derive),*, Debug, Clone, PartialEq)]
+        pub struct Updates {
+            pub updates: Vec<Update>,
+        }
+
+        pub fn mesh(triangles: usize) -> Mesh {
+            let mut rng = super::Rng(0x3e54);
+            let mut v = || Vector3 {
+                x: rng.below(1 << 20) as f32 / 1024.0,
+                y: rng.below(1 << 20) as f32 / 1024.0,
+                z: rng.below(1 << 20) as f32 / 1024.0,
+            };
+            Mesh {
+                triangles: (0..triangles)
+                    .map(|_| Triangle { v0: v(), v1: v(), v2: v(), normal: v() })
+                    .collect(),
+            }
+        }
+
+        pub fn updates(count: usize) -> Updates {
+            let mut rng = super::Rng(0x9a3e);
+            let updates = (0..count as u64)
+                .map(|tick| Update {
+                    tick,
+                    mode: match rng.below(8) {
+                        0 => Some(GameMode::Creative),
+                        1 => Some(GameMode::Spectator),
+                        _ => None,
+                    },
+                    entities: (0..rng.below(6))
+                        .map(|_| EntityUpdate {
+                            entity: rng.below(1 << 16) as u32,
+                            position: (rng.below(2) == 0).then(|| {
+                                (rng.below(4096) as f32, rng.below(256) as f32, rng.below(4096) as f32)
+                            }),
+                            velocity: (rng.below(3) == 0)
+                                .then(|| (rng.below(100) as f32 / 10.0, rng.below(100) as f32 / 10.0)),
+                            health: (rng.below(4) == 0).then(|| rng.below(21) as u8),
+                            action: match rng.below(6) {
+                                0 => Some(Action::Idle),
+                                1 => Some(Action::Move {
+                                    to: (rng.below(4096) as f32, rng.below(4096) as f32),
+                                    speed: 1.5,
+                                }),
+                                2 => Some(Action::Attack {
+                                    target: rng.below(1 << 16) as u32,
+                                    damage: rng.below(40) as u16,
+                                }),
+                                3 => Some(Action::Say(rng.word(4, 16))),
+                                _ => None,
+                            },
+                            held: (rng.below(3) == 0).then(|| Item {
+                                id: rng.below(900) as u16,
+                                count: rng.below(64) as u8 + 1,
+                                damage: (rng.below(4) == 0).then(|| rng.below(500) as u16),
+                            }),
+                        })
+                        .collect(),
+                })
+                .collect();
+            Updates { updates }
+        }
+    };
+}
+
+mod small_derived {
+    small_types!(cosmic::Migratable);
+}
+
+mod small_twin {
+    small_types!(serde::Serialize, serde::Deserialize);
 }
 
 #[derive(Migratable, Debug, PartialEq)]
@@ -352,6 +494,63 @@ fn mixed(config: &Config) {
     }
 }
 
+/// `image/small-structs-{capture,restore}-{mesh,updates}`: the project's capture (into a
+/// reused writer, as periodic checkpoints do) and restore against plain postcard of the same
+/// value (`to_slice` into a reused buffer, `from_bytes`) with serde's own derive (the twin).
+fn small_structs(config: &Config) {
+    fn case<D, P>(config: &Config, shape: &str, derived: D, twin: P)
+    where
+        D: Migratable + PartialEq + std::fmt::Debug,
+        P: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let image = image::capture(&derived).expect("capture");
+        let plain = postcard::to_allocvec(&twin).expect("postcard");
+        assert!(
+            postcard::to_allocvec(&derived).expect("postcard") == plain,
+            "the derived impls and the serde_derive twin must encode alike"
+        );
+        let back: D = image::restore(&image).expect("restore");
+        assert!(back == derived, "{shape} must round-trip");
+        drop(back);
+        let capture = format!("small-structs-capture-{shape}");
+        if config.wants(&capture) {
+            let mut writer = ImageWriter::new();
+            let mut buffer = vec![0u8; plain.len() + 64];
+            let samples = interleave(
+                config.iters,
+                || writer.capture(&derived).expect("capture").len(),
+                || {
+                    postcard::to_slice(&twin, &mut buffer)
+                        .expect("postcard")
+                        .len()
+                },
+            );
+            report(&capture, image.len(), "postcard-to_slice", &samples);
+        }
+        let restore = format!("small-structs-restore-{shape}");
+        if config.wants(&restore) {
+            let samples = interleave(
+                config.iters,
+                || image::restore::<D>(&image).expect("restore"),
+                || postcard::from_bytes::<P>(&plain).expect("postcard"),
+            );
+            report(&restore, image.len(), "postcard-from_bytes", &samples);
+        }
+    }
+    case(
+        config,
+        "mesh",
+        small_derived::mesh(config.small_records),
+        small_twin::mesh(config.small_records),
+    );
+    case(
+        config,
+        "updates",
+        small_derived::updates(config.small_records),
+        small_twin::updates(config.small_records),
+    );
+}
+
 /// The bytes of a slice of plain numbers, as the baseline copies them.
 fn as_bytes<T: Copy>(values: &[T]) -> &[u8] {
     // SAFETY: only called with f64 and u8, which have no padding.
@@ -442,6 +641,7 @@ struct Config {
     bulk_mib: usize,
     iters: usize,
     mixed_iters: usize,
+    small_records: usize,
     only: Vec<String>,
 }
 
@@ -452,6 +652,7 @@ impl Config {
             bulk_mib: 256,
             iters: 11,
             mixed_iters: 11,
+            small_records: 200_000,
             only: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
@@ -466,6 +667,7 @@ impl Config {
                 "--bulk-mib" => config.bulk_mib = number("--bulk-mib"),
                 "--iters" => config.iters = number("--iters").max(1),
                 "--mixed-iters" => config.mixed_iters = number("--mixed-iters").max(1),
+                "--small-records" => config.small_records = number("--small-records").max(1),
                 "--only" => config
                     .only
                     .push(args.next().expect("--only needs a case name")),
@@ -498,5 +700,13 @@ fn main() {
     }
     if any(&["bulk-u8-capture", "bulk-u8-restore"]) {
         bulk_u8(&config);
+    }
+    if any(&[
+        "small-structs-capture-mesh",
+        "small-structs-restore-mesh",
+        "small-structs-capture-updates",
+        "small-structs-restore-updates",
+    ]) {
+        small_structs(&config);
     }
 }
