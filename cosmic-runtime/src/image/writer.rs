@@ -123,12 +123,7 @@ impl ImageWriter {
         }
         let header_len = self.buffer.len();
         self.touched = self.touched.max(header_len);
-        let body = BodyFlavor {
-            buffer: &mut self.buffer,
-            touched: &mut self.touched,
-            crc: Crc32c::new(),
-            hashed: header_len,
-        };
+        let body = BodyFlavor::new(&mut self.buffer, &mut self.touched, header_len);
         let (encoded, _) =
             state::with_native_encoding(native, || postcard::serialize_with_flavor(state, body));
         let body_crc = encoded.map_err(|source| CaptureError::Encode {
@@ -313,6 +308,43 @@ struct BodyFlavor<'a> {
     crc: Crc32c,
     /// Bytes before this offset are in `crc`.
     hashed: usize,
+    /// Writes that end at or before this offset take the fast path: there is room for them
+    /// (and the body checksum after them), and the unhashed bytes stay under a batch.
+    soft_end: usize,
+}
+
+impl<'a> BodyFlavor<'a> {
+    /// A flavor appending to `buffer`, whose first `hashed` bytes (the header) are not part of
+    /// the body's checksum.
+    fn new(buffer: &'a mut Vec<u8>, touched: &'a mut usize, hashed: usize) -> BodyFlavor<'a> {
+        let soft_end = (hashed + HASH_BATCH).min(buffer.capacity().saturating_sub(CHECKSUM_LEN));
+        BodyFlavor {
+            buffer,
+            touched,
+            crc: Crc32c::new(),
+            hashed,
+            soft_end,
+        }
+    }
+
+    /// Makes sure `additional` bytes can be written with plain stores: one compare in the
+    /// common case.
+    #[inline(always)]
+    fn reserve(&mut self, additional: usize) {
+        if self.buffer.len() + additional > self.soft_end {
+            self.refill(additional);
+        }
+    }
+
+    /// Checksums the batch written so far (still in cache), makes room for `additional` bytes
+    /// and sets the next batch's end.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, additional: usize) {
+        self.hash_pending();
+        self.grow(additional);
+        self.soft_end = (self.hashed + HASH_BATCH).min(self.buffer.capacity() - CHECKSUM_LEN);
+    }
 }
 
 impl BodyFlavor<'_> {
@@ -321,11 +353,7 @@ impl BodyFlavor<'_> {
         self.hashed = self.buffer.len();
     }
 
-    /// Makes room for `additional` more bytes (and the body checksum after them). Out of
-    /// line: postcard calls the flavor for every few bytes, and the common case (there is
-    /// room) must stay a compare in the caller.
-    #[cold]
-    #[inline(never)]
+    /// Makes room for `additional` more bytes (and the body checksum after them).
     fn grow(&mut self, additional: usize) {
         // Room for the body checksum too, so that appending it never moves the image.
         let needed = additional + CHECKSUM_LEN;
@@ -362,6 +390,7 @@ impl BodyFlavor<'_> {
         // after `start`.
         unsafe { self.buffer.set_len(end) };
         self.hashed = end;
+        self.soft_end = (end + HASH_BATCH).min(self.buffer.capacity() - CHECKSUM_LEN);
         *self.touched = (*self.touched).max(end);
     }
 }
@@ -369,12 +398,18 @@ impl BodyFlavor<'_> {
 impl Flavor for BodyFlavor<'_> {
     type Output = u32;
 
+    // postcard calls these for every field (a byte, a varint, a float's four bytes): one
+    // compare each (`reserve`), then a plain store, instead of a capacity check here, another
+    // inside `Vec::push`/`extend_from_slice` and a batch count.
     #[inline(always)]
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        if self.buffer.len() == self.buffer.capacity() {
-            self.grow(1);
+        self.reserve(1);
+        let len = self.buffer.len();
+        // SAFETY: `reserve` left room for one more byte.
+        unsafe {
+            self.buffer.as_mut_ptr().add(len).write(byte);
+            self.buffer.set_len(len + 1);
         }
-        self.buffer.push(byte);
         Ok(())
     }
 
@@ -384,12 +419,17 @@ impl Flavor for BodyFlavor<'_> {
             self.extend_large(data);
             return Ok(());
         }
-        if self.buffer.capacity() - self.buffer.len() < data.len() {
-            self.grow(data.len());
-        }
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() - self.hashed >= HASH_BATCH {
-            self.hash_pending();
+        self.reserve(data.len());
+        let len = self.buffer.len();
+        // SAFETY: `reserve` left room for `data.len()` more bytes, and `data` cannot overlap
+        // the spare capacity, which nothing else borrows.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.buffer.as_mut_ptr().add(len),
+                data.len(),
+            );
+            self.buffer.set_len(len + data.len());
         }
         Ok(())
     }
@@ -415,12 +455,7 @@ mod tests {
     ) {
         buffer.clear();
         buffer.resize(prefix, 0xAB);
-        let flavor = BodyFlavor {
-            buffer: &mut *buffer,
-            touched: &mut *touched,
-            crc: Crc32c::new(),
-            hashed: prefix,
-        };
+        let flavor = BodyFlavor::new(&mut *buffer, &mut *touched, prefix);
         let crc = postcard::serialize_with_flavor(value, flavor).unwrap();
         let expected = postcard::to_allocvec(value).unwrap();
         assert!(buffer[prefix..] == expected[..], "body bytes differ");

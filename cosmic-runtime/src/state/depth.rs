@@ -10,7 +10,11 @@ use std::fmt;
 pub const DEFAULT_MAX_DEPTH: u32 = 128;
 
 thread_local! {
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    // The levels still allowed on this thread: one counter, so that entering and leaving a
+    // level (once per decoded struct, hundreds of thousands of times in a mesh) is a load, a
+    // compare and a store, with no second lookup of the limit.
+    static REMAINING: Cell<u32> = const { Cell::new(DEFAULT_MAX_DEPTH) };
+    // The limit `REMAINING` counts down from, for the error.
     static MAX_DEPTH: Cell<u32> = const { Cell::new(DEFAULT_MAX_DEPTH) };
     // Set when a guard was refused: serde formats may drop the error's message, so the image
     // reader asks here why a decode failed.
@@ -38,34 +42,52 @@ pub struct DepthGuard(());
 
 impl DepthGuard {
     /// Enters a level, or fails if that would exceed the limit.
+    #[inline]
     pub fn enter() -> Result<DepthGuard, DepthExceeded> {
-        let depth = DEPTH.with(Cell::get) + 1;
-        let limit = MAX_DEPTH.with(Cell::get);
-        if depth > limit {
-            EXCEEDED.with(|cell| cell.set(true));
-            return Err(DepthExceeded { limit });
+        let remaining = REMAINING.with(Cell::get);
+        if remaining == 0 {
+            return Err(exceeded());
         }
-        DEPTH.with(|cell| cell.set(depth));
+        REMAINING.with(|cell| cell.set(remaining - 1));
         Ok(DepthGuard(()))
     }
 }
 
+#[cold]
+#[inline(never)]
+fn exceeded() -> DepthExceeded {
+    EXCEEDED.with(|cell| cell.set(true));
+    DepthExceeded {
+        limit: MAX_DEPTH.with(Cell::get),
+    }
+}
+
 impl Drop for DepthGuard {
+    #[inline]
     fn drop(&mut self) {
-        DEPTH.with(|cell| cell.set(cell.get().saturating_sub(1)));
+        REMAINING.with(|cell| cell.set(cell.get() + 1));
     }
 }
 
 /// Runs `decode` with `limit` as the nesting limit on this thread; the flag is `true` if the
 /// limit was hit.
 pub fn with_max_depth<R>(limit: u32, decode: impl FnOnce() -> R) -> (R, bool) {
-    struct Restore(u32);
+    // Restores both after the decode, even on panic: a decode nested in another (a type's
+    // hand-written impl decoding an image) counts afresh and hands back the outer count.
+    struct Restore {
+        limit: u32,
+        remaining: u32,
+    }
     impl Drop for Restore {
         fn drop(&mut self) {
-            MAX_DEPTH.with(|cell| cell.set(self.0));
+            MAX_DEPTH.with(|cell| cell.set(self.limit));
+            REMAINING.with(|cell| cell.set(self.remaining));
         }
     }
-    let _restore = Restore(MAX_DEPTH.with(|cell| cell.replace(limit)));
+    let _restore = Restore {
+        limit: MAX_DEPTH.with(|cell| cell.replace(limit)),
+        remaining: REMAINING.with(|cell| cell.replace(limit)),
+    };
     EXCEEDED.with(|cell| cell.set(false));
     let result = decode();
     (result, EXCEEDED.with(|cell| cell.replace(false)))

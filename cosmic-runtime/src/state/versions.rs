@@ -17,10 +17,17 @@ thread_local! {
 }
 
 /// The version of `T` that the bytes being decoded on this thread were written with.
+#[inline]
 pub fn written_version<T: Migratable>() -> u32 {
     if ALL_CURRENT.with(Cell::get) {
         return T::VERSION;
     }
+    looked_up::<T>()
+}
+
+/// An image of older versions: the table's entry for `T`. Out of line, off the common path.
+#[inline(never)]
+fn looked_up<T: Migratable>() -> u32 {
     WRITTEN.with(|written| {
         written
             .borrow()
