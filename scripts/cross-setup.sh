@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Install Debian's Rust cross toolchains so the project can be built and tested for
-# aarch64-unknown-linux-gnu (little-endian) and s390x-unknown-linux-gnu (big-endian)
-# under user-mode QEMU, on a Debian 12 (bookworm) x86_64 machine, as root.
+# aarch64-unknown-linux-gnu (little-endian), s390x-unknown-linux-gnu (big-endian) and
+# armv7-unknown-linux-gnueabihf (32-bit) under user-mode QEMU, on a Debian 12 (bookworm) x86_64 machine, as root.
 #
 # Recipe (see shared/docs/cross-isa.md):
 #   - Debian's "rustc-web" 1.85 toolchain (/usr/bin/rustc, /usr/bin/cargo) ships the
 #     standard library for other architectures through multiarch; rustup's toolchain
 #     stays the default on PATH and is not touched.
-#   - arm64 std is apt-installed (libstd-rust-web-dev:arm64).
+#   - arm64 and armhf std are apt-installed (libstd-rust-web-dev:arm64, :armhf).
 #   - s390x std cannot be apt-installed (its dependency chain wants liblzma5:s390x at the
 #     amd64 security-update version, which the s390x archive lacks): it is downloaded
 #     with `apt-get download` and unpacked by hand into /usr/lib.
@@ -30,7 +30,7 @@ export DEBIAN_FRONTEND=noninteractive
 # apt's plain candidate is NOT used: bookworm-security carries rustc-web 1.96 for
 # amd64/arm64 only, which would leave s390x without a matching std.
 DOC_V="1.85.0+dfsg3-1~deb12u3"
-FOREIGN_ARCHES=(arm64 s390x)
+FOREIGN_ARCHES=(arm64 armhf s390x)
 S390X_TRIPLE=s390x-unknown-linux-gnu
 SERIES=1.85                      # rustc series whose std Debian ships for s390x too
 LIBSTD="libstd-rust-web-$SERIES"
@@ -106,6 +106,7 @@ else
         ok=1
         for p in "cargo-web:$NATIVE" "libstd-rust-web-dev:$NATIVE" "$LIBSTD:$NATIVE" \
                  "libstd-rust-web-dev:arm64" "$LIBSTD:arm64" \
+                 "libstd-rust-web-dev:armhf" "$LIBSTD:armhf" \
                  "libstd-rust-web-dev:s390x" "$LIBSTD:s390x"; do
             if ! apt_versions "$p" | grep -xF "$cand" >/dev/null; then
                 log "version $cand: $p not available in it; skipping"
@@ -135,13 +136,19 @@ WANT=(
     "$LIBSTD:$NATIVE=$V"
     "libstd-rust-web-dev:arm64=$V"
     "$LIBSTD:arm64=$V"
+    "libstd-rust-web-dev:armhf=$V"   # armv7-unknown-linux-gnueabihf: the 32-bit host
+    "$LIBSTD:armhf=$V"
     "gcc-aarch64-linux-gnu:$NATIVE="
+    "gcc-arm-linux-gnueabihf:$NATIVE="
     "gcc-s390x-linux-gnu:$NATIVE="
     "libc6-dev-arm64-cross:all="    # crt1.o/crti.o for the linkers: only *recommended*
     "libc6-dev-s390x-cross:all="    # by gcc-*-linux-gnu, so name them (no-install-recommends)
+    "libc6-dev-armhf-cross:all="
     "qemu-user:$NATIVE="
     "libc6:s390x="
     "libgcc-s1:s390x="
+    "libc6:armhf="
+    "libgcc-s1:armhf="
 )
 TO_INSTALL=()
 for w in "${WANT[@]}"; do
@@ -165,7 +172,7 @@ else
     log "all apt packages present; skipping apt-get install"
 fi
 for tool in /usr/bin/rustc /usr/bin/cargo /usr/bin/rustdoc aarch64-linux-gnu-gcc \
-            s390x-linux-gnu-gcc qemu-aarch64 qemu-s390x; do
+            s390x-linux-gnu-gcc arm-linux-gnueabihf-gcc qemu-aarch64 qemu-s390x qemu-arm; do
     command -v "$tool" >/dev/null || die "$tool not found after install"
 done
 
@@ -226,6 +233,7 @@ fn main() {
 }
 EOF
     for spec in "aarch64-unknown-linux-gnu aarch64-linux-gnu-gcc qemu-aarch64 aarch64 little" \
+                "armv7-unknown-linux-gnueabihf arm-linux-gnueabihf-gcc qemu-arm arm little" \
                 "s390x-unknown-linux-gnu s390x-linux-gnu-gcc qemu-s390x s390x big"; do
         read -r triple linker qemu arch endian <<<"$spec"
         /usr/bin/rustc --edition 2021 --target "$triple" -C linker="$linker" \
@@ -236,4 +244,4 @@ EOF
     done
 fi
 
-log "done: use scripts/cross-test.sh <aarch64|s390x>-unknown-linux-gnu [cargo test args...]"
+log "done: use scripts/cross-test.sh <aarch64-unknown-linux-gnu|armv7-unknown-linux-gnueabihf|s390x-unknown-linux-gnu> [cargo test args...]"

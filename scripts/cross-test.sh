@@ -5,6 +5,7 @@
 #   CROSS_CARGO_SUBCOMMAND=build scripts/cross-test.sh TARGET [cargo build args...]
 #
 #   TARGET: aarch64-unknown-linux-gnu (little-endian) | s390x-unknown-linux-gnu (big-endian)
+#           | armv7-unknown-linux-gnueabihf (32-bit, little-endian)
 #   e.g.    scripts/cross-test.sh s390x-unknown-linux-gnu -p cosmic-tests --test image_golden
 #
 # Needs scripts/cross-setup.sh to have run (as root) once on the machine.
@@ -26,6 +27,7 @@ shift
 
 case $TARGET in
     aarch64-unknown-linux-gnu) LINKER=aarch64-linux-gnu-gcc QEMU=qemu-aarch64 ;;
+    armv7-unknown-linux-gnueabihf) LINKER=arm-linux-gnueabihf-gcc QEMU=qemu-arm ;;
     s390x-unknown-linux-gnu)   LINKER=s390x-linux-gnu-gcc   QEMU=qemu-s390x ;;
     -h|--help) usage ;;
     *) echo "cross-test: unsupported target '$TARGET'" >&2; usage ;;

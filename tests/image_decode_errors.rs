@@ -753,6 +753,75 @@ fn body_trailing_bytes_are_refused() {
     assert_mentions(&err, &["body of `Small`", "2 bytes left"]);
 }
 
+#[derive(Migratable, Debug, PartialEq)]
+struct Sizes {
+    size: usize,
+    offset: isize,
+}
+
+/// postcard's zigzag encoding of a signed value.
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+/// `usize` and `isize` travel as 64-bit varints. A reader restores every value that fits its
+/// pointer width, and refuses one that does not (written by a 64-bit host) with a decode
+/// error, never cutting it to its low bits. Run on a 32-bit host (armv7 under QEMU in CI), the
+/// second half is the real thing; on a 64-bit one, every value fits.
+#[test]
+fn usize_and_isize_restore_where_they_fit_and_are_refused_where_they_do_not() {
+    let header = capture_fixed(&Sizes { size: 0, offset: 0 });
+    let sizes = |size: u64, offset: i64| {
+        let mut body = varint(size);
+        body.extend(varint(zigzag(offset)));
+        with_body(&header, &body)
+    };
+    let fitting = [
+        (0, 0),
+        (300, -300),
+        (u64::from(u32::MAX), i64::from(i32::MIN)),
+        (u64::from(u32::MAX), i64::from(i32::MAX)),
+    ];
+    for (size, offset) in fitting {
+        let back: Sizes = image::restore(&sizes(size, offset)).unwrap();
+        assert_eq!((back.size as u64, back.offset as i64), (size, offset));
+    }
+    let wide = [
+        (u64::from(u32::MAX) + 1, 0),
+        (u64::MAX, 0),
+        (0, i64::from(i32::MAX) + 1),
+        (0, i64::from(i32::MIN) - 1),
+        (0, i64::MIN),
+    ];
+    for (size, offset) in wide {
+        let image = sizes(size, offset);
+        if usize::BITS == 64 {
+            let back: Sizes = image::restore(&image).unwrap();
+            assert_eq!((back.size as u64, back.offset as i64), (size, offset));
+        } else {
+            let err = refused_as::<Sizes>(&image, "a value wider than this host's usize");
+            assert!(
+                matches!(
+                    err,
+                    RestoreError::WiderThanHost {
+                        image_bits: 64,
+                        host_bits: 32,
+                        ..
+                    }
+                ),
+                "{size:#x} {offset:#x}: {err:?}"
+            );
+            assert_mentions(
+                &err,
+                &[
+                    "failed to decode body of `Sizes`, written on a 64-bit host",
+                    "usize or isize that does not fit this 32-bit host",
+                ],
+            );
+        }
+    }
+}
+
 #[derive(Migratable, Debug)]
 #[migratable(name = "Counter")]
 struct WideCounter {

@@ -218,6 +218,22 @@ pub enum RestoreError {
         #[source]
         source: postcard::Error,
     },
+    /// The body, written on a host with wider pointers, holds a value this host refused: most
+    /// likely a `usize` or `isize` over this host's width (a 64-bit writer's `usize` of 2^32 on
+    /// a 32-bit reader), which is never cut to its low bits. postcard keeps no text for the
+    /// refusal, so this names the likely cause from the two pointer widths.
+    #[error("failed to decode body of `{type_name}`, written on a {image_bits}-bit host: a value was refused, most likely a usize or isize that does not fit this {host_bits}-bit host")]
+    WiderThanHost {
+        /// The root type.
+        type_name: String,
+        /// The writer's pointer width in bits.
+        image_bits: u8,
+        /// This host's.
+        host_bits: u8,
+        /// What postcard reported.
+        #[source]
+        source: postcard::Error,
+    },
     /// Named types nest deeper in the body than the reader's limit allows
     /// ([`DecodeLimits::max_depth`](super::DecodeLimits::max_depth)).
     #[error("body of `{type_name}` nests named types more than {limit} levels deep")]

@@ -173,6 +173,18 @@ fn decode_checked<T: Migratable>(
                 type_name: header.type_name.clone(),
                 limit: limits.max_depth,
             }
+        } else if header.isa.pointer_width > Isa::host().pointer_width
+            && source == postcard::Error::SerdeDeCustom
+            && TypePlan::of::<T>().pointer_sized
+        {
+            // serde refuses a `usize`/`isize` that does not fit with a message postcard drops:
+            // name the likely cause where it can be it (a wider writer, such fields present).
+            RestoreError::WiderThanHost {
+                type_name: header.type_name.clone(),
+                image_bits: header.isa.pointer_width,
+                host_bits: Isa::host().pointer_width,
+                source,
+            }
         } else {
             RestoreError::Decode {
                 type_name: header.type_name.clone(),

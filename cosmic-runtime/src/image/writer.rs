@@ -199,6 +199,9 @@ pub(crate) struct TypePlan {
     /// What [`Fingerprint::written`] gives for `T` at the versions in `header`: the
     /// fingerprint an image written by this build must carry.
     pub(crate) written_at_current: Result<Fingerprint, SchemaError>,
+    /// Whether `T`'s schema holds a `usize` or `isize` anywhere: such a value written by a
+    /// wider host may not fit this one (see `RestoreError::WiderThanHost`).
+    pub(crate) pointer_sized: bool,
     /// The layout fingerprint of `T`'s native encoding (see `SchemaBuilder::layout_fingerprint`).
     pub(crate) layout: u64,
     /// The header length of a native image of `T` (which adds the layout fingerprint).
@@ -236,6 +239,14 @@ impl TypePlan {
     fn new<T: Migratable>() -> TypePlan {
         let type_name = T::type_name();
         let (fingerprint, versions, layout) = Fingerprint::current_with_layout::<T>();
+        let pointer_sized = {
+            let mut schema = crate::state::SchemaBuilder::current();
+            let root = T::shape(&mut schema);
+            schema
+                .describe(&root)
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|token| token == "usize" || token == "isize")
+        };
         let too_large = header_limit_exceeded(
             &type_name,
             versions.len(),
@@ -272,6 +283,7 @@ impl TypePlan {
                 body_len: 0,
             },
             written_at_current,
+            pointer_sized,
             layout,
             native_header_len,
             too_large,
