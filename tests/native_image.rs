@@ -351,3 +351,123 @@ fn state_without_native_fields_captures_natively_too() {
     let back: Vec<u64> = image::restore(&bytes).unwrap();
     assert_eq!(back, values);
 }
+
+mod mutations {
+    //! The native decoder under random damage: bytes of the body (element memory, byte
+    //! counts, the fields around them) overwritten, inserted and removed, with both checksums
+    //! re-sealed so that every image reaches the decoder. No outcome is a panic; a restore that
+    //! succeeds gives back a valid state; an untouched image restores exactly.
+
+    use super::*;
+    use cosmic_tests::with_body;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use proptest::test_runner::Config;
+
+    #[derive(Debug, Clone)]
+    enum Damage {
+        Set(Index, u8),
+        Insert(Index, Vec<u8>),
+        Remove(Index, usize),
+        Truncate(Index),
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            4 => (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Damage::Set(at, byte)),
+            1 => (any::<Index>(), proptest::collection::vec(any::<u8>(), 1..12))
+                .prop_map(|(at, bytes)| Damage::Insert(at, bytes)),
+            1 => (any::<Index>(), 1usize..16).prop_map(|(at, n)| Damage::Remove(at, n)),
+            1 => any::<Index>().prop_map(Damage::Truncate),
+        ]
+    }
+
+    fn apply(body: &mut Vec<u8>, damage: &Damage) {
+        if body.is_empty() {
+            return;
+        }
+        match damage {
+            Damage::Set(at, byte) => {
+                let at = at.index(body.len());
+                body[at] = *byte;
+            }
+            Damage::Insert(at, bytes) => {
+                let at = at.index(body.len() + 1);
+                body.splice(at..at, bytes.iter().copied());
+            }
+            Damage::Remove(at, n) => {
+                let at = at.index(body.len());
+                let end = (at + n).min(body.len());
+                body.drain(at..end);
+            }
+            Damage::Truncate(at) => body.truncate(at.index(body.len())),
+        }
+    }
+
+    fn tiles() -> impl Strategy<Value = Grid> {
+        proptest::collection::vec(
+            (any::<u32>(), any::<char>(), 0..3usize, any::<bool>()),
+            0..40,
+        )
+        .prop_map(|tiles| Grid {
+            tiles: tiles
+                .into_iter()
+                .map(|(value, letter, kind, alive)| Tile {
+                    value,
+                    letter,
+                    kind: [Kind::Rock, Kind::Water, Kind::Air][kind],
+                    alive,
+                    spare: 0,
+                })
+                .collect(),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(Config { cases: 512, ..Config::default() })]
+
+        #[test]
+        fn damaged_native_bodies_are_refused_or_decode_to_valid_state(
+            grid in tiles(),
+            damages in proptest::collection::vec(damage(), 0..4),
+        ) {
+            let image = native_of(&grid);
+            let mut body = body(&image).to_vec();
+            for damage in &damages {
+                apply(&mut body, damage);
+            }
+            let damaged = with_body(&image, &body);
+            match image::restore::<Grid>(&damaged) {
+                // Every decoded value is a valid `Tile` (its checks ran), or the bytes were
+                // left as they were.
+                Ok(back) => {
+                    if damages.is_empty() {
+                        prop_assert_eq!(back, grid);
+                    }
+                }
+                Err(
+                    RestoreError::NativeInvalid { .. }
+                    | RestoreError::Decode { .. }
+                    | RestoreError::BodyTrailingBytes { .. },
+                ) => {}
+                Err(other) => prop_assert!(false, "unexpected error: {other:?}"),
+            }
+            prop_assert!(image::inspect(&damaged).is_ok());
+        }
+
+        #[test]
+        fn damaged_particle_bodies_never_panic(
+            count in 0usize..64,
+            damages in proptest::collection::vec(damage(), 1..4),
+        ) {
+            let image = native_of(&simulation(count));
+            let mut body = body(&image).to_vec();
+            for damage in &damages {
+                apply(&mut body, damage);
+            }
+            let damaged = with_body(&image, &body);
+            let _ = image::restore::<Simulation>(&damaged);
+            let _ = image::restore_any(&damaged);
+        }
+    }
+}
