@@ -274,6 +274,9 @@ pub fn check_all(bytes: &[u8]) {
                 "fuzz::Phase" => recapture(&*any.downcast::<Phase>().expect("Phase")),
                 "fuzz::Point" => recapture(&*any.downcast::<Point>().expect("Point")),
                 "fuzz::Tile" => recapture(&*any.downcast::<Tile>().expect("Tile")),
+                "fuzz::NativeState" => recapture(
+                    &*any.downcast::<types::NativeState>().expect("NativeState"),
+                ),
                 "fuzz::Marker" => {
                     recapture(&*any.downcast::<types::Marker>().expect("Marker"))
                 }

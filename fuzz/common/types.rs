@@ -341,3 +341,83 @@ pub fn sample_v1() -> V1State {
         legacy: 11,
     }
 }
+
+// ---- native images ------------------------------------------------------------------------
+
+/// Plain old data: every bit pattern is a value.
+#[derive(Migratable, Debug, Clone, Copy, PartialEq, cosmic::bytemuck::Pod, cosmic::bytemuck::Zeroable)]
+#[bytemuck(crate = "cosmic::bytemuck")]
+#[migratable(name = "fuzz::Particle")]
+#[repr(C)]
+pub struct Particle {
+    pub position: [f32; 3],
+    pub id: u32,
+}
+
+/// A fieldless enum: only its tags are values.
+#[derive(Migratable, Debug, Clone, Copy, PartialEq, bytemuck::NoUninit, bytemuck::CheckedBitPattern)]
+#[migratable(name = "fuzz::Kind")]
+#[repr(u8)]
+pub enum Kind {
+    Rock = 1,
+    Water = 2,
+    Air = 9,
+}
+
+/// Plain old data whose bits are checked: a bool, a char and an enum tag.
+#[derive(Migratable, Debug, Clone, Copy, PartialEq, bytemuck::NoUninit, bytemuck::CheckedBitPattern)]
+#[migratable(name = "fuzz::Square")]
+#[repr(C)]
+pub struct Square {
+    pub value: u32,
+    pub letter: char,
+    pub kind: Kind,
+    pub alive: bool,
+    pub spare: u16,
+}
+
+/// State with `native` fields, captured as native images by `native_mutate`.
+#[derive(Migratable, Debug, Clone, PartialEq, Default)]
+#[migratable(name = "fuzz::NativeState")]
+pub struct NativeState {
+    pub step: u64,
+    #[migratable(native)]
+    pub particles: Vec<Particle>,
+    #[migratable(native)]
+    pub squares: Vec<Square>,
+    pub samples: Vec<f64>,
+    pub label: String,
+}
+
+impl Builder<'_> {
+    /// A `NativeState` from the remaining bytes.
+    pub fn native_state(&mut self) -> NativeState {
+        let particles = (0..self.u8() % 24)
+            .map(|_| Particle {
+                position: [
+                    f32::from_bits(self.u32()),
+                    self.u8() as f32,
+                    -(self.u16() as f32),
+                ],
+                id: self.u32(),
+            })
+            .collect();
+        let kinds = [Kind::Rock, Kind::Water, Kind::Air];
+        let squares = (0..self.u8() % 24)
+            .map(|_| Square {
+                value: self.u32(),
+                letter: char::from_u32(self.u32() % 0x11_0000).unwrap_or('?'),
+                kind: kinds[usize::from(self.u8()) % 3],
+                alive: self.u8() & 1 == 1,
+                spare: 0,
+            })
+            .collect();
+        NativeState {
+            step: self.u64(),
+            particles,
+            squares,
+            samples: (0..self.u8() % 8).map(|_| f64::from_bits(self.u64())).collect(),
+            label: "n".repeat(usize::from(self.u8() % 5)),
+        }
+    }
+}
