@@ -241,9 +241,9 @@ impl SchemaBuilder {
     }
 
     /// The layout fingerprint: a hash of the in-memory layout (name, size, alignment) of
-    /// every type the native encoding stores as raw memory. Unlike [`fingerprint`]
-    /// (Self::fingerprint) it depends on the build and the machine, which is the point: a
-    /// native image is only read where it is equal.
+    /// every type the native encoding stores as raw memory. Unlike
+    /// [`fingerprint`](Self::fingerprint) it depends on the build and the machine, which is
+    /// the point: a native image is only read where it is equal.
     pub fn layout_fingerprint(&self) -> u64 {
         let mut canonical = Vec::with_capacity(128);
         for layout in &self.native_layouts {
