@@ -345,7 +345,7 @@ impl<'a> BodyFlavor<'a> {
             cursor: std::ptr::null_mut(),
             soft_end: std::ptr::null_mut(),
         };
-        flavor.start_batch();
+        flavor.start_batch(0);
         flavor
     }
 
@@ -367,7 +367,7 @@ impl<'a> BodyFlavor<'a> {
         self.sync_len();
         self.hash_pending();
         self.grow(additional);
-        self.start_batch();
+        self.start_batch(additional);
     }
 }
 
@@ -380,11 +380,14 @@ impl BodyFlavor<'_> {
     }
 
     /// Points the cursor at the end of `buffer` (whose length is up to date), and ends the
-    /// fast path a batch after the last checksummed byte, or where the room ends.
-    fn start_batch(&mut self) {
+    /// fast path a batch after the last checksummed byte, or where the room ends, but not
+    /// before the `next` bytes about to be written (`grow` made room for them): the cursor
+    /// must never pass `soft_end`.
+    fn start_batch(&mut self, next: usize) {
         let len = self.buffer.len();
         let room_end = self.buffer.capacity().saturating_sub(CHECKSUM_LEN);
-        let soft_end = (self.hashed + HASH_BATCH).min(room_end).max(len);
+        let soft_end = (self.hashed + HASH_BATCH).min(room_end).max(len + next);
+        debug_assert!(soft_end <= self.buffer.capacity());
         let base = self.buffer.as_mut_ptr();
         // SAFETY: both offsets are within the allocation (at most its capacity).
         unsafe {
@@ -436,7 +439,7 @@ impl BodyFlavor<'_> {
         // after `start`.
         unsafe { self.buffer.set_len(end) };
         self.hashed = end;
-        self.start_batch();
+        self.start_batch(0);
         *self.touched = (*self.touched).max(end);
     }
 }
@@ -546,6 +549,19 @@ mod tests {
             .map(|i| (i * 977, format!("name {i}")))
             .collect();
         check_body(&mut Vec::new(), &mut 0, 40, &value);
+    }
+
+    #[test]
+    fn writes_longer_than_a_batch_match_postcard() {
+        // Longer than a checksum batch but shorter than a bulk copy: written on the fast path
+        // right after a refill, with small writes after each, into a fresh buffer and again
+        // into the same one.
+        let medium = "m".repeat(HASH_BATCH + HASH_BATCH / 2);
+        assert!(medium.len() < COPY_BLOCK);
+        let value: Vec<(String, u32)> = (0..5u32).map(|i| (medium.clone(), i)).collect();
+        let (mut buffer, mut touched) = (Vec::new(), 0);
+        check_body(&mut buffer, &mut touched, 40, &value);
+        check_body(&mut buffer, &mut touched, 40, &value);
     }
 
     #[test]
