@@ -63,6 +63,12 @@ decodes_flat_tuples!(
 /// bounds do not say. The answer is a constant the optimiser folds away.
 pub struct FlatProbe<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
 
+impl<T: ?Sized> Default for FlatProbe<T> {
+    fn default() -> Self {
+        FlatProbe::new()
+    }
+}
+
 impl<T: ?Sized> FlatProbe<T> {
     /// A probe for `T`.
     #[inline(always)]
@@ -98,6 +104,9 @@ impl<T: ?Sized> ProbeNested for FlatProbe<T> {
 }
 
 #[cfg(test)]
+// The probe is always called through `&&`, as generated code does: which trait answers depends
+// on it, though clippy sees only the cases where the outer borrow is not needed.
+#[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
 
