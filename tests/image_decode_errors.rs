@@ -1006,7 +1006,6 @@ struct Tree {
 }
 
 const DEEP_CHILD_ENV: &str = "COSMIC_TEST_DEEP_NESTING_CHILD";
-const DEEP_TEST: &str = "deeply_nested_body_is_refused_without_overflowing_the_stack";
 
 #[test]
 fn deeply_nested_body_is_refused_without_overflowing_the_stack() {
@@ -1026,6 +1025,55 @@ fn deeply_nested_body_is_refused_without_overflowing_the_stack() {
         assert!(err.to_string().contains("128 levels"), "{err}");
         return;
     }
+    survives_in_child("deeply_nested_body_is_refused_without_overflowing_the_stack");
+}
+
+/// `Link`'s older layout, which holds a current `Link`: an image of version 1 decodes
+/// `Link` -> `LinkV1` -> `Link` ... So `Link` must stay guarded although its own field decodes
+/// flat (a `u32`), which would otherwise let it skip the depth guard.
+#[derive(Migratable, Debug)]
+#[migratable(name = "Link")]
+struct LinkV1 {
+    next: Option<Box<Link>>,
+}
+
+#[derive(Migratable, Debug)]
+#[migratable(version = 2, upgrade_from = LinkV1)]
+struct Link {
+    value: u32,
+}
+
+impl From<LinkV1> for Link {
+    fn from(old: LinkV1) -> Link {
+        Link {
+            value: old.next.map_or(0, |next| next.value + 1),
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_through_an_older_layout_is_refused() {
+    if std::env::var_os(DEEP_CHILD_ENV).is_some() {
+        // One byte per level (`Some`), a 0 (`None`) at the bottom; every level is read at
+        // version 1, through the upgrade. A shallow one decodes.
+        let image = capture_fixed(&LinkV1 { next: None });
+        let back: Link = image::restore(&with_body(&image, &[1, 1, 0])).expect("three old links");
+        assert_eq!(back.value, 2);
+        let mut nested = vec![1u8; 1_000_000];
+        nested.push(0);
+        let err = refused_as::<Link>(&with_body(&image, &nested), "a million nested old links");
+        assert!(
+            matches!(err, RestoreError::TooDeep { limit: 128, .. }),
+            "{err:?}"
+        );
+        return;
+    }
+    survives_in_child("deep_nesting_through_an_older_layout_is_refused");
+}
+
+/// Runs `test` of this binary in a child process with [`DEEP_CHILD_ENV`] set and checks that
+/// it passed (a stack overflow would kill it).
+fn survives_in_child(test: &str) {
     let exe = std::env::current_exe().expect("the test binary's path");
     // Under a cross-test runner (QEMU without binfmt_misc) the binary must be run through it.
     let mut child = match std::env::var_os("CROSS_TEST_RUNNER") {
@@ -1037,7 +1085,7 @@ fn deeply_nested_body_is_refused_without_overflowing_the_stack() {
         None => std::process::Command::new(&exe),
     };
     let output = child
-        .args([DEEP_TEST, "--exact", "--test-threads=1", "--nocapture"])
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
         .env(DEEP_CHILD_ENV, "1")
         .output()
         .expect("run the child test");

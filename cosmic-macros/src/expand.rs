@@ -329,6 +329,8 @@ impl<'a> Expander<'a> {
         let (de_impl_generics, _, _) = de_generics.split_for_impl();
         let serialize_body = self.serialize_body();
         let visitors = self.visitors_and_entry();
+        let depth_guard = self.depth_guard();
+        let written_version = self.written_version();
         quote! {
             impl #impl_generics #krate::__private::serde::Serialize for #ident #ty_generics #where_clause {
                 fn serialize<__S: #krate::__private::serde::Serializer>(
@@ -343,17 +345,68 @@ impl<'a> Expander<'a> {
                 fn deserialize<__D: #krate::__private::serde::Deserializer<'de>>(
                     deserializer: __D,
                 ) -> ::core::result::Result<Self, __D::Error> {
-                    // Bounds recursion through hostile bytes; see `DepthGuard`.
-                    let _depth = #krate::__private::DepthGuard::enter()
-                        .map_err(<__D::Error as #krate::__private::serde::de::Error>::custom)?;
+                    #depth_guard
                     <Self as #krate::__private::Migratable>::deserialize_version(
-                        #krate::__private::written_version::<Self>(),
+                        #written_version,
                         deserializer,
                     )
                 }
             }
 
             #visitors
+        }
+    }
+
+    /// Enters a level of the nesting bound (see `DepthGuard`), unless every decoded field's
+    /// type decodes flat: then this type adds one level at most, and decoding many small
+    /// structs (a vertex of three `f32`s) skips a thread-local update per value. The probes
+    /// are constants the optimiser folds. A type with `upgrade_from` is always guarded: the
+    /// older layout it decodes may hold this type again.
+    fn depth_guard(&self) -> TokenStream {
+        let krate = &self.krate;
+        let enter = quote! {
+            // Bounds recursion through hostile bytes; see `DepthGuard`.
+            #krate::__private::DepthGuard::enter()
+                .map_err(<__D::Error as #krate::__private::serde::de::Error>::custom)?
+        };
+        if self.container.attrs.upgrade_from.is_some() {
+            return quote!(let _depth = #enter;);
+        }
+        let types: Vec<&syn::Type> = self
+            .container
+            .all_fields()
+            .filter(|field| !field.is_skipped())
+            .map(|field| &field.ty)
+            .collect();
+        if types.is_empty() {
+            return TokenStream::new();
+        }
+        let probe = quote!(#krate::__private::FlatProbe);
+        quote! {
+            #[allow(unused_imports)]
+            use #krate::__private::{ProbeFlat as _, ProbeNested as _};
+            let _depth = if #((&&#probe::<#types>::new()).decodes_flat())&&* {
+                ::core::option::Option::None
+            } else {
+                ::core::option::Option::Some(#enter)
+            };
+        }
+    }
+
+    /// The version to decode: the one the bytes were written with, or the current one when
+    /// every version has this one layout (no `upgrade_from`, no field added or removed), which
+    /// saves a thread-local read per decoded value.
+    fn written_version(&self) -> TokenStream {
+        let krate = &self.krate;
+        let one_layout = self.container.attrs.upgrade_from.is_none()
+            && self
+                .container
+                .all_fields()
+                .all(|field| field.is_skipped() || (field.since() == 1 && field.until().is_none()));
+        if one_layout {
+            quote!(<Self as #krate::__private::Migratable>::VERSION)
+        } else {
+            quote!(#krate::__private::written_version::<Self>())
         }
     }
 

@@ -225,8 +225,9 @@ pub struct ReadmeDoctests;
 pub mod __private {
     pub use cosmic_runtime::image::Registration;
     pub use cosmic_runtime::state::{
-        generic_type_name, written_version, BulkSlice, BulkVec, DepthGuard, Migratable,
-        MigratableField, NativeSlice, NativeVec, SchemaBuilder, Shape, ShapeParts,
+        generic_type_name, written_version, BulkSlice, BulkVec, DepthGuard, FlatProbe, Migratable,
+        MigratableField, NativeSlice, NativeVec, ProbeFlat, ProbeNested, SchemaBuilder, Shape,
+        ShapeParts,
     };
     pub use inventory;
     pub use serde;

@@ -312,6 +312,11 @@ const HASH_BATCH: usize = 64 << 10;
 
 /// A postcard output that appends to the writer's buffer and checksums the body as it goes,
 /// so the checksum reads bytes from cache rather than from memory a second time.
+///
+/// Small writes go through a cursor kept in the flavor itself, as postcard's own slice flavor
+/// does: the `Vec`'s length lives behind a reference, and since a byte store may alias it, the
+/// compiler would reload it and the data pointer after every field. `buffer.len()` is brought
+/// up to date (`sync_len`) before anything else reads the buffer.
 struct BodyFlavor<'a> {
     buffer: &'a mut Vec<u8>,
     /// The writer's count of bytes written at the start of the buffer's allocation; only bulk
@@ -320,30 +325,36 @@ struct BodyFlavor<'a> {
     crc: Crc32c,
     /// Bytes before this offset are in `crc`.
     hashed: usize,
-    /// Writes that end at or before this offset take the fast path: there is room for them
-    /// (and the body checksum after them), and the unhashed bytes stay under a batch.
-    soft_end: usize,
+    /// Where the next byte goes, in `buffer`'s allocation at or after `buffer.len()`.
+    cursor: *mut u8,
+    /// Writes that end at or before this address take the fast path: there is room for them
+    /// (and the body checksum after them), and the unhashed bytes stay under a batch. Never
+    /// before `cursor`.
+    soft_end: *mut u8,
 }
 
 impl<'a> BodyFlavor<'a> {
     /// A flavor appending to `buffer`, whose first `hashed` bytes (the header) are not part of
     /// the body's checksum.
     fn new(buffer: &'a mut Vec<u8>, touched: &'a mut usize, hashed: usize) -> BodyFlavor<'a> {
-        let soft_end = (hashed + HASH_BATCH).min(buffer.capacity().saturating_sub(CHECKSUM_LEN));
-        BodyFlavor {
+        let mut flavor = BodyFlavor {
             buffer,
             touched,
             crc: Crc32c::new(),
             hashed,
-            soft_end,
-        }
+            cursor: std::ptr::null_mut(),
+            soft_end: std::ptr::null_mut(),
+        };
+        flavor.start_batch(0);
+        flavor
     }
 
-    /// Makes sure `additional` bytes can be written with plain stores: one compare in the
-    /// common case.
+    /// Makes sure `additional` bytes can be written at `cursor` with plain stores: one compare
+    /// in the common case.
     #[inline(always)]
     fn reserve(&mut self, additional: usize) {
-        if self.buffer.len() + additional > self.soft_end {
+        // `soft_end` is never before `cursor`, so this does not wrap.
+        if (self.soft_end as usize) - (self.cursor as usize) < additional {
             self.refill(additional);
         }
     }
@@ -353,13 +364,38 @@ impl<'a> BodyFlavor<'a> {
     #[cold]
     #[inline(never)]
     fn refill(&mut self, additional: usize) {
+        self.sync_len();
         self.hash_pending();
         self.grow(additional);
-        self.soft_end = (self.hashed + HASH_BATCH).min(self.buffer.capacity() - CHECKSUM_LEN);
+        self.start_batch(additional);
     }
 }
 
 impl BodyFlavor<'_> {
+    /// Sets `buffer`'s length to what the cursor has written.
+    fn sync_len(&mut self) {
+        let len = self.cursor as usize - self.buffer.as_ptr() as usize;
+        // SAFETY: the cursor only moves over bytes it wrote, within the capacity (`reserve`).
+        unsafe { self.buffer.set_len(len) };
+    }
+
+    /// Points the cursor at the end of `buffer` (whose length is up to date), and ends the
+    /// fast path a batch after the last checksummed byte, or where the room ends, but not
+    /// before the `next` bytes about to be written (`grow` made room for them): the cursor
+    /// must never pass `soft_end`.
+    fn start_batch(&mut self, next: usize) {
+        let len = self.buffer.len();
+        let room_end = self.buffer.capacity().saturating_sub(CHECKSUM_LEN);
+        let soft_end = (self.hashed + HASH_BATCH).min(room_end).max(len + next);
+        debug_assert!(soft_end <= self.buffer.capacity());
+        let base = self.buffer.as_mut_ptr();
+        // SAFETY: both offsets are within the allocation (at most its capacity).
+        unsafe {
+            self.cursor = base.add(len);
+            self.soft_end = base.add(soft_end);
+        }
+    }
+
     fn hash_pending(&mut self) {
         self.crc.update(&self.buffer[self.hashed..]);
         self.hashed = self.buffer.len();
@@ -386,6 +422,7 @@ impl BodyFlavor<'_> {
     /// while still in cache.
     #[inline(never)]
     fn extend_large(&mut self, data: &[u8]) {
+        self.sync_len();
         self.grow(data.len());
         self.hash_pending();
         let start = self.buffer.len();
@@ -402,7 +439,7 @@ impl BodyFlavor<'_> {
         // after `start`.
         unsafe { self.buffer.set_len(end) };
         self.hashed = end;
-        self.soft_end = (end + HASH_BATCH).min(self.buffer.capacity() - CHECKSUM_LEN);
+        self.start_batch(0);
         *self.touched = (*self.touched).max(end);
     }
 }
@@ -411,16 +448,17 @@ impl Flavor for BodyFlavor<'_> {
     type Output = u32;
 
     // postcard calls these for every field (a byte, a varint, a float's four bytes): one
-    // compare each (`reserve`), then a plain store, instead of a capacity check here, another
-    // inside `Vec::push`/`extend_from_slice` and a batch count.
+    // compare each (`reserve`), then a plain store through the cursor, instead of a capacity
+    // check here, another inside `Vec::push`/`extend_from_slice` and a batch count.
     #[inline(always)]
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
         self.reserve(1);
-        let len = self.buffer.len();
-        // SAFETY: `reserve` left room for one more byte.
+        // Read once: after the store the compiler must assume the cursor's own memory changed.
+        let cursor = self.cursor;
+        // SAFETY: `reserve` left room for one more byte at the cursor.
         unsafe {
-            self.buffer.as_mut_ptr().add(len).write(byte);
-            self.buffer.set_len(len + 1);
+            cursor.write(byte);
+            self.cursor = cursor.add(1);
         }
         Ok(())
     }
@@ -432,21 +470,18 @@ impl Flavor for BodyFlavor<'_> {
             return Ok(());
         }
         self.reserve(data.len());
-        let len = self.buffer.len();
-        // SAFETY: `reserve` left room for `data.len()` more bytes, and `data` cannot overlap
-        // the spare capacity, which nothing else borrows.
+        let cursor = self.cursor;
+        // SAFETY: `reserve` left room for `data.len()` more bytes at the cursor, and `data`
+        // cannot overlap the spare capacity, which nothing else borrows.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.buffer.as_mut_ptr().add(len),
-                data.len(),
-            );
-            self.buffer.set_len(len + data.len());
+            std::ptr::copy_nonoverlapping(data.as_ptr(), cursor, data.len());
+            self.cursor = cursor.add(data.len());
         }
         Ok(())
     }
 
     fn finalize(mut self) -> postcard::Result<u32> {
+        self.sync_len();
         self.hash_pending();
         Ok(self.crc.finish())
     }
@@ -514,6 +549,19 @@ mod tests {
             .map(|i| (i * 977, format!("name {i}")))
             .collect();
         check_body(&mut Vec::new(), &mut 0, 40, &value);
+    }
+
+    #[test]
+    fn writes_longer_than_a_batch_match_postcard() {
+        // Longer than a checksum batch but shorter than a bulk copy: written on the fast path
+        // right after a refill, with small writes after each, into a fresh buffer and again
+        // into the same one.
+        let medium = "m".repeat(HASH_BATCH + HASH_BATCH / 2);
+        assert!(medium.len() < COPY_BLOCK);
+        let value: Vec<(String, u32)> = (0..5u32).map(|i| (medium.clone(), i)).collect();
+        let (mut buffer, mut touched) = (Vec::new(), 0);
+        check_body(&mut buffer, &mut touched, 40, &value);
+        check_body(&mut buffer, &mut touched, 40, &value);
     }
 
     #[test]

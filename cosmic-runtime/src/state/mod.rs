@@ -5,6 +5,7 @@
 mod bulk;
 mod depth;
 mod fingerprint;
+mod flat;
 mod migratable;
 mod native;
 mod schema;
@@ -24,6 +25,8 @@ pub use shape::Shape;
 pub use bulk::{BulkElement, BulkSlice, BulkVec};
 #[doc(hidden)]
 pub use depth::{with_max_depth, DepthExceeded, DepthGuard, DEFAULT_MAX_DEPTH};
+#[doc(hidden)]
+pub use flat::{DecodesFlat, FlatProbe, ProbeFlat, ProbeNested};
 pub(crate) use native::with_native_encoding;
 #[doc(hidden)]
 pub use native::{native_active, NativeSlice, NativeVec};
