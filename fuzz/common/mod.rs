@@ -14,7 +14,7 @@ use std::error::Error as _;
 use cosmic::image::{self, DecodeLimits, RestoreError};
 use cosmic::Migratable;
 
-use types::{Counter, CounterV1, Phase, Point, State, Tile, Tree, V1State};
+use types::{Counter, CounterV1, NativeState, Phase, Point, State, Tile, Tree, V1State};
 
 // ---- the image layout (see cosmic-runtime/src/image/{format,header}.rs) --------------------
 
@@ -212,10 +212,22 @@ fn recapture<T: Migratable>(value: &T) {
     assert!(first == second, "capture -> restore -> capture changed the image");
 }
 
+/// A value restored from a native image must also capture natively, and restore from that
+/// image to a value that captures to the very same bytes.
+fn recapture_native<T: Migratable>(value: &T) {
+    let first = image::capture_native(value).expect("a restored state must capture natively");
+    let again: T = image::restore(&first).expect("a fresh native capture must restore");
+    let second = image::capture_native(&again).expect("a restored state must capture natively");
+    assert!(first == second, "native capture -> restore -> capture changed the image");
+}
+
 fn check_restore<T: Migratable>(bytes: &[u8], limits: &DecodeLimits) -> bool {
     match image::restore_with_limits::<T>(bytes, limits) {
         Ok(value) => {
             recapture(&value);
+            if image::inspect(bytes).is_ok_and(|h| h.encoding == image::Encoding::Native) {
+                recapture_native(&value);
+            }
             true
         }
         Err(error) => {
@@ -254,6 +266,12 @@ pub fn check_all(bytes: &[u8]) {
     assert!(!state || unlimited, "restore failed with no limits but not the defaults");
     check_restore::<V1State>(bytes, &SMALL_LIMITS);
 
+    // The state with native fields, from native and portable images alike.
+    let native = check_restore::<NativeState>(bytes, &DecodeLimits::DEFAULT);
+    assert!(!native || inspected.is_ok(), "restore accepted an image inspect refuses");
+    let native_small = check_restore::<NativeState>(bytes, &SMALL_LIMITS);
+    assert!(!native_small || native, "restore succeeded under small limits but not the defaults");
+
     // Nested types as roots of their own images.
     check_restore::<Counter>(bytes, &DecodeLimits::DEFAULT);
     check_restore::<Tree>(bytes, &DecodeLimits::DEFAULT);
@@ -274,9 +292,16 @@ pub fn check_all(bytes: &[u8]) {
                 "fuzz::Phase" => recapture(&*any.downcast::<Phase>().expect("Phase")),
                 "fuzz::Point" => recapture(&*any.downcast::<Point>().expect("Point")),
                 "fuzz::Tile" => recapture(&*any.downcast::<Tile>().expect("Tile")),
-                "fuzz::NativeState" => recapture(
-                    &*any.downcast::<types::NativeState>().expect("NativeState"),
-                ),
+                "fuzz::NativeState" => {
+                    let value = any.downcast::<NativeState>().expect("NativeState");
+                    assert!(native, "restore_any accepted a NativeState image restore refused");
+                    recapture(&*value);
+                }
+                "fuzz::Particle" => {
+                    recapture(&*any.downcast::<types::Particle>().expect("Particle"))
+                }
+                "fuzz::Square" => recapture(&*any.downcast::<types::Square>().expect("Square")),
+                "fuzz::Kind" => recapture(&*any.downcast::<types::Kind>().expect("Kind")),
                 "fuzz::Marker" => {
                     recapture(&*any.downcast::<types::Marker>().expect("Marker"))
                 }
@@ -288,7 +313,8 @@ pub fn check_all(bytes: &[u8]) {
             exercise_error(&error);
             if let Ok(header) = &inspected {
                 assert!(
-                    !(header.type_name == "fuzz::State" && state),
+                    !(header.type_name == "fuzz::State" && state)
+                        && !(header.type_name == "fuzz::NativeState" && native),
                     "restore succeeded where restore_any failed: {error}"
                 );
             }
