@@ -312,11 +312,12 @@ pub fn check_all(bytes: &[u8]) {
         Err(error) => {
             exercise_error(&error);
             if let Ok(header) = &inspected {
-                assert!(
-                    !(header.type_name == "fuzz::State" && state)
-                        && !(header.type_name == "fuzz::NativeState" && native),
-                    "restore succeeded where restore_any failed: {error}"
-                );
+                let restored = match header.type_name.as_str() {
+                    "fuzz::State" => state,
+                    "fuzz::NativeState" => native,
+                    _ => false,
+                };
+                assert!(!restored, "restore succeeded where restore_any failed: {error}");
             }
         }
     }
