@@ -209,7 +209,10 @@ fn recapture<T: Migratable>(value: &T) {
     let first = image::capture(value).expect("a restored state must capture again");
     let again: T = image::restore(&first).expect("a fresh capture must restore");
     let second = image::capture(&again).expect("a restored state must capture again");
-    assert!(first == second, "capture -> restore -> capture changed the image");
+    assert!(
+        first == second,
+        "capture -> restore -> capture changed the image"
+    );
 }
 
 /// A value restored from a native image must also capture natively, and restore from that
@@ -218,7 +221,10 @@ fn recapture_native<T: Migratable>(value: &T) {
     let first = image::capture_native(value).expect("a restored state must capture natively");
     let again: T = image::restore(&first).expect("a fresh native capture must restore");
     let second = image::capture_native(&again).expect("a restored state must capture natively");
-    assert!(first == second, "native capture -> restore -> capture changed the image");
+    assert!(
+        first == second,
+        "native capture -> restore -> capture changed the image"
+    );
 }
 
 fn check_restore<T: Migratable>(bytes: &[u8], limits: &DecodeLimits) -> bool {
@@ -242,7 +248,11 @@ pub fn check_all(bytes: &[u8]) {
     let inspected = image::inspect(bytes);
     match &inspected {
         Ok(header) => {
-            assert_eq!(header.image_len(), bytes.len() as u64, "inspect accepted a wrong length");
+            assert_eq!(
+                header.image_len(),
+                bytes.len() as u64,
+                "inspect accepted a wrong length"
+            );
             assert!(header.header_len <= bytes.len());
         }
         Err(error) => exercise_error(error),
@@ -251,11 +261,17 @@ pub fn check_all(bytes: &[u8]) {
     let state = check_restore::<State>(bytes, &DecodeLimits::DEFAULT);
     let v1 = check_restore::<V1State>(bytes, &DecodeLimits::DEFAULT);
     for ok in [state, v1] {
-        assert!(!ok || inspected.is_ok(), "restore accepted an image inspect refuses");
+        assert!(
+            !ok || inspected.is_ok(),
+            "restore accepted an image inspect refuses"
+        );
     }
     // Under small limits nothing may succeed that fails under the defaults.
     let small = check_restore::<State>(bytes, &SMALL_LIMITS);
-    assert!(!small || state, "restore succeeded under small limits but not the defaults");
+    assert!(
+        !small || state,
+        "restore succeeded under small limits but not the defaults"
+    );
     if small {
         let header = inspected.as_ref().unwrap();
         assert!(header.header_len as u64 <= SMALL_LIMITS.max_header_bytes as u64);
@@ -263,14 +279,23 @@ pub fn check_all(bytes: &[u8]) {
     }
     // Raising the limits to the maximum must not change the verdict of a default-size image.
     let unlimited = check_restore::<State>(bytes, unlimited());
-    assert!(!state || unlimited, "restore failed with no limits but not the defaults");
+    assert!(
+        !state || unlimited,
+        "restore failed with no limits but not the defaults"
+    );
     check_restore::<V1State>(bytes, &SMALL_LIMITS);
 
     // The state with native fields, from native and portable images alike.
     let native = check_restore::<NativeState>(bytes, &DecodeLimits::DEFAULT);
-    assert!(!native || inspected.is_ok(), "restore accepted an image inspect refuses");
+    assert!(
+        !native || inspected.is_ok(),
+        "restore accepted an image inspect refuses"
+    );
     let native_small = check_restore::<NativeState>(bytes, &SMALL_LIMITS);
-    assert!(!native_small || native, "restore succeeded under small limits but not the defaults");
+    assert!(
+        !native_small || native,
+        "restore succeeded under small limits but not the defaults"
+    );
 
     // Nested types as roots of their own images.
     check_restore::<Counter>(bytes, &DecodeLimits::DEFAULT);
@@ -278,7 +303,10 @@ pub fn check_all(bytes: &[u8]) {
 
     match image::restore_any(bytes) {
         Ok(restored) => {
-            assert!(inspected.is_ok(), "restore_any accepted an image inspect refuses");
+            assert!(
+                inspected.is_ok(),
+                "restore_any accepted an image inspect refuses"
+            );
             let name = restored.header.type_name.as_str();
             let any = restored.state;
             match name {
@@ -294,7 +322,10 @@ pub fn check_all(bytes: &[u8]) {
                 "fuzz::Tile" => recapture(&*any.downcast::<Tile>().expect("Tile")),
                 "fuzz::NativeState" => {
                     let value = any.downcast::<NativeState>().expect("NativeState");
-                    assert!(native, "restore_any accepted a NativeState image restore refused");
+                    assert!(
+                        native,
+                        "restore_any accepted a NativeState image restore refused"
+                    );
                     recapture(&*value);
                 }
                 "fuzz::Particle" => {
@@ -302,9 +333,7 @@ pub fn check_all(bytes: &[u8]) {
                 }
                 "fuzz::Square" => recapture(&*any.downcast::<types::Square>().expect("Square")),
                 "fuzz::Kind" => recapture(&*any.downcast::<types::Kind>().expect("Kind")),
-                "fuzz::Marker" => {
-                    recapture(&*any.downcast::<types::Marker>().expect("Marker"))
-                }
+                "fuzz::Marker" => recapture(&*any.downcast::<types::Marker>().expect("Marker")),
                 // Types of other crates linked into the binary (none today).
                 _ => {}
             }
@@ -317,7 +346,10 @@ pub fn check_all(bytes: &[u8]) {
                     "fuzz::NativeState" => native,
                     _ => false,
                 };
-                assert!(!restored, "restore succeeded where restore_any failed: {error}");
+                assert!(
+                    !restored,
+                    "restore succeeded where restore_any failed: {error}"
+                );
             }
         }
     }
@@ -358,7 +390,13 @@ pub fn capture_root(which: u8, state: &State) -> Vec<u8> {
         7 => image::capture(&state.origin),
         8 => image::capture(&state.tile),
         // A std type: not registered, so `restore_any` must say it is unknown.
-        _ => image::capture(&state.names.clone().into_iter().collect::<Vec<(String, u32)>>()),
+        _ => image::capture(
+            &state
+                .names
+                .clone()
+                .into_iter()
+                .collect::<Vec<(String, u32)>>(),
+        ),
     };
     result.expect("capture of a built state")
 }

@@ -134,7 +134,10 @@ fn run(data: &[u8]) -> Result<()> {
         // Compared through their images: floats from the input may be NaN (NaN != NaN).
         let back: NativeState = image::restore(&image).expect("an untouched native image");
         let again = image::capture_native(&back).expect("capture again");
-        assert!(again == image, "capture -> restore -> capture changed the native image");
+        assert!(
+            again == image,
+            "capture -> restore -> capture changed the native image"
+        );
     }
 
     let forge = match forge_choice % 8 {
@@ -180,7 +183,10 @@ fn run(data: &[u8]) -> Result<()> {
             (3, _) => {
                 memory_only = false;
                 let bytes = value.to_le_bytes();
-                image.splice(anywhere..anywhere, bytes[..(value as usize % 4) + 1].iter().copied());
+                image.splice(
+                    anywhere..anywhere,
+                    bytes[..(value as usize % 4) + 1].iter().copied(),
+                );
             }
             (4, Some(field)) => {
                 let memory = field.memory();
@@ -198,7 +204,11 @@ fn run(data: &[u8]) -> Result<()> {
                 let field = fields[usize::from(at) % 2];
                 let counts = field.count_at..field.count_at + field.count_len;
                 if counts.end <= body.end {
-                    let size = if at % 2 == 0 { size_of::<Particle>() } else { size_of::<Square>() };
+                    let size = if at % 2 == 0 {
+                        size_of::<Particle>()
+                    } else {
+                        size_of::<Square>()
+                    };
                     let count = forged_count(field.memory_len as u64, size as u64, value);
                     image.splice(counts, count);
                 }
@@ -212,7 +222,10 @@ fn run(data: &[u8]) -> Result<()> {
     let result = image::restore::<NativeState>(&image);
     match &result {
         Ok(value) => {
-            assert!(forge != Forge::Guard, "a native image with a forged guard field was decoded");
+            assert!(
+                forge != Forge::Guard,
+                "a native image with a forged guard field was decoded"
+            );
             let again = image::capture_native(value).expect("a restored state must capture");
             let back: NativeState = image::restore(&again).expect("a fresh capture must restore");
             let twice = image::capture_native(&back).expect("capture again");
@@ -344,7 +357,8 @@ fn check_memory_outcome(
         Ok(value) => {
             assert!(valid, "a native image with an invalid element was decoded");
             assert!(
-                *bytemuck::cast_slice::<Particle, u8>(&value.particles) == image[fields[0].memory()]
+                *bytemuck::cast_slice::<Particle, u8>(&value.particles)
+                    == image[fields[0].memory()]
                     && *bytemuck::cast_slice::<Square, u8>(&value.squares) == *squares,
                 "the decoded elements are not the image's memory"
             );

@@ -35,8 +35,14 @@ fn main() {
                 text
             }
         };
-        println!("  restore::<State>: {}", verdict(image::restore::<State>(&bytes).map(drop)));
-        println!("  restore::<V1State>: {}", verdict(image::restore::<V1State>(&bytes).map(drop)));
+        println!(
+            "  restore::<State>: {}",
+            verdict(image::restore::<State>(&bytes).map(drop))
+        );
+        println!(
+            "  restore::<V1State>: {}",
+            verdict(image::restore::<V1State>(&bytes).map(drop))
+        );
         println!(
             "  restore::<NativeState>: {}",
             verdict(image::restore::<NativeState>(&bytes).map(drop))
@@ -45,7 +51,10 @@ fn main() {
             "  restore_with_limits(small)::<State>: {}",
             verdict(image::restore_with_limits::<State>(&bytes, &common::SMALL_LIMITS).map(drop))
         );
-        println!("  restore_any: {}", verdict(image::restore_any(&bytes).map(drop)));
+        println!(
+            "  restore_any: {}",
+            verdict(image::restore_any(&bytes).map(drop))
+        );
         common::check_all(&bytes);
         println!("  checks: passed");
     }
