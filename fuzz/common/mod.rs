@@ -14,7 +14,7 @@ use std::error::Error as _;
 use cosmic::image::{self, DecodeLimits, RestoreError};
 use cosmic::Migratable;
 
-use types::{Counter, CounterV1, Phase, Point, State, Tile, Tree, V1State};
+use types::{Counter, CounterV1, NativeState, Phase, Point, State, Tile, Tree, V1State};
 
 // ---- the image layout (see cosmic-runtime/src/image/{format,header}.rs) --------------------
 
@@ -209,13 +209,31 @@ fn recapture<T: Migratable>(value: &T) {
     let first = image::capture(value).expect("a restored state must capture again");
     let again: T = image::restore(&first).expect("a fresh capture must restore");
     let second = image::capture(&again).expect("a restored state must capture again");
-    assert!(first == second, "capture -> restore -> capture changed the image");
+    assert!(
+        first == second,
+        "capture -> restore -> capture changed the image"
+    );
+}
+
+/// A value restored from a native image must also capture natively, and restore from that
+/// image to a value that captures to the very same bytes.
+fn recapture_native<T: Migratable>(value: &T) {
+    let first = image::capture_native(value).expect("a restored state must capture natively");
+    let again: T = image::restore(&first).expect("a fresh native capture must restore");
+    let second = image::capture_native(&again).expect("a restored state must capture natively");
+    assert!(
+        first == second,
+        "native capture -> restore -> capture changed the image"
+    );
 }
 
 fn check_restore<T: Migratable>(bytes: &[u8], limits: &DecodeLimits) -> bool {
     match image::restore_with_limits::<T>(bytes, limits) {
         Ok(value) => {
             recapture(&value);
+            if image::inspect(bytes).is_ok_and(|h| h.encoding == image::Encoding::Native) {
+                recapture_native(&value);
+            }
             true
         }
         Err(error) => {
@@ -230,7 +248,11 @@ pub fn check_all(bytes: &[u8]) {
     let inspected = image::inspect(bytes);
     match &inspected {
         Ok(header) => {
-            assert_eq!(header.image_len(), bytes.len() as u64, "inspect accepted a wrong length");
+            assert_eq!(
+                header.image_len(),
+                bytes.len() as u64,
+                "inspect accepted a wrong length"
+            );
             assert!(header.header_len <= bytes.len());
         }
         Err(error) => exercise_error(error),
@@ -239,11 +261,17 @@ pub fn check_all(bytes: &[u8]) {
     let state = check_restore::<State>(bytes, &DecodeLimits::DEFAULT);
     let v1 = check_restore::<V1State>(bytes, &DecodeLimits::DEFAULT);
     for ok in [state, v1] {
-        assert!(!ok || inspected.is_ok(), "restore accepted an image inspect refuses");
+        assert!(
+            !ok || inspected.is_ok(),
+            "restore accepted an image inspect refuses"
+        );
     }
     // Under small limits nothing may succeed that fails under the defaults.
     let small = check_restore::<State>(bytes, &SMALL_LIMITS);
-    assert!(!small || state, "restore succeeded under small limits but not the defaults");
+    assert!(
+        !small || state,
+        "restore succeeded under small limits but not the defaults"
+    );
     if small {
         let header = inspected.as_ref().unwrap();
         assert!(header.header_len as u64 <= SMALL_LIMITS.max_header_bytes as u64);
@@ -251,8 +279,23 @@ pub fn check_all(bytes: &[u8]) {
     }
     // Raising the limits to the maximum must not change the verdict of a default-size image.
     let unlimited = check_restore::<State>(bytes, unlimited());
-    assert!(!state || unlimited, "restore failed with no limits but not the defaults");
+    assert!(
+        !state || unlimited,
+        "restore failed with no limits but not the defaults"
+    );
     check_restore::<V1State>(bytes, &SMALL_LIMITS);
+
+    // The state with native fields, from native and portable images alike.
+    let native = check_restore::<NativeState>(bytes, &DecodeLimits::DEFAULT);
+    assert!(
+        !native || inspected.is_ok(),
+        "restore accepted an image inspect refuses"
+    );
+    let native_small = check_restore::<NativeState>(bytes, &SMALL_LIMITS);
+    assert!(
+        !native_small || native,
+        "restore succeeded under small limits but not the defaults"
+    );
 
     // Nested types as roots of their own images.
     check_restore::<Counter>(bytes, &DecodeLimits::DEFAULT);
@@ -260,7 +303,10 @@ pub fn check_all(bytes: &[u8]) {
 
     match image::restore_any(bytes) {
         Ok(restored) => {
-            assert!(inspected.is_ok(), "restore_any accepted an image inspect refuses");
+            assert!(
+                inspected.is_ok(),
+                "restore_any accepted an image inspect refuses"
+            );
             let name = restored.header.type_name.as_str();
             let any = restored.state;
             match name {
@@ -274,12 +320,20 @@ pub fn check_all(bytes: &[u8]) {
                 "fuzz::Phase" => recapture(&*any.downcast::<Phase>().expect("Phase")),
                 "fuzz::Point" => recapture(&*any.downcast::<Point>().expect("Point")),
                 "fuzz::Tile" => recapture(&*any.downcast::<Tile>().expect("Tile")),
-                "fuzz::NativeState" => recapture(
-                    &*any.downcast::<types::NativeState>().expect("NativeState"),
-                ),
-                "fuzz::Marker" => {
-                    recapture(&*any.downcast::<types::Marker>().expect("Marker"))
+                "fuzz::NativeState" => {
+                    let value = any.downcast::<NativeState>().expect("NativeState");
+                    assert!(
+                        native,
+                        "restore_any accepted a NativeState image restore refused"
+                    );
+                    recapture(&*value);
                 }
+                "fuzz::Particle" => {
+                    recapture(&*any.downcast::<types::Particle>().expect("Particle"))
+                }
+                "fuzz::Square" => recapture(&*any.downcast::<types::Square>().expect("Square")),
+                "fuzz::Kind" => recapture(&*any.downcast::<types::Kind>().expect("Kind")),
+                "fuzz::Marker" => recapture(&*any.downcast::<types::Marker>().expect("Marker")),
                 // Types of other crates linked into the binary (none today).
                 _ => {}
             }
@@ -287,8 +341,13 @@ pub fn check_all(bytes: &[u8]) {
         Err(error) => {
             exercise_error(&error);
             if let Ok(header) = &inspected {
+                let restored = match header.type_name.as_str() {
+                    "fuzz::State" => state,
+                    "fuzz::NativeState" => native,
+                    _ => false,
+                };
                 assert!(
-                    !(header.type_name == "fuzz::State" && state),
+                    !restored,
                     "restore succeeded where restore_any failed: {error}"
                 );
             }
@@ -331,7 +390,13 @@ pub fn capture_root(which: u8, state: &State) -> Vec<u8> {
         7 => image::capture(&state.origin),
         8 => image::capture(&state.tile),
         // A std type: not registered, so `restore_any` must say it is unknown.
-        _ => image::capture(&state.names.clone().into_iter().collect::<Vec<(String, u32)>>()),
+        _ => image::capture(
+            &state
+                .names
+                .clone()
+                .into_iter()
+                .collect::<Vec<(String, u32)>>(),
+        ),
     };
     result.expect("capture of a built state")
 }

@@ -237,11 +237,17 @@ impl<'a> Builder<'a> {
             grid: (0..grid_len).map(|_| f64::from_bits(self.u64())).collect(),
             raw: (0..raw_len).map(|_| self.u8()).collect(),
             ints: (0..ints_len).map(|_| self.u32() as i32).collect(),
-            names: (0..names_len).map(|_| (self.string(), self.u32())).collect(),
+            names: (0..names_len)
+                .map(|_| (self.string(), self.u32()))
+                .collect(),
             phase: self.phase(),
             history: (0..history_len).map(|_| self.phase()).collect(),
             origin: self.point(),
-            note: if self.u8() % 2 == 0 { None } else { Some(self.string()) },
+            note: if self.u8() % 2 == 0 {
+                None
+            } else {
+                Some(self.string())
+            },
             counter: Counter {
                 count: self.u64(),
                 unit: self.string(),
@@ -345,7 +351,9 @@ pub fn sample_v1() -> V1State {
 // ---- native images ------------------------------------------------------------------------
 
 /// Plain old data: every bit pattern is a value.
-#[derive(Migratable, Debug, Clone, Copy, PartialEq, cosmic::bytemuck::Pod, cosmic::bytemuck::Zeroable)]
+#[derive(
+    Migratable, Debug, Clone, Copy, PartialEq, cosmic::bytemuck::Pod, cosmic::bytemuck::Zeroable,
+)]
 #[bytemuck(crate = "cosmic::bytemuck")]
 #[migratable(name = "fuzz::Particle")]
 #[repr(C)]
@@ -355,7 +363,9 @@ pub struct Particle {
 }
 
 /// A fieldless enum: only its tags are values.
-#[derive(Migratable, Debug, Clone, Copy, PartialEq, bytemuck::NoUninit, bytemuck::CheckedBitPattern)]
+#[derive(
+    Migratable, Debug, Clone, Copy, PartialEq, bytemuck::NoUninit, bytemuck::CheckedBitPattern,
+)]
 #[migratable(name = "fuzz::Kind")]
 #[repr(u8)]
 pub enum Kind {
@@ -365,7 +375,9 @@ pub enum Kind {
 }
 
 /// Plain old data whose bits are checked: a bool, a char and an enum tag.
-#[derive(Migratable, Debug, Clone, Copy, PartialEq, bytemuck::NoUninit, bytemuck::CheckedBitPattern)]
+#[derive(
+    Migratable, Debug, Clone, Copy, PartialEq, bytemuck::NoUninit, bytemuck::CheckedBitPattern,
+)]
 #[migratable(name = "fuzz::Square")]
 #[repr(C)]
 pub struct Square {
@@ -416,7 +428,9 @@ impl Builder<'_> {
             step: self.u64(),
             particles,
             squares,
-            samples: (0..self.u8() % 8).map(|_| f64::from_bits(self.u64())).collect(),
+            samples: (0..self.u8() % 8)
+                .map(|_| f64::from_bits(self.u64()))
+                .collect(),
             label: "n".repeat(usize::from(self.u8() % 5)),
         }
     }

@@ -22,7 +22,7 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::{Reseal, RawHeader};
+use common::{RawHeader, Reseal};
 
 fuzz_target!(|data: &[u8]| {
     let _ = run(data);
@@ -92,7 +92,10 @@ fn assert_round_trip(root: u8, image: &[u8]) {
         _ => capture(&restore::<Vec<(String, u32)>>(image).expect("pairs round trip")),
     }
     .expect("capture again");
-    assert!(again == image, "capture -> restore -> capture changed the image");
+    assert!(
+        again == image,
+        "capture -> restore -> capture changed the image"
+    );
 }
 
 /// A header with a forged version table (and possibly other fields), with the fingerprint
@@ -113,7 +116,10 @@ fn forge_header(
         if drop {
             table.remove(name);
         } else {
-            table.insert(name.clone(), VERSIONS[usize::from(version) % VERSIONS.len()]);
+            table.insert(
+                name.clone(),
+                VERSIONS[usize::from(version) % VERSIONS.len()],
+            );
         }
     }
     // Keep the root's version consistent with its entry, mostly.
@@ -137,7 +143,8 @@ fn forge_header(
     }
     if forge & 0x80 != 0 {
         // The type name itself: another registered type, or an unknown one.
-        raw.type_name = ["fuzz::Counter", "fuzz::Tree", "fuzz::Nope", ""][usize::from(forge >> 2) % 4]
+        raw.type_name = ["fuzz::Counter", "fuzz::Tree", "fuzz::Nope", ""]
+            [usize::from(forge >> 2) % 4]
             .to_owned();
     }
     raw.versions = table.into_iter().collect();

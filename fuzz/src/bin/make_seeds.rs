@@ -4,7 +4,8 @@
 //!
 //! Run from the repository root (stable or nightly; no sanitizer needed):
 //!     cargo run --manifest-path fuzz/Cargo.toml --bin make_seeds
-//! It rewrites `fuzz/seeds/image_decode/` and `fuzz/seeds/image_mutate/`.
+//! It rewrites `fuzz/seeds/image_decode/`, `fuzz/seeds/image_mutate/` and
+//! `fuzz/seeds/native_mutate/`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,6 +18,9 @@ mod common;
 
 use common::types::{self, Builder, Counter, CounterV1, Marker, Phase, Point, State, Tile, Tree};
 use common::RawHeader;
+
+/// Where the writer's build id sits in a header (see docs/format.md).
+const BUILD_ID_OFFSET: usize = 18;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,13 +35,17 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let decode = root.join("image_decode");
     let mutate = root.join("image_mutate");
-    for dir in [&decode, &mutate] {
+    let native_mutate = root.join("native_mutate");
+    for dir in [&decode, &mutate, &native_mutate] {
         if dir.exists() {
             fs::remove_dir_all(dir).expect("remove old seeds");
         }
         fs::create_dir_all(dir).expect("create seed dir");
     }
-    let mut seeds = Seeds { dir: decode, count: 0 };
+    let mut seeds = Seeds {
+        dir: decode,
+        count: 0,
+    };
 
     // Valid images. A fixed ISA keeps the files byte-identical wherever they are made.
     let isa = Isa {
@@ -50,24 +58,75 @@ fn main() {
     let put = |seeds: &mut Seeds, name: &str, bytes: &[u8]| seeds.write(name, bytes);
     let full = types::sample_state();
     put(&mut seeds, "state_full", writer.capture(&full).unwrap());
-    put(&mut seeds, "state_default", writer.capture(&State::default()).unwrap());
-    put(&mut seeds, "state_v1", writer.capture(&types::sample_v1()).unwrap());
-    put(&mut seeds, "state_v1_default", writer.capture(&types::V1State::default()).unwrap());
-    put(&mut seeds, "phase_run", writer.capture(&full.phase).unwrap());
-    put(&mut seeds, "phase_samples", writer.capture(&Phase::Samples(vec![1.0, 2.0])).unwrap());
-    put(&mut seeds, "phase_pair", writer.capture(&Phase::Pair(-1, "p".into())).unwrap());
-    put(&mut seeds, "tree", writer.capture(full.tree.as_deref().unwrap()).unwrap());
-    put(&mut seeds, "counter_v2", writer.capture(&full.counter).unwrap());
-    put(&mut seeds, "counter_v1", writer.capture(&CounterV1 { count: 5 }).unwrap());
-    put(&mut seeds, "point", writer.capture(&Point::default()).unwrap());
-    put(&mut seeds, "tile", writer.capture(&Tile(3, vec![1, 2, 3])).unwrap());
+    put(
+        &mut seeds,
+        "state_default",
+        writer.capture(&State::default()).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "state_v1",
+        writer.capture(&types::sample_v1()).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "state_v1_default",
+        writer.capture(&types::V1State::default()).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "phase_run",
+        writer.capture(&full.phase).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "phase_samples",
+        writer.capture(&Phase::Samples(vec![1.0, 2.0])).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "phase_pair",
+        writer.capture(&Phase::Pair(-1, "p".into())).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "tree",
+        writer.capture(full.tree.as_deref().unwrap()).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "counter_v2",
+        writer.capture(&full.counter).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "counter_v1",
+        writer.capture(&CounterV1 { count: 5 }).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "point",
+        writer.capture(&Point::default()).unwrap(),
+    );
+    put(
+        &mut seeds,
+        "tile",
+        writer.capture(&Tile(3, vec![1, 2, 3])).unwrap(),
+    );
     put(&mut seeds, "marker", writer.capture(&Marker).unwrap());
     let pairs: Vec<(String, u32)> = full.names.clone().into_iter().collect();
     put(&mut seeds, "std_pairs", writer.capture(&pairs).unwrap());
     put(&mut seeds, "std_u64", writer.capture(&7u64).unwrap());
-    for (i, fill) in [[0x00u8; 64], [0xffu8; 64], [0x5au8; 64]].iter().enumerate() {
+    for (i, fill) in [[0x00u8; 64], [0xffu8; 64], [0x5au8; 64]]
+        .iter()
+        .enumerate()
+    {
         let state = Builder::new(fill).state();
-        put(&mut seeds, &format!("state_built_{i}"), writer.capture(&state).unwrap());
+        put(
+            &mut seeds,
+            &format!("state_built_{i}"),
+            writer.capture(&state).unwrap(),
+        );
     }
 
     // Images valid up to one check, each reaching a different error.
@@ -158,19 +217,71 @@ fn main() {
     long[common::HEADER_LEN_OFFSET..common::HEADER_LEN_OFFSET + 4]
         .copy_from_slice(&(1u32 << 20).to_le_bytes());
     seeds.write("header_len_over_limit", &long);
+    // Native images: readable only by the build that wrote them, so from any other binary
+    // (every fuzz target) these stop at the guard: the writer's build is unknown (0), or
+    // another one. `native_mutate` writes the native images it decodes itself.
+    // (A writer refuses to write native images under build id 0: that one is forged.)
+    let native_state = Builder::new(&[0x5a; 160]).native_state();
+    let mut other_build = ImageWriter::with_isa(Isa {
+        build_id: 0x5eed_5eed_5eed_5eed,
+        ..isa
+    });
+    let native_image = other_build.capture_native(&native_state).unwrap().to_vec();
+    put(&mut seeds, "native_other_build", &native_image);
+    let mut unknown_build = native_image;
+    unknown_build[BUILD_ID_OFFSET..BUILD_ID_OFFSET + 8].fill(0);
+    common::reseal(&mut unknown_build, common::Reseal::Header);
+    put(&mut seeds, "native_unknown_build", &unknown_build);
+    put(
+        &mut seeds,
+        "native_state_portable",
+        writer.capture(&native_state).unwrap(),
+    );
     // (Inputs that crashed the decoder are written to fuzz/regressions/ below, not here: a seed
     // that crashes stops libFuzzer at start-up.)
 
     regressions(&image, header.header_len);
 
     // `image_mutate` inputs: [root, forge, reseal, mutation count = 0, edit count = 0, ...].
-    let mut seeds = Seeds { dir: mutate, count: 0 };
+    let mut seeds = Seeds {
+        dir: mutate,
+        count: 0,
+    };
     for root in 0..10u8 {
         for fill in [0x00u8, 0x5a, 0xff] {
             let mut input = vec![root, 0, 0, 0, 0];
             input.extend(std::iter::repeat_n(fill, 96));
             seeds.write(&format!("root{root}_fill{fill:02x}"), &input);
         }
+    }
+
+    // `native_mutate` inputs: [forge, reseal, mutation count, (kind, at: u16, value: u64)...,
+    // then the state's bytes]. Untouched (forge 0 asks for the round trip), then one of each
+    // mutation kind, a forged guard and a forged encoding, with a state that has elements.
+    let mut seeds = Seeds {
+        dir: native_mutate,
+        count: 0,
+    };
+    let state_bytes = [0x5au8; 160];
+    let mut native_input = |name: &str, forge: u8, ops: &[(u8, u16, u64)]| {
+        let mut input = vec![forge, 7, ops.len() as u8];
+        for &(kind, at, value) in ops {
+            input.push(kind);
+            input.extend_from_slice(&at.to_le_bytes());
+            input.extend_from_slice(&value.to_le_bytes());
+        }
+        input.extend_from_slice(&state_bytes);
+        seeds.write(name, &input);
+    };
+    native_input("untouched", 0, &[]);
+    native_input("forged_guard", 1, &[]);
+    native_input("forged_encoding", 2, &[]);
+    for kind in 0..8u8 {
+        native_input(
+            &format!("mutation_kind{kind}"),
+            3,
+            &[(kind, 5, 0x0102_0304_0506_0702)],
+        );
     }
     let _ = Counter::default();
 }
@@ -255,7 +366,10 @@ fn postcard_prefix(v1: &types::V1State) -> usize {
     };
     let a = with_counter(0);
     let b = with_counter(1);
-    a.iter().zip(&b).position(|(x, y)| x != y).expect("the counter differs")
+    a.iter()
+        .zip(&b)
+        .position(|(x, y)| x != y)
+        .expect("the counter differs")
 }
 
 fn with(table: &BTreeMap<String, u32>, name: &str, version: u32) -> Vec<(String, u32)> {

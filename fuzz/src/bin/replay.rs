@@ -10,7 +10,7 @@ use cosmic::image;
 #[path = "../../common/mod.rs"]
 mod common;
 
-use common::types::{State, V1State};
+use common::types::{NativeState, State, V1State};
 
 fn main() {
     for path in std::env::args().skip(1) {
@@ -18,8 +18,8 @@ fn main() {
         println!("{path} ({} bytes)", bytes.len());
         match image::inspect(&bytes) {
             Ok(h) => println!(
-                "  inspect: `{}` v{} header {} body {} table {:?}",
-                h.type_name, h.type_version, h.header_len, h.body_len, h.versions
+                "  inspect: `{}` v{} {:?} header {} body {} table {:?}",
+                h.type_name, h.type_version, h.encoding, h.header_len, h.body_len, h.versions
             ),
             Err(e) => println!("  inspect: error: {e}"),
         }
@@ -35,13 +35,26 @@ fn main() {
                 text
             }
         };
-        println!("  restore::<State>: {}", verdict(image::restore::<State>(&bytes).map(drop)));
-        println!("  restore::<V1State>: {}", verdict(image::restore::<V1State>(&bytes).map(drop)));
+        println!(
+            "  restore::<State>: {}",
+            verdict(image::restore::<State>(&bytes).map(drop))
+        );
+        println!(
+            "  restore::<V1State>: {}",
+            verdict(image::restore::<V1State>(&bytes).map(drop))
+        );
+        println!(
+            "  restore::<NativeState>: {}",
+            verdict(image::restore::<NativeState>(&bytes).map(drop))
+        );
         println!(
             "  restore_with_limits(small)::<State>: {}",
             verdict(image::restore_with_limits::<State>(&bytes, &common::SMALL_LIMITS).map(drop))
         );
-        println!("  restore_any: {}", verdict(image::restore_any(&bytes).map(drop)));
+        println!(
+            "  restore_any: {}",
+            verdict(image::restore_any(&bytes).map(drop))
+        );
         common::check_all(&bytes);
         println!("  checks: passed");
     }
