@@ -189,24 +189,8 @@ fn replace_self(ty: &Type, input: &DeriveInput) -> Type {
 
 /// The element ident of a field written `Vec<ident>` (or `std::vec::Vec<ident>`).
 pub(crate) fn vec_element(ty: &Type) -> Option<&Ident> {
-    let Type::Path(path) = ty else { return None };
-    if path.qself.is_some() {
-        return None;
-    }
-    let last = path.path.segments.last()?;
-    if last.ident != "Vec" {
-        return None;
-    }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    if args.args.len() != 1 {
-        return None;
-    }
-    match args.args.first()? {
-        syn::GenericArgument::Type(Type::Path(element)) if element.qself.is_none() => {
-            element.path.get_ident()
-        }
+    match vec_element_type(ty)? {
+        Type::Path(element) if element.qself.is_none() => element.path.get_ident(),
         _ => None,
     }
 }
